@@ -1,0 +1,116 @@
+"""One engine and one session factory per database URL.
+
+SQLite gets WAL, ``synchronous=FULL``, foreign keys and a busy timeout on every connection,
+and SQLAlchemy's documented recipe for pysqlite so that transactions are really begun by us:
+write units start with ``BEGIN IMMEDIATE`` (they take the write lock up front and so never fail
+half-way on a lock upgrade), read units with a plain ``BEGIN``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.settings import Settings, get_settings
+
+_IMMEDIATE = "labelwise_immediate"
+_lock = threading.Lock()
+_factories: dict[str, sessionmaker[Session]] = {}
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other backends and in-memory databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def create_db_engine(url: str, busy_timeout_ms: int = 10_000, **kwargs: Any) -> Engine:
+    """Build an engine with the Labelwise connection settings (use `get_engine` to share one)."""
+    if not is_sqlite(url):
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would otherwise defer it).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if path is not None:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
+    """The process-wide session factory for the settings' database (created once per URL)."""
+    settings = settings or get_settings()
+    url = settings.database_url
+    with _lock:
+        factory = _factories.get(url)
+        if factory is None:
+            engine = create_db_engine(url, settings.sqlite_busy_timeout_ms)
+            factory = sessionmaker(bind=engine, expire_on_commit=False)
+            _factories[url] = factory
+        return factory
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    bind = session_factory(settings).kw["bind"]
+    assert isinstance(bind, Engine)
+    return bind
+
+
+def dispose_all() -> None:
+    """Close every pooled connection (tests, and before copying a database file)."""
+    with _lock:
+        for factory in _factories.values():
+            factory.kw["bind"].dispose()
+        _factories.clear()
+
+
+@contextmanager
+def write_unit(settings: Settings | None = None) -> Iterator[Session]:
+    """A short write transaction: ``BEGIN IMMEDIATE`` on SQLite, committed on success.
+
+    Everything done in the block is committed together or, on any exception, not at all.
+    """
+    factory = session_factory(settings)
+    with factory() as session, session.begin():
+        session.connection(execution_options={_IMMEDIATE: True})
+        yield session
+
+
+@contextmanager
+def read_unit(settings: Settings | None = None) -> Iterator[Session]:
+    """A read-only unit: one consistent snapshot, rolled back at the end."""
+    factory = session_factory(settings)
+    with factory() as session:
+        try:
+            yield session
+        finally:
+            session.rollback()

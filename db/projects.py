@@ -1,0 +1,164 @@
+"""Projects, their label sets, annotators and counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.errors import LabelwiseError, NotFound
+from db.models import Annotation, Annotator, Example, Label, Project, Role
+
+IMPORT_ANNOTATOR = "import"
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """A project as the rest of the program sees it: plain data, no ORM state."""
+
+    id: int
+    name: str
+    labels: tuple[str, ...]
+    guidelines: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProjectStats:
+    project: str
+    examples: int
+    labelled: int
+    annotations: int
+    label_counts: dict[str, int]
+
+
+def _info(project: Project) -> ProjectInfo:
+    return ProjectInfo(
+        id=project.id,
+        name=project.name,
+        labels=tuple(label.name for label in project.labels),
+        guidelines=project.guidelines,
+        settings=dict(project.settings or {}),
+    )
+
+
+def clean_label(name: str) -> str:
+    """A label name as stored: trimmed, non-empty, printable, at most 200 characters."""
+    cleaned = name.strip()
+    if not cleaned:
+        raise LabelwiseError("A label name cannot be empty.")
+    if len(cleaned) > 200:
+        raise LabelwiseError(f"Label name too long ({len(cleaned)} characters, at most 200).")
+    if any(not ch.isprintable() for ch in cleaned):
+        raise LabelwiseError(f"Label name {cleaned!r} contains control characters.")
+    return cleaned
+
+
+def create_project(
+    session: Session,
+    name: str,
+    labels: Sequence[str] = (),
+    guidelines: str = "",
+    settings: dict[str, Any] | None = None,
+) -> ProjectInfo:
+    name = name.strip()
+    if not name:
+        raise LabelwiseError("A project needs a name.")
+    if session.scalar(select(Project.id).where(Project.name == name)) is not None:
+        raise LabelwiseError(f"A project named {name!r} already exists.")
+    project = Project(name=name, guidelines=guidelines, settings=dict(settings or {}))
+    session.add(project)
+    session.flush()
+    add_labels(session, project.id, labels)
+    session.refresh(project)
+    return _info(project)
+
+
+def _project(session: Session, name: str) -> Project:
+    project = session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        known = ", ".join(session.scalars(select(Project.name).order_by(Project.name))) or "none"
+        raise NotFound(f"No project named {name!r} (projects: {known}).")
+    return project
+
+
+def get_project(session: Session, name: str) -> ProjectInfo:
+    return _info(_project(session, name))
+
+
+def find_project(session: Session, name: str) -> ProjectInfo | None:
+    project = session.scalar(select(Project).where(Project.name == name))
+    return None if project is None else _info(project)
+
+
+def list_projects(session: Session) -> list[ProjectInfo]:
+    return [_info(p) for p in session.scalars(select(Project).order_by(Project.name))]
+
+
+def add_labels(session: Session, project_id: int, names: Sequence[str]) -> list[str]:
+    """Append labels not yet in the set, in the order given; returns those added."""
+    existing = dict(
+        session.execute(
+            select(Label.name, Label.position).where(Label.project_id == project_id)
+        ).all()
+    )
+    position = max(existing.values(), default=-1) + 1
+    added = []
+    for raw in names:
+        name = clean_label(raw)
+        if name in existing:
+            continue
+        session.add(Label(project_id=project_id, name=name, position=position))
+        existing[name] = position
+        position += 1
+        added.append(name)
+    session.flush()
+    return added
+
+
+def label_ids(session: Session, project_id: int) -> dict[str, int]:
+    return dict(session.execute(select(Label.name, Label.id).where(Label.project_id == project_id)).all())
+
+
+def get_or_create_annotator(session: Session, name: str, role: Role = Role.ANNOTATOR) -> int:
+    """The id of the annotator called ``name``, created on first use."""
+    annotator_id = session.scalar(select(Annotator.id).where(Annotator.name == name))
+    if annotator_id is None:
+        annotator = Annotator(name=name, role=role.value)
+        session.add(annotator)
+        session.flush()
+        annotator_id = annotator.id
+    return annotator_id
+
+
+def project_stats(session: Session, name: str) -> ProjectStats:
+    project = _project(session, name)
+    examples = session.scalar(
+        select(func.count()).select_from(Example).where(Example.project_id == project.id)
+    )
+    labelled_q = (
+        select(Annotation.example_id)
+        .join(Example, Example.id == Annotation.example_id)
+        .where(Example.project_id == project.id)
+    )
+    labelled = session.scalar(select(func.count()).select_from(labelled_q.distinct().subquery()))
+    annotations = session.scalar(select(func.count()).select_from(labelled_q.subquery()))
+    counts = dict(
+        session.execute(
+            select(Label.name, func.count(Annotation.id))
+            .join(Annotation, Annotation.label_id == Label.id, isouter=True)
+            .where(Label.project_id == project.id)
+            .group_by(Label.name)
+        ).all()
+    )
+    ordered = {label.name: int(counts.get(label.name, 0)) for label in project.labels}
+    return ProjectStats(
+        project=project.name,
+        examples=int(examples or 0),
+        labelled=int(labelled or 0),
+        annotations=int(annotations or 0),
+        label_counts=ordered,
+    )
