@@ -58,10 +58,20 @@ def backup_sqlite(db_file: Path, dest_dir: Path, tag: str = "") -> Path:
     return dest
 
 
+def _has_tables(db_file: Path) -> bool:
+    if not db_file.exists():
+        return False
+    conn = sqlite3.connect(str(db_file))
+    try:
+        return conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
 def upgrade(settings: Settings | None = None, revision: str = "head") -> Path | None:
     """Bring the database to ``revision``; returns the backup taken first, if any.
 
-    A SQLite file that already holds a schema is backed up before any pending migration runs.
+    A SQLite file that already holds tables is backed up before any pending migration runs.
     """
     settings = settings or get_settings()
     url = settings.database_url
@@ -70,7 +80,7 @@ def upgrade(settings: Settings | None = None, revision: str = "head") -> Path | 
         return None
     backup = None
     db_file = sqlite_path(url)
-    if current is not None and db_file is not None and db_file.exists():
+    if db_file is not None and _has_tables(db_file):
         backup = backup_sqlite(db_file, settings.backups_dir, tag=f"before-{revision}")
     try:
         command.upgrade(alembic_config(url), revision)

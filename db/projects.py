@@ -94,6 +94,23 @@ def find_project(session: Session, name: str) -> ProjectInfo | None:
     return None if project is None else _info(project)
 
 
+def update_project(
+    session: Session,
+    name: str,
+    *,
+    guidelines: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> ProjectInfo:
+    """Change a project's guidelines and/or merge keys into its settings."""
+    project = _project(session, name)
+    if guidelines is not None:
+        project.guidelines = guidelines
+    if settings:
+        project.settings = {**(project.settings or {}), **settings}
+    session.flush()
+    return _info(project)
+
+
 def list_projects(session: Session) -> list[ProjectInfo]:
     return [_info(p) for p in session.scalars(select(Project).order_by(Project.name))]
 

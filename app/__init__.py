@@ -1,0 +1,1 @@
+"""The Streamlit UI and the command line: the only package that imports streamlit."""

@@ -1,0 +1,251 @@
+"""The write path for labels: one short transaction per label, upserted per (example, annotator).
+
+A label is committed the moment it is given. Submitting twice (a double click, a retried
+request, two tabs) never creates a second row: the row of the pair (example, annotator) is
+inserted or updated by a single ``INSERT ... ON CONFLICT (example_id, annotator_id) DO UPDATE``
+inside one `write_unit`, so concurrent submits are settled by the database itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.engine import read_unit, write_unit
+from db.errors import LabelwiseError, NotFound
+from db.models import Annotation, Annotator, Example, Label, Project, Role, utcnow
+from db.projects import label_ids
+from db.settings import Settings
+
+PREVIEW_CHARS = 160
+"""How many characters of an example's text `recent_annotations` shows."""
+
+_PREVIEW_FETCH = PREVIEW_CHARS * 2
+_ANNOTATOR_MAX = 100
+
+
+@dataclass(frozen=True)
+class AnnotationInfo:
+    """One annotator's label for one example, as plain data.
+
+    Attributes:
+        example_id: the example labelled.
+        annotator: the annotator's name.
+        label: the label's name.
+        created_at: when the pair was first labelled (UTC, kept across relabels).
+        updated_at: when the label was last given (UTC).
+        seconds_spent: time the annotator spent on the example, if measured.
+        queue_reason: why the example was served (a `db.models.QueueReason` value), if known.
+        text_preview: the start of the example's text (only from `recent_annotations`).
+    """
+
+    example_id: int
+    annotator: str
+    label: str
+    created_at: datetime
+    updated_at: datetime
+    seconds_spent: float | None
+    queue_reason: str | None = None
+    text_preview: str | None = None
+
+
+def _project_id(session: Session, project: str | int) -> int:
+    if isinstance(project, int) and not isinstance(project, bool):
+        found = session.scalar(select(Project.id).where(Project.id == project))
+        if found is None:
+            raise NotFound(f"No project with id {project}.")
+        return found
+    found = session.scalar(select(Project.id).where(Project.name == str(project)))
+    if found is None:
+        known = ", ".join(session.scalars(select(Project.name).order_by(Project.name))) or "none"
+        raise NotFound(f"No project named {project!r} (projects: {known}).")
+    return found
+
+
+def _clean_annotator(name: str) -> str:
+    cleaned = name.strip()
+    if not cleaned:
+        raise LabelwiseError("An annotator name cannot be empty.")
+    if len(cleaned) > _ANNOTATOR_MAX:
+        raise LabelwiseError(
+            f"Annotator name too long ({len(cleaned)} characters, at most {_ANNOTATOR_MAX})."
+        )
+    return cleaned
+
+
+def _insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT construct, which knows ``ON CONFLICT``."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    raise LabelwiseError(f"Unsupported database backend {dialect!r} (SQLite or PostgreSQL).")
+
+
+def _annotator_id(session: Session, name: str) -> int:
+    """The annotator's id, created on first use without racing a concurrent creator."""
+    found = session.scalar(select(Annotator.id).where(Annotator.name == name))
+    if found is not None:
+        return found
+    stmt = (
+        _insert(session, Annotator)
+        .values(name=name, role=Role.ANNOTATOR.value, is_active=True, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[Annotator.name])
+    )
+    session.execute(stmt)
+    found = session.scalar(select(Annotator.id).where(Annotator.name == name))
+    assert found is not None
+    return found
+
+
+def annotate(
+    settings: Settings,
+    project: str | int,
+    example_id: int,
+    annotator: str,
+    label: str,
+    seconds_spent: float | None = None,
+    queue_reason: str | None = None,
+) -> AnnotationInfo:
+    """Record ``annotator``'s ``label`` for an example, committed before returning.
+
+    The pair (example, annotator) has at most one row: a second call replaces the label and
+    ``updated_at`` and keeps ``created_at``. ``seconds_spent`` and ``queue_reason`` are
+    replaced when given and kept when None. The annotator is created on first use.
+
+    Args:
+        settings: which database.
+        project: the project's name or id.
+        example_id: the example labelled; it must belong to the project.
+        annotator: the annotator's name.
+        label: one of the project's labels (surrounding spaces are ignored).
+        seconds_spent: time spent on the example, if measured.
+        queue_reason: why the example was served (see `db.models.QueueReason`).
+
+    Returns:
+        The row as stored.
+
+    Raises:
+        NotFound: no such project, or the example is not one of its examples.
+        LabelwiseError: the label is not in the project's set, or the annotator name is empty.
+    """
+    annotator_name = _clean_annotator(annotator)
+    label_name = label.strip()
+    if seconds_spent is not None and (seconds_spent != seconds_spent or seconds_spent < 0):
+        raise LabelwiseError(f"seconds_spent must be a non-negative number, not {seconds_spent}.")
+    with write_unit(settings) as session:
+        project_id = _project_id(session, project)
+        example_project = session.scalar(select(Example.project_id).where(Example.id == example_id))
+        if example_project != project_id:
+            raise NotFound(f"Example {example_id} is not in project {project!r}.")
+        labels = label_ids(session, project_id)
+        if label_name not in labels:
+            ordered = session.scalars(
+                select(Label.name).where(Label.project_id == project_id).order_by(Label.position)
+            ).all()
+            valid = ", ".join(repr(n) for n in ordered) or "none defined"
+            raise LabelwiseError(f"Unknown label {label!r} (valid labels: {valid}).")
+        annotator_id = _annotator_id(session, annotator_name)
+        now = utcnow()
+        table = Annotation.__table__
+        stmt = _insert(session, table).values(
+            example_id=example_id,
+            annotator_id=annotator_id,
+            label_id=labels[label_name],
+            created_at=now,
+            updated_at=now,
+            seconds_spent=seconds_spent,
+            queue_reason=queue_reason,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.example_id, table.c.annotator_id],
+            set_={
+                "label_id": stmt.excluded.label_id,
+                "updated_at": stmt.excluded.updated_at,
+                "seconds_spent": func.coalesce(stmt.excluded.seconds_spent, table.c.seconds_spent),
+                "queue_reason": func.coalesce(stmt.excluded.queue_reason, table.c.queue_reason),
+            },
+        ).returning(
+            table.c.created_at, table.c.updated_at, table.c.seconds_spent, table.c.queue_reason
+        )
+        row = session.execute(stmt).one()
+    return AnnotationInfo(
+        example_id=example_id,
+        annotator=annotator_name,
+        label=label_name,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        seconds_spent=row.seconds_spent,
+        queue_reason=row.queue_reason,
+    )
+
+
+def remove_annotation(settings: Settings, example_id: int, annotator: str) -> bool:
+    """Delete ``annotator``'s label for an example (undo); True if there was one."""
+    with write_unit(settings) as session:
+        annotator_id = session.scalar(select(Annotator.id).where(Annotator.name == annotator.strip()))
+        if annotator_id is None:
+            return False
+        result = session.execute(
+            delete(Annotation).where(
+                Annotation.example_id == example_id, Annotation.annotator_id == annotator_id
+            )
+        )
+        return bool(result.rowcount)
+
+
+def _preview(head: str, fetched: int) -> str:
+    """The first `PREVIEW_CHARS` of a text's start ``head`` (``fetched`` characters asked for)."""
+    text = " ".join(head.split())
+    if len(text) <= PREVIEW_CHARS and len(head) < fetched:
+        return text
+    return text[: PREVIEW_CHARS - 1].rstrip() + "…"
+
+
+def recent_annotations(
+    settings: Settings, project: str | int, annotator: str, limit: int = 10
+) -> list[AnnotationInfo]:
+    """``annotator``'s latest labels in a project, most recently given first, with text previews.
+
+    Raises:
+        NotFound: no such project.
+    """
+    with read_unit(settings) as session:
+        project_id = _project_id(session, project)
+        rows = session.execute(
+            select(
+                Annotation.example_id,
+                Label.name.label("label"),
+                Annotation.created_at,
+                Annotation.updated_at,
+                Annotation.seconds_spent,
+                Annotation.queue_reason,
+                # A few characters more than shown, so whitespace runs can be collapsed.
+                func.substr(Example.text, 1, _PREVIEW_FETCH).label("text"),
+            )
+            .join(Example, Example.id == Annotation.example_id)
+            .join(Label, Label.id == Annotation.label_id)
+            .join(Annotator, Annotator.id == Annotation.annotator_id)
+            .where(Example.project_id == project_id, Annotator.name == annotator.strip())
+            .order_by(Annotation.updated_at.desc(), Annotation.id.desc())
+            .limit(max(0, int(limit)))
+        ).all()
+    return [
+        AnnotationInfo(
+            example_id=row.example_id,
+            annotator=annotator.strip(),
+            label=row.label,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            seconds_spent=row.seconds_spent,
+            queue_reason=row.queue_reason,
+            text_preview=_preview(row.text or "", _PREVIEW_FETCH),
+        )
+        for row in rows
+    ]

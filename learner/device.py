@@ -1,0 +1,88 @@
+"""Picking the torch device and the numeric precision for training and scoring.
+
+torch is imported inside the functions so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+
+from learner.errors import LearnerError
+
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+
+
+def resolve_device(device: str | None = None) -> str:
+    """Returns the device to run on.
+
+    Args:
+        device: ``None`` or ``"auto"`` for CUDA when available, else CPU; otherwise a torch
+            device string such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``, which is checked.
+
+    Returns:
+        A torch device string.
+
+    Raises:
+        LearnerError: The device is unknown or not available on this machine.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise LearnerError(f"Unknown device {device!r}: {exc}") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise LearnerError(f"Device {device!r} was asked for but CUDA is not available here")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise LearnerError(f"Device {device!r} was asked for but MPS is not available here")
+    return str(parsed)
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """Returns ``"fp32"`` or ``"bf16"`` for a requested precision on a resolved device.
+
+    ``"auto"`` means bf16 autocast on a CUDA device that supports bf16, fp32 elsewhere. bf16
+    on CPU is allowed when asked for explicitly (slow on most CPUs, but valid).
+
+    Args:
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
+        device: A device string as returned by :func:`resolve_device`.
+
+    Returns:
+        ``"fp32"`` or ``"bf16"``.
+
+    Raises:
+        LearnerError: The precision is unknown, or bf16 was asked for on a CUDA device without
+            bf16 support.
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise LearnerError(f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    is_cuda = torch.device(device).type == "cuda"
+    if precision == "auto":
+        return "bf16" if is_cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "bf16" and is_cuda and not torch.cuda.is_bf16_supported():
+        raise LearnerError("bf16 was asked for but this GPU does not support it; use fp32")
+    return precision
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Returns the autocast context for a resolved device and precision.
+
+    Args:
+        device: A device string as returned by :func:`resolve_device`.
+        precision: ``"fp32"`` (no autocast) or ``"bf16"``.
+
+    Returns:
+        A context manager: ``torch.autocast`` for bf16, a no-op for fp32.
+    """
+    import torch
+
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)

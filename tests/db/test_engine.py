@@ -1,0 +1,87 @@
+"""The SQLite connection settings and write units really are what the engine promises."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import event, select, text
+
+from db.engine import get_engine, read_unit, write_unit
+from db.models import Project
+from db.projects import create_project
+
+
+def test_sqlite_pragmas(settings):
+    with read_unit(settings) as session:
+        pragma = lambda name: session.execute(text(f"PRAGMA {name}")).scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("synchronous") == 2  # FULL
+        assert pragma("foreign_keys") == 1
+        assert pragma("busy_timeout") == settings.sqlite_busy_timeout_ms
+
+
+def test_write_unit_begins_immediate_and_read_unit_deferred(settings):
+    seen: list[str] = []
+    engine = get_engine(settings)
+
+    def record(conn, cursor, statement, *args):
+        if statement.startswith("BEGIN"):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with write_unit(settings) as session:
+            create_project(session, "p")
+        with read_unit(settings) as session:
+            session.execute(select(Project.id)).all()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert seen == ["BEGIN IMMEDIATE", "BEGIN"]
+
+
+def test_write_unit_rolls_back_everything_on_error(any_settings):
+    with pytest.raises(RuntimeError):
+        with write_unit(any_settings) as session:
+            create_project(session, "half", labels=["a", "b"])
+            raise RuntimeError("boom")
+    with read_unit(any_settings) as session:
+        assert session.scalars(select(Project)).all() == []
+
+
+def test_foreign_keys_enforced(any_settings):
+    from sqlalchemy.exc import IntegrityError
+
+    from db.models import Label
+
+    with pytest.raises(IntegrityError):
+        with write_unit(any_settings) as session:
+            session.add(Label(project_id=999, name="x", position=0))
+
+
+def test_concurrent_writers_serialise_without_lost_updates(settings):
+    """Eight threads each add labels in read-modify-write units: none is lost or duplicated."""
+    with write_unit(settings) as session:
+        create_project(session, "p")
+    from db.projects import add_labels, get_project
+
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            for j in range(10):
+                with write_unit(settings) as session:
+                    project = get_project(session, "p")
+                    add_labels(session, project.id, [f"l{i}-{j}"])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with read_unit(settings) as session:
+        labels = get_project(session, "p").labels
+    assert len(labels) == 80 and len(set(labels)) == 80
