@@ -181,24 +181,125 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Start the web app and (unless --no-worker) the training worker; Ctrl-C stops both."""
     _ready(settings)
     env = {**os.environ, "DATABASE_URL": settings.database_url,
            "LABELWISE_DATA_DIR": str(settings.data_dir)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
-           "--server.port", str(args.port), "--server.address", args.host,
-           "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.enableXsrfProtection", "true"]
+    procs = []
+    if not args.no_worker:
+        procs.append(subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env, cwd=ROOT))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+         "--server.port", str(args.port), "--server.address", args.host,
+         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.enableXsrfProtection", "true", "--server.fileWatcherType", "none"],
+        env=env, cwd=ROOT))
     print(f"Labelwise on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
-    proc = subprocess.Popen(cmd, env=env)
+    interrupted = False
     try:
-        return proc.wait()
+        while all(p.poll() is None for p in procs):
+            try:
+                procs[-1].wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        interrupted = True
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    if interrupted:
         return 0
+    dead = [p for p in procs if p.returncode]
+    if dead:
+        _err(f"{' '.join(map(str, dead[0].args[1:4]))} stopped with exit code {dead[0].returncode}")
+    return 1 if dead else 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from learner.worker import WorkerOptions, run_worker
+
+    _ready(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    options = WorkerOptions(poll_s=args.poll, heartbeat_s=args.heartbeat, stale_after_s=args.stale_after)
+    try:
+        run_worker(settings, options, once=args.once)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from db.engine import read_unit
+    from db.projects import get_project
+    from db.runs import get_run, request_training
+
+    _ready(settings)
+    with read_unit(settings) as session:
+        project = get_project(session, args.project)
+    run = request_training(settings, project.id, trigger="manual", requested_by="cli")
+    print(f"Training run {run.id} is {run.status}; the worker (python -m app worker) runs it.")
+    if not args.wait:
+        return 0
+    import time
+
+    last = None
+    while run.status in ("queued", "running"):
+        time.sleep(1.0)
+        run = get_run(settings, run.id)
+        line = f"{run.status} {run.stage or ''} {run.progress:.0%}"
+        if line != last:
+            print(line, file=sys.stderr)
+            last = line
+    if run.status != "done":
+        _err(f"run {run.id} {run.status}: {run.error or ''}")
+        return 1
+    print(f"Model version {run.model_version} ready: {json.dumps(run.metrics and {k: run.metrics.get(k) for k in ('accuracy', 'macro_f1', 'n_eval', 'n_train')})}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from db.importing import read_labelled
+    from learner.model import TrainConfig, TransformerClassifier
+    from learner.simulate import SimulationConfig, simulate
+
+    texts, labels = read_labelled(Path(args.data), args.text_field, args.label_field,
+                                  encoding=args.encoding)
+    try:
+        config = SimulationConfig(
+            strategies=args.strategy or ["margin"], seed_size=args.seed_size, batch=args.batch,
+            budget=args.budget, repeats=args.repeats, test_frac=args.test_frac,
+            pool_cap=args.pool_cap,
+        )
+    except ValueError as exc:
+        raise LabelwiseError(str(exc)) from None
+    train = TrainConfig(max_length=args.max_length, seed=0)
+    if args.epochs:
+        train = TrainConfig(max_length=args.max_length, seed=0, epochs=args.epochs)
+
+    def factory() -> TransformerClassifier:
+        return TransformerClassifier(args.model or settings.model_path, train)
+
+    def show(point: dict) -> None:
+        print(f"repeat {point['repeat']} {point['strategy']:>16} n={point['n_labels']:4d} "
+              f"acc={point['accuracy']:.3f} f1={point['macro_f1']:.3f} "
+              f"({point['seconds']:.1f} s)", file=sys.stderr, flush=True)
+
+    results = simulate(texts, labels, config, factory, Path(args.out),
+                       title=f"{Path(args.data).name}: {len(set(labels))} labels", on_round=show)
+    for name, s in results["summary"].items():
+        print(f"{name:>16}: AUC(acc) {s['auc_accuracy']:.3f}, final acc "
+              f"{s['accuracy_mean'][-1]:.3f} ± {s['accuracy_std'][-1]:.3f}, "
+              f"reaches random's final accuracy at {s.get('labels_to_reach_random_final')} labels")
+    print(f"Wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'curve.png'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,9 +358,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "load the demo project (BBC News, 2,225 articles)")
     p.add_argument("--if-empty", action="store_true", help="only if the database has no project")
 
+    p = add("worker", cmd_worker, "run the training worker (rounds, queues) until Ctrl-C")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between passes when idle")
+    p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
+    p.add_argument("--stale-after", type=float, default=60.0,
+                   help="a running run silent this long is marked failed")
+
+    p = add("train", cmd_train, "ask the worker for a training round now")
+    p.add_argument("--project", required=True)
+    p.add_argument("--wait", action="store_true", help="wait for the round and print its result")
+
+    p = add("simulate", cmd_simulate, "simulate active learning on a labelled file",
+            "Label a file's texts with an oracle that answers from its labels, per strategy "
+            "(random always included), and write DIR/results.json and DIR/curve.png.")
+    p.add_argument("--data", required=True, help="labelled CSV, TSV, JSONL or JSON file")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--label-field", default="label")
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--strategy", action="append",
+                   choices=["margin", "least_confidence", "entropy", "diverse", "random"])
+    p.add_argument("--seed-size", type=int, default=20)
+    p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--budget", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--test-frac", type=float, default=0.2)
+    p.add_argument("--pool-cap", type=int, help="score at most this many pool texts per round")
+    p.add_argument("--model", help="backbone (default: LABELWISE_MODEL or builtin:minilm-l6)")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--epochs", type=int, help="training epochs per round")
+    p.add_argument("--out", required=True, help="output folder")
+
     p = add("serve", cmd_serve, "start the web app")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", default="localhost", help="address to bind (default: localhost)")
+    p.add_argument("--no-worker", action="store_true", help="do not start the training worker")
     return parser
 
 

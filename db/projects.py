@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -15,6 +15,65 @@ from db.models import Annotation, Annotator, Example, Label, Project, Role
 IMPORT_ANNOTATOR = "import"
 
 
+STRATEGY_NAMES = ("margin", "least_confidence", "entropy", "diverse", "random")
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """A project's active-learning settings, stored as JSON in ``projects.settings``.
+
+    Attributes:
+        strategy: query strategy (one of ``STRATEGY_NAMES``).
+        batch_size: texts between two model rounds in simulation; UI batch hint.
+        retrain_every: start a round automatically after this many new labels (0: never).
+        audit_share: share of queued items drawn uniformly at random and held out for evaluation.
+        cold_start_k: until every label has this many examples, serve a diverse random sample.
+        model_path: backbone (``builtin:minilm-l6``, a local checkpoint, or a cached hub id).
+        max_length: tokens per text for the model.
+        pool_cap: score at most this many unlabelled texts per round (sampled uniformly).
+        queue_size: how many ranked items a round leaves in the queue.
+        warm_start: start each round from the last version instead of the backbone.
+        seed: random seed for sampling and training.
+    """
+
+    strategy: str = "margin"
+    batch_size: int = 20
+    retrain_every: int = 50
+    audit_share: float = 0.1
+    cold_start_k: int = 3
+    model_path: str = "builtin:minilm-l6"
+    max_length: int = 128
+    pool_cap: int = 20_000
+    queue_size: int = 500
+    warm_start: bool = False
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "ProjectConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known}).validated()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validated(self) -> "ProjectConfig":
+        if self.strategy not in STRATEGY_NAMES:
+            raise LabelwiseError(
+                f"Unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGY_NAMES)}."
+            )
+        if not 0.0 <= self.audit_share < 1.0:
+            raise LabelwiseError("The audit share must be at least 0 and below 1.")
+        for name in ("batch_size", "max_length", "pool_cap", "queue_size", "cold_start_k"):
+            if int(getattr(self, name)) < 1:
+                raise LabelwiseError(f"{name} must be at least 1.")
+        if self.retrain_every < 0:
+            raise LabelwiseError("retrain_every cannot be negative.")
+        return self
+
+    def with_changes(self, **changes: Any) -> "ProjectConfig":
+        return replace(self, **changes).validated()
+
+
 @dataclass(frozen=True)
 class ProjectInfo:
     """A project as the rest of the program sees it: plain data, no ORM state."""
@@ -24,6 +83,10 @@ class ProjectInfo:
     labels: tuple[str, ...]
     guidelines: str
     settings: dict[str, Any]
+
+    @property
+    def config(self) -> ProjectConfig:
+        return ProjectConfig.from_dict(self.settings)
 
 
 @dataclass(frozen=True)
@@ -106,7 +169,9 @@ def update_project(
     if guidelines is not None:
         project.guidelines = guidelines
     if settings:
-        project.settings = {**(project.settings or {}), **settings}
+        merged = {**(project.settings or {}), **settings}
+        ProjectConfig.from_dict(merged)  # raises on a bad value
+        project.settings = merged
     session.flush()
     return _info(project)
 

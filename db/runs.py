@@ -1,0 +1,254 @@
+"""Training runs as rows: requested, claimed by a worker, heartbeating, finished or failed.
+
+One run at a time per project: a request while one is queued joins it (coalesces); a request
+while one is running queues exactly one follow-up, which later requests join.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.engine import read_unit, write_unit
+from db.errors import LabelwiseError, NotFound
+from db.models import Annotation, Example, ModelVersion, Project, RunStatus, TrainingRun, utcnow
+from db.settings import Settings
+
+ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    project_id: int
+    status: str
+    trigger: str
+    stage: str | None
+    progress: float
+    error: str | None
+    metrics: dict[str, Any] | None
+    timings: dict[str, Any] | None
+    n_labels: int | None
+    model_version: int | None
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+
+
+def _info(session: Session, run: TrainingRun) -> RunInfo:
+    version = None
+    if run.model_version_id is not None:
+        version = session.scalar(
+            select(ModelVersion.version).where(ModelVersion.id == run.model_version_id)
+        )
+    return RunInfo(
+        id=run.id,
+        project_id=run.project_id,
+        status=run.status,
+        trigger=run.trigger,
+        stage=run.stage,
+        progress=run.progress,
+        error=run.error,
+        metrics=run.metrics,
+        timings=run.timings,
+        n_labels=run.n_labels,
+        model_version=version,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        heartbeat_at=run.heartbeat_at,
+        finished_at=run.finished_at,
+    )
+
+
+def request_training(
+    settings: Settings, project_id: int, trigger: str = "manual", requested_by: str | None = None
+) -> RunInfo:
+    """Queue a round for the project, or return the queued one it coalesces with."""
+    with write_unit(settings) as session:
+        if session.get(Project, project_id) is None:
+            raise NotFound(f"No project with id {project_id}.")
+        queued = session.scalar(
+            select(TrainingRun).where(
+                TrainingRun.project_id == project_id,
+                TrainingRun.status == RunStatus.QUEUED.value,
+            )
+        )
+        if queued is None:
+            queued = TrainingRun(project_id=project_id, trigger=trigger, requested_by=requested_by)
+            session.add(queued)
+            session.flush()
+        return _info(session, queued)
+
+
+def claim_next_run(settings: Settings, worker_id: str) -> RunInfo | None:
+    """Atomically take the oldest queued run of a project with nothing running, or None."""
+    with write_unit(settings) as session:
+        running = select(TrainingRun.project_id).where(
+            TrainingRun.status == RunStatus.RUNNING.value
+        )
+        query = (
+            select(TrainingRun)
+            .where(
+                TrainingRun.status == RunStatus.QUEUED.value,
+                TrainingRun.project_id.not_in(running),
+            )
+            .order_by(TrainingRun.created_at, TrainingRun.id)
+            .limit(1)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        run = session.scalar(query)
+        if run is None:
+            return None
+        now = utcnow()
+        run.status = RunStatus.RUNNING.value
+        run.worker_id = worker_id
+        run.started_at = now
+        run.heartbeat_at = now
+        run.stage = "starting"
+        session.flush()
+        return _info(session, run)
+
+
+def heartbeat(settings: Settings, run_id: int, stage: str | None = None,
+              progress: float | None = None) -> bool:
+    """Record that the run is alive (and where it is); False if it was cancelled or failed."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if stage is not None:
+        values["stage"] = stage
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, float(progress)))
+    with write_unit(settings) as session:
+        result = session.execute(
+            update(TrainingRun)
+            .where(TrainingRun.id == run_id, TrainingRun.status == RunStatus.RUNNING.value)
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    status: RunStatus,
+    *,
+    error: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    timings: dict[str, Any] | None = None,
+    n_labels: int | None = None,
+    model_version_id: int | None = None,
+) -> bool:
+    """Close a running run inside the caller's unit; False if it was no longer running."""
+    values: dict[str, Any] = {"status": status.value, "finished_at": utcnow(), "error": error}
+    if status == RunStatus.DONE:
+        values.update(progress=1.0, stage="done")
+    for key, value in (("metrics", metrics), ("timings", timings), ("n_labels", n_labels),
+                       ("model_version_id", model_version_id)):
+        if value is not None:
+            values[key] = value
+    result = session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id, TrainingRun.status == RunStatus.RUNNING.value)
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def fail_run(settings: Settings, run_id: int, error: str) -> bool:
+    with write_unit(settings) as session:
+        return finish_run(session, run_id, RunStatus.FAILED, error=error)
+
+
+def cancel_run(settings: Settings, run_id: int) -> bool:
+    """Cancel a queued or running run; a running one stops at its next heartbeat."""
+    with write_unit(settings) as session:
+        result = session.execute(
+            update(TrainingRun)
+            .where(TrainingRun.id == run_id, TrainingRun.status.in_(ACTIVE))
+            .values(status=RunStatus.CANCELLED.value, finished_at=utcnow())
+        )
+        return bool(result.rowcount)
+
+
+def fail_stale_runs(settings: Settings, max_silence_s: float) -> list[int]:
+    """Mark running runs whose heartbeat stopped as failed (their worker died)."""
+    cutoff = utcnow() - timedelta(seconds=max_silence_s)
+    with write_unit(settings) as session:
+        stale = list(
+            session.scalars(
+                select(TrainingRun.id).where(
+                    TrainingRun.status == RunStatus.RUNNING.value,
+                    TrainingRun.heartbeat_at < cutoff,
+                )
+            )
+        )
+        if stale:
+            session.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id.in_(stale))
+                .values(
+                    status=RunStatus.FAILED.value,
+                    finished_at=utcnow(),
+                    error=f"The worker stopped answering (no heartbeat for {max_silence_s:.0f} s); "
+                    "the previous model and queue are still in use.",
+                )
+            )
+        return stale
+
+
+def get_run(settings: Settings, run_id: int) -> RunInfo:
+    with read_unit(settings) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise NotFound(f"No training run {run_id}.")
+        return _info(session, run)
+
+
+def list_runs(settings: Settings, project_id: int, limit: int = 50) -> list[RunInfo]:
+    with read_unit(settings) as session:
+        runs = session.scalars(
+            select(TrainingRun)
+            .where(TrainingRun.project_id == project_id)
+            .order_by(TrainingRun.id.desc())
+            .limit(limit)
+        ).all()
+        return [_info(session, run) for run in runs]
+
+
+def active_run(settings: Settings, project_id: int) -> RunInfo | None:
+    """The running run of the project, else its queued one, else None."""
+    with read_unit(settings) as session:
+        runs = session.scalars(
+            select(TrainingRun).where(
+                TrainingRun.project_id == project_id, TrainingRun.status.in_(ACTIVE)
+            )
+        ).all()
+        runs = sorted(runs, key=lambda r: r.status != RunStatus.RUNNING.value)
+        return _info(session, runs[0]) if runs else None
+
+
+def labels_since_last_version(session: Session, project_id: int) -> int:
+    """Annotations given or changed since the project's latest model version was made."""
+    since = session.scalar(
+        select(func.max(ModelVersion.created_at)).where(ModelVersion.project_id == project_id)
+    )
+    query = (
+        select(func.count())
+        .select_from(Annotation)
+        .join(Example, Example.id == Annotation.example_id)
+        .where(Example.project_id == project_id)
+    )
+    if since is not None:
+        query = query.where(Annotation.updated_at > since)
+    return int(session.scalar(query) or 0)
+
+
+def require_idle(settings: Settings, project_id: int) -> None:
+    run = active_run(settings, project_id)
+    if run is not None:
+        raise LabelwiseError(f"A training run is already {run.status} for this project.")

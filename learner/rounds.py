@@ -1,0 +1,363 @@
+"""A training round, in two layers.
+
+`train_and_rank` is the pure core: train a fresh model from a factory, evaluate it on held-out
+labelled texts, score the pool and rank it with a query strategy. The simulation calls it with an
+oracle; `run_round` calls it on a snapshot of the database and then, in one short write unit,
+records the model version, the run's metrics and timings, and replaces the queue.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from db.engine import read_unit, write_unit
+from db.errors import LabelwiseError
+from db.models import Annotation, Example, Label, ModelVersion, QueueReason, RunStatus
+from db.projects import ProjectConfig
+from db.queue import QueueEntry, interleave_audit, replace_queue
+from db.runs import finish_run
+from db.settings import Settings
+from learner.errors import LearnerError
+
+Progress = Callable[[str, float], None]
+
+
+class Estimator(Protocol):
+    classes_: np.ndarray
+
+    def fit(self, X: Sequence[str], y: Sequence[str], classes: Sequence[str] | None = None,
+            progress: Callable[[float], None] | None = None) -> "Estimator": ...
+
+    def predict_proba(self, X: Sequence[str]) -> np.ndarray: ...
+
+
+class RoundCancelled(LearnerError):
+    """The run was cancelled (or taken as failed) while it ran."""
+
+
+class NotEnoughLabels(LearnerError):
+    pass
+
+
+@dataclass
+class RoundInput:
+    """What a round sees: the label set, training and held-out texts, the pool to rank."""
+
+    labels: tuple[str, ...]
+    train_texts: list[str]
+    train_y: list[str]
+    eval_texts: list[str]
+    eval_y: list[str]
+    pool_ids: list[int]
+    pool_texts: list[str]
+
+
+@dataclass
+class RoundResult:
+    model: Any
+    metrics: dict[str, Any]
+    ranking: list[QueueEntry]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate(labels: Sequence[str], y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class F1 and the confusion matrix (rows: truth, in label order)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    if not y_true:
+        return {"n_eval": 0}
+    labels = list(labels)
+    present = sorted(set(y_true) | set(y_pred), key=labels.index)
+    per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return {
+        "n_eval": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "per_class_f1": {label: float(f) for label, f in zip(labels, per_class)},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "labels": labels,
+    }
+
+
+def missing_labels(labels: Sequence[str], train_y: Sequence[str], k: int) -> dict[str, int]:
+    """Labels with fewer than ``k`` training examples, with their counts."""
+    counts = Counter(train_y)
+    return {label: counts.get(label, 0) for label in labels if counts.get(label, 0) < k}
+
+
+def train_and_rank(
+    data: RoundInput,
+    factory: Callable[[], Any],
+    strategy: str,
+    n_queue: int,
+    rng: np.random.Generator,
+    audit_share: float = 0.0,
+    progress: Progress | None = None,
+) -> RoundResult:
+    """Train a fresh model, evaluate it, and rank the pool (most informative first)."""
+    from learner.strategies import STRATEGIES, uncertainty_scores
+
+    report = progress or (lambda stage, fraction: None)
+    if len(set(data.train_y)) < 2:
+        raise NotEnoughLabels("Training needs labelled examples of at least two labels.")
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    report("train", 0.0)
+    model = factory()
+    model.fit(data.train_texts, data.train_y, classes=list(data.labels),
+              progress=lambda f: report("train", 0.7 * f))
+    timings["train_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report("evaluate", 0.7)
+    metrics: dict[str, Any] = {}
+    if data.eval_texts:
+        predicted = model.classes_[np.argmax(model.predict_proba(data.eval_texts), axis=1)]
+        metrics = evaluate(data.labels, data.eval_y, [str(p) for p in predicted])
+    metrics["label_counts"] = dict(Counter(data.train_y))
+    metrics["n_train"] = len(data.train_y)
+    timings["evaluate_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report("score", 0.75)
+    ranking: list[QueueEntry] = []
+    if data.pool_texts:
+        n_audit = math.ceil(n_queue * audit_share) if audit_share > 0 else 0
+        n_ranked = min(n_queue, len(data.pool_texts))
+        kwargs: dict[str, Any] = {"rng": rng}
+        if strategy == "diverse":
+            proba, embeddings = model.predict_proba_and_embed(data.pool_texts)
+            kwargs["embeddings"] = embeddings
+        else:
+            proba = model.predict_proba(data.pool_texts)
+        order = STRATEGIES[strategy](proba, n_ranked, **kwargs)
+        scores = uncertainty_scores(proba, "margin" if strategy in ("random", "diverse") else strategy)
+        reason = QueueReason.RANDOM.value if strategy == "random" else QueueReason.UNCERTAIN.value
+
+        def entry(i: int, why: str) -> QueueEntry:
+            best = int(np.argmax(proba[i]))
+            return QueueEntry(
+                example_id=data.pool_ids[i],
+                reason=why,
+                score=float(scores[i]),
+                predicted_label=str(model.classes_[best]),
+                confidence=float(proba[i, best]),
+            )
+
+        chosen = [int(i) for i in order]
+        rest = np.setdiff1d(np.arange(len(data.pool_texts)), chosen)
+        audit_idx = rng.choice(rest, size=min(n_audit, len(rest)), replace=False) if n_audit else []
+        ranking = interleave_audit(
+            [entry(i, reason) for i in chosen],
+            [entry(int(i), QueueReason.AUDIT.value) for i in audit_idx],
+            audit_share,
+        )
+    timings["score_s"] = time.perf_counter() - t0
+    return RoundResult(model=model, metrics=metrics, ranking=ranking, timings=timings)
+
+
+# ---------------------------------------------------------------------------------------------
+# The database round
+
+
+@dataclass
+class Snapshot:
+    project_id: int
+    config: ProjectConfig
+    data: RoundInput
+    n_labels: int
+    last_artefact: str | None
+
+
+def final_labels(session: Any, project_id: int) -> dict[int, tuple[str, bool]]:
+    """Per labelled example: (final label, whether it was labelled from the audit slice).
+
+    The final label is the majority over annotators, ties going to the latest annotation.
+    """
+    from sqlalchemy import select
+
+    rows = session.execute(
+        select(Annotation.example_id, Label.name, Annotation.updated_at, Annotation.queue_reason)
+        .join(Label, Label.id == Annotation.label_id)
+        .join(Example, Example.id == Annotation.example_id)
+        .where(Example.project_id == project_id)
+    ).all()
+    votes: dict[int, dict[str, tuple[int, Any]]] = {}
+    audit: set[int] = set()
+    for example_id, label, updated_at, reason in rows:
+        count, latest = votes.setdefault(example_id, {}).get(label, (0, updated_at))
+        votes[example_id][label] = (count + 1, max(latest, updated_at))
+        if reason == QueueReason.AUDIT.value:
+            audit.add(example_id)
+    return {
+        example_id: (max(by_label, key=lambda name: by_label[name]), example_id in audit)
+        for example_id, by_label in votes.items()
+    }
+
+
+def take_snapshot(settings: Settings, project_id: int, rng: np.random.Generator) -> Snapshot:
+    """Read everything a round needs in one consistent read unit."""
+    from sqlalchemy import select
+
+    from db.models import Project
+    from db.queue import unlabelled_ids
+
+    with read_unit(settings) as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            raise LabelwiseError(f"No project with id {project_id}.")
+        config = ProjectConfig.from_dict(project.settings)
+        labels = tuple(label.name for label in project.labels)
+        finals = final_labels(session, project_id)
+        ids = sorted(finals)
+        texts = dict(session.execute(select(Example.id, Example.text).where(Example.id.in_(ids))).all()) if ids else {}
+        train = [(texts[i], finals[i][0]) for i in ids if not finals[i][1]]
+        held = [(texts[i], finals[i][0]) for i in ids if finals[i][1]]
+        pool = unlabelled_ids(session, project_id)
+        if len(pool) > config.pool_cap:
+            pool = sorted(rng.choice(pool, size=config.pool_cap, replace=False).tolist())
+        pool_texts = dict(session.execute(select(Example.id, Example.text).where(Example.id.in_(pool))).all()) if pool else {}
+        last = session.execute(
+            select(ModelVersion.artefact_path)
+            .where(ModelVersion.project_id == project_id)
+            .order_by(ModelVersion.version.desc())
+            .limit(1)
+        ).scalar()
+    data = RoundInput(
+        labels=labels,
+        train_texts=[t for t, _ in train],
+        train_y=[y for _, y in train],
+        eval_texts=[t for t, _ in held],
+        eval_y=[y for _, y in held],
+        pool_ids=list(pool),
+        pool_texts=[pool_texts[i] for i in pool],
+    )
+    return Snapshot(project_id, config, data, n_labels=len(ids), last_artefact=last)
+
+
+def model_factory(config: ProjectConfig, init_from: str | None = None) -> Callable[[], Any]:
+    """A factory building a fresh estimator per round (small-text's shape)."""
+
+    def build() -> Any:
+        from learner.model import TrainConfig, TransformerClassifier
+
+        return TransformerClassifier(
+            config.model_path,
+            TrainConfig(max_length=config.max_length, seed=config.seed),
+            init_from=init_from,
+        )
+
+    return build
+
+
+def run_round(
+    settings: Settings,
+    run_id: int,
+    project_id: int,
+    progress: Progress | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> int:
+    """Run one database round for a claimed run; returns the new model version number.
+
+    Nothing is written until the very end: the artefact is saved under a temporary name, then
+    one write unit adds the model version, replaces the queue and closes the run. A worker killed
+    before that leaves the previous model and queue serving and every label untouched.
+    """
+    report = progress or (lambda stage, fraction: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    report("snapshot", 0.0)
+    rng = np.random.default_rng(run_id)
+    snap = take_snapshot(settings, project_id, rng)
+    config = snap.config
+    short = missing_labels(snap.data.labels, snap.data.train_y, config.cold_start_k)
+    if short:
+        counts = ", ".join(f"{label}: {n}" for label, n in short.items())
+        raise NotEnoughLabels(
+            f"Not enough labels to train: every label needs at least {config.cold_start_k} "
+            f"labelled texts outside the audit slice ({counts})."
+        )
+    timings["snapshot_s"] = time.perf_counter() - t0
+    if factory is None:
+        factory = model_factory(config, snap.last_artefact if config.warm_start else None)
+    result = train_and_rank(
+        snap.data,
+        factory,
+        config.strategy,
+        config.queue_size,
+        rng,
+        audit_share=config.audit_share,
+        progress=report,
+    )
+    timings.update(result.timings)
+
+    t0 = time.perf_counter()
+    report("write", 0.95)
+    final_dir = settings.models_dir / f"project-{project_id}" / f"run-{run_id}"
+    tmp_dir = final_dir.with_name(final_dir.name + ".partial")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    result.model.save(tmp_dir)
+    shutil.rmtree(final_dir, ignore_errors=True)
+    tmp_dir.rename(final_dir)
+    try:
+        version = _commit_round(settings, run_id, project_id, snap, result, final_dir, timings, t0)
+    except BaseException:
+        shutil.rmtree(final_dir, ignore_errors=True)
+        raise
+    return version
+
+
+def _commit_round(
+    settings: Settings,
+    run_id: int,
+    project_id: int,
+    snap: Snapshot,
+    result: RoundResult,
+    artefact: Path,
+    timings: dict[str, float],
+    write_started: float,
+) -> int:
+    from sqlalchemy import func, select
+
+    with write_unit(settings) as session:
+        version = 1 + int(
+            session.scalar(
+                select(func.coalesce(func.max(ModelVersion.version), 0)).where(
+                    ModelVersion.project_id == project_id
+                )
+            )
+        )
+        row = ModelVersion(
+            project_id=project_id,
+            version=version,
+            base_model=snap.config.model_path,
+            artefact_path=str(artefact),
+            n_labels=snap.n_labels,
+            metrics=result.metrics,
+        )
+        session.add(row)
+        session.flush()
+        replace_queue(session, project_id, result.ranking, row.id)
+        timings["write_s"] = time.perf_counter() - write_started
+        closed = finish_run(
+            session,
+            run_id,
+            RunStatus.DONE,
+            metrics=result.metrics,
+            timings={k: round(v, 3) for k, v in timings.items()},
+            n_labels=snap.n_labels,
+            model_version_id=row.id,
+        )
+        if not closed:
+            raise RoundCancelled("The run was cancelled or failed while it trained; nothing kept.")
+    return version

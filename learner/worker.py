@@ -1,0 +1,197 @@
+"""The training worker: a separate process (``python -m app worker``) that the UI never waits on.
+
+Each pass: fail runs whose worker died (stale heartbeat), queue automatic rounds (every N new
+labels), give projects with an empty queue a cold-start queue, then claim and run one round while
+a thread heartbeats its stage and progress into the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from db.engine import read_unit, write_unit
+from db.models import Example, ModelVersion, Project, QueueReason
+from db.projects import ProjectConfig
+from db.queue import QueueEntry, interleave_audit, queue_remaining, replace_queue, unlabelled_ids
+from db.runs import (
+    RunInfo,
+    active_run,
+    claim_next_run,
+    fail_run,
+    fail_stale_runs,
+    heartbeat,
+    labels_since_last_version,
+    request_training,
+)
+from db.settings import Settings
+from learner.rounds import RoundCancelled, final_labels, missing_labels, run_round
+
+log = logging.getLogger("labelwise.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    poll_s: float = 2.0
+    heartbeat_s: float = 5.0
+    stale_after_s: float = 60.0
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Beat:
+    """Heartbeats a running run from a thread; notices when it was cancelled."""
+
+    def __init__(self, settings: Settings, run_id: int, every_s: float) -> None:
+        self.settings, self.run_id, self.every_s = settings, run_id, every_s
+        self.stage, self.progress = "starting", 0.0
+        self.cancelled = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "_Beat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every_s + 5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                if not heartbeat(self.settings, self.run_id, self.stage, self.progress):
+                    self.cancelled.set()
+            except Exception:  # noqa: BLE001 - a missed beat is retried on the next tick
+                log.exception("heartbeat failed")
+
+    def update(self, stage: str, progress: float) -> None:
+        if self.cancelled.is_set():
+            raise RoundCancelled("The run was cancelled.")
+        self.stage, self.progress = stage, progress
+
+
+def execute(settings: Settings, run: RunInfo, options: WorkerOptions) -> None:
+    """Run a claimed round to the end, recording a failure with its reason."""
+    try:
+        with _Beat(settings, run.id, options.heartbeat_s) as beat:
+            version = run_round(settings, run.id, run.project_id, progress=beat.update)
+        log.info("run %s done: model version %s", run.id, version)
+    except RoundCancelled as exc:
+        log.info("run %s stopped: %s", run.id, exc)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the run
+        log.error("run %s failed: %s", run.id, traceback.format_exc())
+        fail_run(settings, run.id, f"{type(exc).__name__}: {exc}")
+
+
+def _project_configs(settings: Settings) -> list[tuple[int, ProjectConfig]]:
+    with read_unit(settings) as session:
+        return [(p.id, ProjectConfig.from_dict(p.settings)) for p in session.scalars(select(Project))]
+
+
+def _ready_to_train(session, project_id: int, config: ProjectConfig) -> bool:  # type: ignore[no-untyped-def]
+    """Cold start is over: every label has ``cold_start_k`` labelled texts outside the audit."""
+    project = session.get(Project, project_id)
+    labels = [label.name for label in project.labels]
+    train_y = [label for label, audit in final_labels(session, project_id).values() if not audit]
+    return len(labels) >= 2 and not missing_labels(labels, train_y, config.cold_start_k)
+
+
+def queue_automatic_rounds(settings: Settings) -> list[int]:
+    """Queue a round where cold start just ended, or after ``retrain_every`` new labels."""
+    queued = []
+    for project_id, config in _project_configs(settings):
+        if config.retrain_every <= 0 or active_run(settings, project_id) is not None:
+            continue
+        with read_unit(settings) as session:
+            if not _ready_to_train(session, project_id, config):
+                continue
+            new = labels_since_last_version(session, project_id)
+            has_model = session.scalar(
+                select(ModelVersion.id).where(ModelVersion.project_id == project_id).limit(1)
+            ) is not None
+        if not has_model or new >= config.retrain_every:
+            queued.append(request_training(settings, project_id, trigger="auto").id)
+    return queued
+
+
+def build_cold_start_queue(settings: Settings, project_id: int, config: ProjectConfig) -> int:
+    """Fill an empty queue with a diverse random sample (plus audit items); returns its size."""
+    from learner.coldstart import diverse_sample
+
+    rng = np.random.default_rng(config.seed + int(time.time()))
+    with read_unit(settings) as session:
+        pool = unlabelled_ids(session, project_id)
+        if len(pool) > 20_000:
+            pool = sorted(rng.choice(pool, size=20_000, replace=False).tolist())
+        texts = dict(session.execute(select(Example.id, Example.text).where(Example.id.in_(pool))).all()) if pool else {}
+    if not pool:
+        return 0
+    size = min(config.queue_size, len(pool))
+    picked = diverse_sample([texts[i] for i in pool], size, rng)
+    rest = np.setdiff1d(np.arange(len(pool)), picked)
+    n_audit = int(np.ceil(size * config.audit_share)) if config.audit_share > 0 else 0
+    audit = rng.choice(rest, size=min(n_audit, len(rest)), replace=False) if n_audit else []
+    entries = interleave_audit(
+        [QueueEntry(pool[i], QueueReason.COLD_START.value) for i in picked],
+        [QueueEntry(pool[int(i)], QueueReason.AUDIT.value) for i in audit],
+        config.audit_share,
+    )
+    with write_unit(settings) as session:
+        if queue_remaining(session, project_id) == 0:  # nobody filled it meanwhile
+            replace_queue(session, project_id, entries)
+    return len(entries)
+
+
+def fill_empty_queues(settings: Settings) -> None:
+    """Give each project whose queue ran dry, with no round coming, a cold-start queue."""
+    for project_id, config in _project_configs(settings):
+        with read_unit(settings) as session:
+            empty = queue_remaining(session, project_id) == 0
+        if empty and active_run(settings, project_id) is None:
+            build_cold_start_queue(settings, project_id, config)
+
+
+def work_once(settings: Settings, options: WorkerOptions, me: str) -> bool:
+    """One pass of the loop; True if a round ran."""
+    for run_id in fail_stale_runs(settings, options.stale_after_s):
+        log.warning("run %s marked failed: its worker stopped heartbeating", run_id)
+    queue_automatic_rounds(settings)
+    fill_empty_queues(settings)
+    run = claim_next_run(settings, me)
+    if run is None:
+        return False
+    log.info("claimed run %s (project %s)", run.id, run.project_id)
+    execute(settings, run, options)
+    return True
+
+
+def run_worker(settings: Settings, options: WorkerOptions | None = None, once: bool = False,
+               stop: threading.Event | None = None) -> None:
+    """Loop until stopped (Ctrl-C, ``stop`` set), or after one pass with ``once``."""
+    options = options or WorkerOptions()
+    stop = stop or threading.Event()
+    me = worker_id()
+    log.info("worker %s started", me)
+    while not stop.is_set():
+        try:
+            busy = work_once(settings, options, me)
+        except Exception:  # noqa: BLE001 - a database hiccup must not end the worker
+            log.exception("worker pass failed; retrying")
+            busy = False
+        if once:
+            return
+        if not busy:
+            stop.wait(options.poll_s)
+
+

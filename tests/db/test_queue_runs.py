@@ -1,0 +1,161 @@
+"""The queue (what is served next) and training runs (their life in the database)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import insert, update
+
+from db.engine import read_unit, write_unit
+from db.models import Example, RunStatus, TrainingRun, utcnow
+from db.projects import create_project, get_or_create_annotator, label_ids
+from db.queue import QueueEntry, interleave_audit, next_item, queue_remaining, replace_queue
+from db.runs import (
+    active_run,
+    cancel_run,
+    claim_next_run,
+    fail_stale_runs,
+    get_run,
+    heartbeat,
+    request_training,
+)
+from db.texts import text_hash
+
+
+def _project(settings, n: int = 10) -> tuple[int, list[int]]:
+    with write_unit(settings) as session:
+        project = create_project(session, "p", labels=["a", "b"])
+        session.execute(
+            insert(Example),
+            [{"project_id": project.id, "text": f"text {i}", "text_hash": text_hash(f"text {i}")}
+             for i in range(n)],
+        )
+    with read_unit(settings) as session:
+        ids = sorted(session.scalars(Example.__table__.select().with_only_columns(Example.id)))
+    return project.id, ids
+
+
+def _label(settings, project_id: int, example_id: int, label: str = "a") -> None:
+    from db.models import Annotation
+
+    with write_unit(settings) as session:
+        annotator = get_or_create_annotator(session, "ann")
+        session.add(Annotation(example_id=example_id, annotator_id=annotator,
+                               label_id=label_ids(session, project_id)[label]))
+
+
+def test_interleave_audit_spreads_audit_items():
+    ranked = [QueueEntry(i, "uncertain") for i in range(18)]
+    audit = [QueueEntry(100 + i, "audit") for i in range(2)]
+    out = interleave_audit(ranked, audit, 0.1)
+    assert [e.example_id for e in out if e.reason == "audit"] == [100, 101]
+    assert [i for i, e in enumerate(out) if e.reason == "audit"] == [9, 19]
+    assert len(out) == 20
+    assert interleave_audit(ranked, [], 0.1) == ranked
+    # more audit items than slots: they follow at the end, none is lost
+    assert len(interleave_audit(ranked[:2], audit, 0.5)) == 4
+
+
+def test_next_item_follows_rank_skips_labelled_and_excluded(any_settings):
+    project_id, ids = _project(any_settings)
+    with write_unit(any_settings) as session:
+        replace_queue(session, project_id, [
+            QueueEntry(ids[3], "uncertain", 0.9, "a", 0.55),
+            QueueEntry(ids[1], "audit"),
+            QueueEntry(ids[7], "uncertain", 0.5, "b", 0.7),
+        ])
+    item = next_item(any_settings, project_id)
+    assert (item.example_id, item.reason, item.predicted_label) == (ids[3], "uncertain", "a")
+    assert item.text == "text 3"
+    _label(any_settings, project_id, ids[3])
+    assert next_item(any_settings, project_id).example_id == ids[1]
+    assert next_item(any_settings, project_id, exclude=[ids[1]]).example_id == ids[7]
+    with read_unit(any_settings) as session:
+        assert queue_remaining(session, project_id) == 2
+
+
+def test_empty_queue_serves_a_random_unlabelled_text(settings):
+    project_id, ids = _project(settings, n=3)
+    _label(settings, project_id, ids[0])
+    _label(settings, project_id, ids[2])
+    for _ in range(5):
+        item = next_item(settings, project_id)
+        assert (item.example_id, item.reason) == (ids[1], "random")
+    _label(settings, project_id, ids[1])
+    assert next_item(settings, project_id) is None
+
+
+def test_replace_queue_swaps_everything(settings):
+    project_id, ids = _project(settings)
+    with write_unit(settings) as session:
+        replace_queue(session, project_id, [QueueEntry(i, "cold_start") for i in ids[:5]])
+    with write_unit(settings) as session:
+        replace_queue(session, project_id, [QueueEntry(ids[9], "uncertain")])
+    with read_unit(settings) as session:
+        assert queue_remaining(session, project_id) == 1
+
+
+def test_requests_coalesce(any_settings):
+    project_id, _ = _project(any_settings)
+    first = request_training(any_settings, project_id)
+    assert request_training(any_settings, project_id).id == first.id
+    claimed = claim_next_run(any_settings, "w1")
+    assert claimed.id == first.id and claimed.status == "running"
+    follow_up = request_training(any_settings, project_id)  # one queued behind the running one
+    assert follow_up.id != first.id and follow_up.status == "queued"
+    assert request_training(any_settings, project_id).id == follow_up.id
+    # one run at a time per project: the follow-up waits for the running one
+    assert claim_next_run(any_settings, "w2") is None
+    assert active_run(any_settings, project_id).id == first.id
+
+
+def test_claims_are_atomic_across_threads(settings):
+    project_id, _ = _project(settings)
+    request_training(settings, project_id)
+    got = []
+    barrier = threading.Barrier(6)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        run = claim_next_run(settings, f"w{i}")
+        if run is not None:
+            got.append(run.id)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 1
+
+
+def test_stale_runs_fail_and_heartbeats_notice_cancel(settings):
+    project_id, _ = _project(settings)
+    run = request_training(settings, project_id)
+    claim_next_run(settings, "w")
+    assert heartbeat(settings, run.id, "train", 0.5)
+    assert get_run(settings, run.id).stage == "train"
+    assert fail_stale_runs(settings, 60) == []
+    with write_unit(settings) as session:
+        session.execute(update(TrainingRun).values(heartbeat_at=utcnow() - timedelta(seconds=120)))
+    assert fail_stale_runs(settings, 60) == [run.id]
+    failed = get_run(settings, run.id)
+    assert failed.status == RunStatus.FAILED.value and "heartbeat" in failed.error
+    assert not heartbeat(settings, run.id)
+
+    second = request_training(settings, project_id)
+    claim_next_run(settings, "w")
+    assert cancel_run(settings, second.id)
+    assert not heartbeat(settings, second.id)
+    assert get_run(settings, second.id).status == "cancelled"
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25])
+def test_interleave_keeps_every_entry(share):
+    ranked = [QueueEntry(i, "uncertain") for i in range(7)]
+    audit = [QueueEntry(100 + i, "audit") for i in range(3)]
+    out = interleave_audit(ranked, audit if share else [], share)
+    assert sorted(e.example_id for e in out) == sorted(
+        e.example_id for e in ranked + (audit if share else []))
