@@ -1,4 +1,4 @@
-"""Streamlit entry file: the router (``st.navigation``); pages live in ``app/views/``."""
+"""Streamlit entry file: the router and sign-in gate (``st.navigation``); pages in ``app/views/``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,36 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="Labelwise", layout="wide")
+from app import ui  # noqa: E402
 
-pages = [
-    st.Page(str(ROOT / "app" / "views" / "overview.py"), title="Projects", icon=":material/folder:",
-            default=True),
-]
-st.navigation(pages).run()
+st.set_page_config(page_title="Labelwise", layout="wide")
+VIEWS = ROOT / "app" / "views"
+
+
+def page(name: str, title: str, icon: str, default: bool = False) -> st.Page:
+    return st.Page(str(VIEWS / f"{name}.py"), title=title, icon=icon, default=default,
+                   url_path=name)
+
+
+if not ui.annotator():
+    st.navigation([page("signin", "Sign in", ":material/login:", default=True)]).run()
+    st.stop()
+
+with st.sidebar:
+    names = [p.name for p in ui.projects()]
+    if names:
+        if st.session_state.get(ui.PROJECT) not in names:
+            st.session_state[ui.PROJECT] = names[0]
+        st.selectbox("Project", names, key=ui.PROJECT)
+    st.caption(f"Signed in as {ui.annotator()}")
+    if st.button("Sign out", key="signout"):
+        st.session_state.clear()
+        st.rerun()
+
+st.navigation([
+    page("annotate", "Annotate", ":material/edit:", default=True),
+    page("data", "Data", ":material/table:"),
+    page("model", "Model", ":material/monitoring:"),
+    page("export", "Export", ":material/download:"),
+    page("settings", "Settings", ":material/settings:"),
+]).run()

@@ -201,6 +201,65 @@ def add_labels(session: Session, project_id: int, names: Sequence[str]) -> list[
     return added
 
 
+class LabelInUse(LabelwiseError):
+    """Removing this label would delete annotations; ``count`` says how many."""
+
+    def __init__(self, name: str, count: int) -> None:
+        super().__init__(
+            f"{count} annotation(s) use the label {name!r}. Removing it deletes them, and those "
+            "texts go back to the unlabelled pool."
+        )
+        self.count = count
+
+
+def _label_row(session: Session, project_id: int, name: str) -> Label:
+    label = session.scalar(select(Label).where(Label.project_id == project_id, Label.name == name))
+    if label is None:
+        raise NotFound(f"No label {name!r} in this project.")
+    return label
+
+
+def rename_label(session: Session, project_id: int, old: str, new: str) -> None:
+    """Rename a label; its annotations follow (they point at the label, not its name)."""
+    new = clean_label(new)
+    label = _label_row(session, project_id, old)
+    if new != old and new in label_ids(session, project_id):
+        raise LabelwiseError(f"The project already has a label {new!r}.")
+    label.name = new
+    session.flush()
+
+
+def reorder_labels(session: Session, project_id: int, names: Sequence[str]) -> None:
+    """Set the label order (buttons and shortcuts 1-9 follow it); ``names`` must be the whole set."""
+    labels = {label.name: label for label in session.scalars(
+        select(Label).where(Label.project_id == project_id))}
+    if sorted(names) != sorted(labels):
+        raise LabelwiseError("The new order must list every label exactly once.")
+    for position, name in enumerate(names):
+        labels[name].position = position
+    session.flush()
+
+
+def remove_label(session: Session, project_id: int, name: str, force: bool = False) -> int:
+    """Remove a label; if annotations use it, raise `LabelInUse` unless ``force`` (then delete them).
+
+    Returns:
+        The number of annotations deleted.
+    """
+    from sqlalchemy import delete
+
+    label = _label_row(session, project_id, name)
+    used = session.scalar(
+        select(func.count()).select_from(Annotation).where(Annotation.label_id == label.id)
+    ) or 0
+    if used and not force:
+        raise LabelInUse(name, used)
+    session.execute(delete(Annotation).where(Annotation.label_id == label.id))
+    session.delete(label)
+    session.flush()
+    return int(used)
+
+
 def label_ids(session: Session, project_id: int) -> dict[str, int]:
     return dict(session.execute(select(Label.name, Label.id).where(Label.project_id == project_id)).all())
 

@@ -171,3 +171,24 @@ def queue_remaining(session: Session, project_id: int) -> int:
 
 def unlabelled_ids(session: Session, project_id: int) -> list[int]:
     return list(session.scalars(select(Example.id).where(_unlabelled(project_id)).order_by(Example.id)))
+
+
+def item_for(settings: Settings, project_id: int, example_id: int) -> QueuedItem | None:
+    """One text of the project as a queue item (its queue entry's reason if it has one)."""
+    with read_unit(settings) as session:
+        row = session.execute(
+            select(
+                Example.id,
+                Example.text,
+                func.coalesce(QueueItem.reason, QueueReason.RANDOM.value),
+                QueueItem.score,
+                QueueItem.predicted_label,
+                QueueItem.confidence,
+                ModelVersion.version,
+            )
+            .outerjoin(QueueItem, (QueueItem.example_id == Example.id)
+                       & (QueueItem.project_id == project_id))
+            .outerjoin(ModelVersion, ModelVersion.id == QueueItem.model_version_id)
+            .where(Example.id == example_id, Example.project_id == project_id)
+        ).first()
+    return None if row is None else QueuedItem(*row)

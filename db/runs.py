@@ -252,3 +252,29 @@ def require_idle(settings: Settings, project_id: int) -> None:
     run = active_run(settings, project_id)
     if run is not None:
         raise LabelwiseError(f"A training run is already {run.status} for this project.")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    n_labels: int
+    metrics: dict[str, Any]
+    created_at: datetime
+    artefact_path: str
+
+
+def list_versions(settings: Settings, project_id: int) -> list[VersionInfo]:
+    """The project's model versions, oldest first (one point per round on the learning curve)."""
+    with read_unit(settings) as session:
+        rows = session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.project_id == project_id)
+            .order_by(ModelVersion.version)
+        ).all()
+        return [VersionInfo(r.version, r.n_labels, dict(r.metrics or {}), r.created_at,
+                            r.artefact_path) for r in rows]
+
+
+def latest_version(settings: Settings, project_id: int) -> VersionInfo | None:
+    versions = list_versions(settings, project_id)
+    return versions[-1] if versions else None

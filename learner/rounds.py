@@ -317,6 +317,36 @@ def run_round(
     return version
 
 
+def _stability(session: Any, project_id: int, ranking: Sequence[QueueEntry],
+               top: int = 50) -> dict[str, float] | None:
+    """How much the new round changed predictions and the head of the queue (a stopping hint).
+
+    Compares with the queue the previous model left: the share of texts in both whose predicted
+    label changed, and the overlap of the two queues' top ``top`` texts.
+    """
+    from sqlalchemy import select
+
+    from db.models import QueueItem
+
+    previous = session.execute(
+        select(QueueItem.example_id, QueueItem.predicted_label)
+        .where(QueueItem.project_id == project_id, QueueItem.model_version_id.is_not(None))
+        .order_by(QueueItem.rank)
+    ).all()
+    if not previous or not ranking:
+        return None
+    before = dict(previous)
+    shared = [e for e in ranking if e.example_id in before]
+    changed = sum(before[e.example_id] != e.predicted_label for e in shared)
+    head_before = {example_id for example_id, _ in previous[:top]}
+    head_now = {e.example_id for e in ranking[:top]}
+    return {
+        "prediction_change": changed / len(shared) if shared else 1.0,
+        "top_overlap": len(head_before & head_now) / max(1, min(len(head_before), len(head_now))),
+        "compared": len(shared),
+    }
+
+
 def _commit_round(
     settings: Settings,
     run_id: int,
@@ -345,6 +375,10 @@ def _commit_round(
             n_labels=snap.n_labels,
             metrics=result.metrics,
         )
+        stability = _stability(session, project_id, result.ranking)
+        if stability is not None:
+            result.metrics["stability"] = stability
+        row.metrics = result.metrics
         session.add(row)
         session.flush()
         replace_queue(session, project_id, result.ranking, row.id)

@@ -1,0 +1,160 @@
+"""Annotate: one text at a time from the active-learning queue, keyboard first.
+
+Keys: 1-9 give the label in that position, S skips, U undoes the last answer. Each answer is
+committed in one short transaction by a button callback bound to the text it was shown for; the
+buttons' keys carry that text's id, so a double click or a late key press either upserts the same
+(example, annotator) row again or hits a button that is gone: never the next text unseen.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from app import ui
+from db.annotations import annotate, recent_annotations, remove_annotation
+from db.engine import read_unit
+from db.errors import LabelwiseError
+from db.projects import project_stats
+from db.queue import QueuedItem, item_for, next_item
+from db.runs import active_run, labels_since_last_version, latest_version
+
+REASONS = {
+    "uncertain": "the model is unsure about it",
+    "audit": "a random audit item (measures the model without bias)",
+    "cold_start": "a diverse sample while the model has too few labels",
+    "random": "drawn at random",
+}
+CURRENT, SHOWN_AT, SKIPPED, HISTORY = "ann_current", "ann_shown_at", "ann_skipped", "ann_history"
+
+project = ui.require_project()
+settings = ui.settings()
+me = ui.annotator()
+
+
+def _serve(item: QueuedItem | None) -> None:
+    st.session_state[CURRENT] = item
+    st.session_state[SHOWN_AT] = time.monotonic()
+
+
+def _current() -> QueuedItem | None:
+    if st.session_state.get("ann_project") != project.id:
+        st.session_state["ann_project"] = project.id
+        st.session_state[SKIPPED] = []
+        st.session_state[HISTORY] = []
+        st.session_state[CURRENT] = None
+    if st.session_state.get(CURRENT) is None:
+        _serve(next_item(settings, project.id, exclude=st.session_state[SKIPPED]))
+    return st.session_state[CURRENT]
+
+
+def _submit(example_id: int, label: str, reason: str) -> None:
+    seconds = time.monotonic() - st.session_state.get(SHOWN_AT, time.monotonic())
+    try:
+        annotate(settings, project.id, example_id, me, label, seconds_spent=round(seconds, 2),
+                 queue_reason=reason)
+    except LabelwiseError as exc:
+        ui.flash(str(exc), "error")
+        return
+    history = st.session_state.setdefault(HISTORY, [])
+    history.append(example_id)
+    del history[:-50]
+    current = st.session_state.get(CURRENT)
+    if current is not None and current.example_id == example_id:
+        st.session_state[CURRENT] = None  # the next run serves the next text
+
+
+def _skip(example_id: int) -> None:
+    skipped = st.session_state.setdefault(SKIPPED, [])
+    skipped.append(example_id)
+    del skipped[:-500]
+    st.session_state[CURRENT] = None
+
+
+def _undo() -> None:
+    history = st.session_state.get(HISTORY) or []
+    if not history:
+        ui.flash("Nothing to undo.", "info")
+        return
+    example_id = history.pop()
+    remove_annotation(settings, example_id, me)
+    _serve(item_for(settings, project.id, example_id))
+    ui.flash("Undone: that text is back.", "info")
+
+
+def _relabel(example_id: int, key: str) -> None:
+    try:
+        annotate(settings, project.id, example_id, me, st.session_state[key])
+    except LabelwiseError as exc:
+        ui.flash(str(exc), "error")
+
+
+@st.fragment(run_every="5s")
+def progress_line() -> None:
+    with read_unit(settings) as session:
+        stats = project_stats(session, project.name)
+        since = labels_since_last_version(session, project.id)
+    version = latest_version(settings, project.id)
+    run = active_run(settings, project.id)
+    parts = [f"{stats.labelled:,} / {stats.examples:,} labelled",
+             f"{since} since the last round"]
+    if version is None:
+        parts.append("no model yet")
+    else:
+        acc = version.metrics.get("accuracy")
+        parts.append(f"model v{version.version}"
+                     + (f", audit accuracy {acc:.0%} (n={version.metrics.get('n_eval')})"
+                        if acc is not None else ", no audit labels yet"))
+    if run is not None:
+        parts.append(f"training {run.status} ({run.progress:.0%})")
+    st.caption(" · ".join(parts))
+
+
+st.title(ui.md_escape(project.name), anchor=False)
+ui.show_flash()
+progress_line()
+if project.guidelines:
+    with st.expander("Guidelines"):
+        st.text(project.guidelines)
+if len(project.labels) < 2:
+    st.warning("This project needs at least two labels: add them on the Settings page.")
+    st.stop()
+
+item = _current()
+if item is None:
+    st.success("Everything is labelled. Export the data, or import more texts.")
+else:
+    why = REASONS.get(item.reason, item.reason)
+    info = f"Why this text: {why}."
+    if item.predicted_label is not None and item.confidence is not None:
+        info += f" Model v{item.model_version} predicts {item.predicted_label!r} ({item.confidence:.0%})."
+    st.caption(ui.md_escape(info))
+    with st.container(height=360, border=True):
+        st.text(item.text)
+    cols = st.columns(min(len(project.labels), 5))
+    for i, label in enumerate(project.labels):
+        key = str(i + 1) if i < 9 else None
+        cols[i % len(cols)].button(
+            ui.md_escape(label), key=f"label-{item.example_id}-{i}", shortcut=key, width="stretch",
+            on_click=_submit, args=(item.example_id, label, item.reason),
+            type="primary" if label == item.predicted_label else "secondary",
+        )
+    left, right, _ = st.columns([1, 1, 4])
+    left.button("Skip", key=f"skip-{item.example_id}", shortcut="S", on_click=_skip,
+                args=(item.example_id,))
+    right.button("Undo", key="undo", shortcut="U", on_click=_undo)
+
+st.subheader("Your last answers", anchor=False)
+recent = recent_annotations(settings, project.id, me, limit=10)
+if not recent:
+    st.caption("Nothing yet.")
+for answer in recent:
+    text_col, label_col = st.columns([4, 1])
+    text_col.text(answer.text_preview or "")
+    key = f"relabel-{answer.example_id}"
+    options = list(project.labels)
+    label_col.selectbox(
+        "label", options, index=options.index(answer.label) if answer.label in options else 0,
+        key=key, label_visibility="collapsed", on_change=_relabel, args=(answer.example_id, key),
+    )

@@ -1,0 +1,111 @@
+"""Data: upload a file (same importer and report as the CLI), browse and search, fix labels."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import ui
+from db.annotations import annotate
+from db.browse import search_examples
+from db.engine import read_unit
+from db.errors import ImportFailed, LabelwiseError
+from db.importing import ImportReport, import_stream
+from db.projects import project_stats
+
+PAGE_SIZE = 25
+settings = ui.settings()
+project = ui.current_project()
+
+st.title("Data", anchor=False)
+ui.show_flash()
+
+
+def show_report(report: ImportReport) -> None:
+    st.write(
+        f"Accepted **{report.accepted:,}** of {report.rows_read:,} rows · "
+        f"{report.labelled:,} with labels · duplicates: {report.duplicates_in_file:,} in the file, "
+        f"{report.duplicates_existing:,} already in the project · "
+        f"rejected: {len(report.rejected):,}"
+    )
+    if report.rejected:
+        st.dataframe([{"line": r.line, "problem": r.reason} for r in report.rejected[:200]],
+                     hide_index=True)
+    if report.labels_added:
+        st.text("Labels added: " + ", ".join(report.labels_added))
+
+
+with st.expander("Import a file", expanded=project is None):
+    with st.form("upload", clear_on_submit=False):
+        upload = st.file_uploader("CSV, TSV, JSONL, JSON or TXT",
+                                  type=["csv", "tsv", "jsonl", "json", "txt"])
+        target = st.text_input("Project", value=project.name if project else "",
+                               help="A new name creates a project.")
+        c1, c2 = st.columns(2)
+        text_field = c1.text_input("Text column", value="text")
+        label_field = c2.text_input("Label column (optional)", value="")
+        encoding = c1.text_input("Encoding", value="utf-8")
+        skip = c2.checkbox("Skip bad rows (import the rest)")
+        add = c2.checkbox("Add labels found in the file")
+        if st.form_submit_button("Import", type="primary"):
+            if upload is None or not target.strip():
+                st.error("Choose a file and a project name.")
+            else:
+                try:
+                    report = import_stream(
+                        settings, upload, upload.name, target.strip(),
+                        text_field=text_field.strip() or "text",
+                        label_field=label_field.strip() or None, encoding=encoding.strip(),
+                        skip_bad_rows=skip, add_labels=add,
+                    )
+                except ImportFailed as exc:
+                    st.error("Nothing was imported. " + ui.md_escape(str(exc)))
+                else:
+                    st.session_state[ui.PROJECT] = target.strip()
+                    st.success("Imported into " + ui.md_escape(repr(target.strip())) + ".")
+                    show_report(report)
+
+if project is None:
+    st.stop()
+
+with read_unit(settings) as session:
+    stats = project_stats(session, project.name)
+st.subheader("Label counts", anchor=False)
+st.caption(f"{stats.labelled:,} of {stats.examples:,} texts labelled; {stats.annotations:,} annotations.")
+if stats.label_counts:
+    st.bar_chart({"annotations": stats.label_counts}, horizontal=True, height=40 + 30 * len(stats.label_counts))
+
+st.subheader("Browse", anchor=False)
+f1, f2, f3, f4 = st.columns([3, 2, 2, 2])
+contains = f1.text_input("Text contains", key="browse_q")
+label = f2.selectbox("Label", ["(any)", *project.labels], key="browse_label")
+who = f3.text_input("Annotator", key="browse_who")
+state = f4.selectbox("Status", ["all", "labelled", "unlabelled"], key="browse_state")
+page_no = st.number_input("Page", min_value=1, value=1, step=1, key="browse_page")
+found = ui.attempt(
+    search_examples, settings, project.id,
+    contains=contains or None,
+    label=None if label == "(any)" else label,
+    annotator=who.strip() or None,
+    labelled={"all": None, "labelled": True, "unlabelled": False}[state],
+    limit=PAGE_SIZE, offset=(int(page_no) - 1) * PAGE_SIZE,
+)
+if found is not None:
+    st.caption(f"{found.total:,} matching texts")
+    st.dataframe(
+        [{"id": r.id, "text": r.text[:300], "labels": ", ".join(f"{lab} ({w})" for w, lab in r.labels)}
+         for r in found.rows],
+        hide_index=True, width="stretch",
+        column_config={"text": st.column_config.TextColumn(width="large")},
+    )
+    with st.form("change_label"):
+        st.write("Change a label")
+        c1, c2 = st.columns(2)
+        example_id = c1.number_input("Text id", min_value=1, step=1)
+        new_label = c2.selectbox("New label", list(project.labels))
+        if st.form_submit_button("Save label"):
+            try:
+                annotate(settings, project.id, int(example_id), ui.annotator(), new_label)
+            except LabelwiseError as exc:
+                st.error(ui.md_escape(str(exc)))
+            else:
+                st.success(ui.md_escape(f"Text {int(example_id)} is now labelled {new_label!r}."))

@@ -1,0 +1,99 @@
+"""Model: train now, watch the running round, and see the model improve round by round."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import streamlit as st
+
+from app import ui
+from db.runs import active_run, list_runs, list_versions, request_training
+
+project = ui.require_project()
+settings = ui.settings()
+
+st.title("Model", anchor=False)
+ui.show_flash()
+
+
+def _train() -> None:
+    run = ui.attempt(request_training, settings, project.id, "manual", ui.annotator())
+    if run is not None:
+        ui.flash(f"Training run {run.id} queued; the worker picks it up within seconds.")
+
+
+@st.fragment(run_every="2s")
+def live() -> None:
+    """Polls the worker's progress from the database; never blocks the page."""
+    run = active_run(settings, project.id)
+    reason = None if run is None else f"A round is {run.status} (run {run.id})."
+    st.button("Train now", type="primary", disabled=run is not None, on_click=_train,
+              help=reason or "Queue a training round for the worker.", key="train_now")
+    if run is None:
+        st.caption("No round is running. The worker also trains by itself every "
+                   f"{project.config.retrain_every} new labels.")
+        return
+    if run.status == "queued":
+        st.info(f"Run {run.id} is queued: waiting for the worker (`python -m app worker`).")
+        return
+    started = run.started_at or run.created_at
+    elapsed = (datetime.now(timezone.utc) - started).total_seconds()
+    st.progress(run.progress, text=f"Run {run.id}: {run.stage or 'starting'} · "
+                f"{run.progress:.0%} · {elapsed:.0f} s")
+
+
+live()
+
+versions = list_versions(settings, project.id)
+runs = list_runs(settings, project.id, limit=30)
+if not versions:
+    st.info("No model yet. The first round starts once every label has "
+            f"{project.config.cold_start_k} labelled texts (or press Train now).")
+else:
+    latest = versions[-1]
+    m = latest.metrics
+    st.subheader(f"Version {latest.version}", anchor=False)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Audit accuracy", f"{m['accuracy']:.1%}" if "accuracy" in m else "–")
+    c2.metric("Audit macro-F1", f"{m['macro_f1']:.3f}" if "macro_f1" in m else "–")
+    c3.metric("Audit texts", m.get("n_eval", 0))
+    c4.metric("Trained on", m.get("n_train", latest.n_labels))
+    stability = m.get("stability")
+    if stability:
+        st.caption(
+            "Stopping hint: since the previous round "
+            f"{stability['prediction_change']:.0%} of the predictions shown changed and "
+            f"{stability['top_overlap']:.0%} of the top of the queue stayed. Small changes "
+            "round after round mean more labels add little."
+        )
+    curve = [
+        {"labels": v.n_labels, "accuracy": v.metrics.get("accuracy"),
+         "macro-F1": v.metrics.get("macro_f1")}
+        for v in versions if "accuracy" in v.metrics
+    ]
+    if curve:
+        st.subheader("Learning curve (audit slice)", anchor=False)
+        st.line_chart(curve, x="labels", y=["accuracy", "macro-F1"])
+    if "per_class_f1" in m:
+        left, right = st.columns(2)
+        left.subheader("Per-class F1", anchor=False)
+        left.bar_chart({"F1": m["per_class_f1"]}, horizontal=True)
+        right.subheader("Confusion matrix", anchor=False)
+        labels = m.get("labels", list(m["per_class_f1"]))
+        right.caption("Rows: the audit label; columns: the model's prediction.")
+        right.dataframe(
+            [{"label": truth, **dict(zip(labels, row))}
+             for truth, row in zip(labels, m["confusion_matrix"])],
+            hide_index=True,
+        )
+
+if runs:
+    st.subheader("Rounds", anchor=False)
+    st.dataframe(
+        [{"run": r.id, "status": r.status, "trigger": r.trigger, "version": r.model_version,
+          "labels": r.n_labels, "accuracy": (r.metrics or {}).get("accuracy"),
+          "seconds": sum((r.timings or {}).values()) or None,
+          "created": r.created_at.strftime("%Y-%m-%d %H:%M"), "error": r.error}
+         for r in runs],
+        hide_index=True, width="stretch",
+    )

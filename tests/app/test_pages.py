@@ -1,0 +1,153 @@
+"""Every page under Streamlit's AppTest: it renders, its main action works, errors are st.error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from db.engine import read_unit, write_unit
+from db.importing import import_file
+from db.models import Annotation
+from db.projects import get_project
+from db.queue import QueueEntry, replace_queue
+from db.runs import list_runs
+
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+TEXTS = [
+    ("<script>alert(1)</script>", ""),
+    ("![tracker](http://example.invalid/x.png) **bold**", ""),
+    ("The match ended in a draw", "sport"),
+    ("Shares fell sharply", "business"),
+    ("A plain unlabelled text", ""),
+]
+
+
+@pytest.fixture
+def app(settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LABELWISE_DATA_DIR", str(settings.data_dir))
+    source = tmp_path / "seed.jsonl"
+    import json
+
+    source.write_text("\n".join(json.dumps({"text": t, "label": y or None}) for t, y in TEXTS))
+    import_file(settings, source, "News", label_field="label", labels=["sport", "business"])
+    with read_unit(settings) as session:
+        project = get_project(session, "News")
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.session_state["annotator"] = "alice"
+    return at, project
+
+
+def _open(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"views/{page}.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def _annotations(settings) -> int:
+    with read_unit(settings) as session:
+        return session.scalar(select(func.count()).select_from(Annotation))
+
+
+def test_sign_in_gate_shows_only_sign_in(settings, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Start labelling"]
+    at.text_input[0].input("  ")
+    at.button[0].click().run()
+    assert at.error and "name" in at.error[0].value
+    assert "annotator" not in at.session_state
+    at.text_input[0].input("bob")
+    at.button[0].click().run()
+    assert at.session_state["annotator"] == "bob"
+    assert not at.exception and "Sign out" in [b.label for b in at.button]
+
+
+def test_annotate_serves_queue_labels_undoes_and_shows_text_literally(app, settings):
+    at, project = app
+    with write_unit(settings) as session:  # serve the two hostile texts first
+        replace_queue(session, project.id, [QueueEntry(1, "uncertain", 0.9, "sport", 0.51),
+                                            QueueEntry(2, "audit")])
+    at.run()
+    assert not at.exception
+    assert at.text[0].value == "<script>alert(1)</script>"  # st.text: no HTML, no Markdown
+    assert any("unsure" in c.value for c in at.caption)
+    before = _annotations(settings)
+    at.button(key="label-1-1").click().run()  # text 1 gets "business"
+    assert _annotations(settings) == before + 1
+    assert at.text[0].value.startswith("![tracker]")  # the next queued text, as typed
+    assert not [m for m in at.markdown if "tracker" in m.value]  # never rendered as Markdown
+    at.button(key="label-2-0").click().run()
+    assert _annotations(settings) == before + 2
+    at.button(key="undo").click().run()
+    assert _annotations(settings) == before + 1
+    assert at.text[0].value.startswith("![tracker]")  # the undone text is back
+    at.button(key="skip-2").click().run()
+    assert not at.text[0].value.startswith("![tracker]")
+
+
+def test_double_click_never_labels_the_next_text_unseen(app, settings):
+    at, project = app
+    with write_unit(settings) as session:
+        replace_queue(session, project.id, [QueueEntry(1, "uncertain"), QueueEntry(2, "uncertain")])
+    at.run()
+    stale = at.button(key="label-1-0")
+    stale.click().run()
+    assert at.text[0].value.startswith("![tracker]")  # text 2 is shown now
+    stale.click().run()  # the second click of a double click, on text 1's button
+    assert not at.exception
+    with read_unit(settings) as session:
+        rows = session.execute(select(Annotation.example_id)
+                               .where(Annotation.annotator_id != 1)).scalars().all()
+    assert sorted(rows) == [1]  # one row, for text 1 only; text 2 untouched
+
+
+def test_data_page_search_and_upload_errors(app, settings):
+    at, _ = app
+    _open(at, "data")
+    at.text_input(key="browse_q").input("draw").run()
+    assert not at.exception
+    frames = [df.value for df in at.dataframe]
+    assert any(len(f) == 1 and "draw" in f.iloc[0]["text"] for f in frames if "text" in f)
+
+
+def test_model_page_train_now_queues_one_run(app, settings):
+    at, project = app
+    _open(at, "model")
+    at.button(key="train_now").click().run()
+    assert not at.exception
+    runs = list_runs(settings, project.id)
+    assert len(runs) == 1 and runs[0].status == "queued"
+    assert at.button(key="train_now").disabled
+
+
+def test_export_page_prepares_a_download(app, settings):
+    at, _ = app
+    _open(at, "export")
+    _button(at, "Prepare file").click().run()
+    assert not at.exception
+    data, fmt, n = at.session_state["export_file"]
+    assert fmt == "csv" and n == 2 and data.startswith(b"id,text,label")
+
+
+def test_settings_page_adds_labels_and_rejects_bad_values(app, settings):
+    at, _ = app
+    _open(at, "settings")
+    at.text_input[0].input("tech, politics")
+    _button(at, "Add").click().run()
+    assert not at.exception
+    with read_unit(settings) as session:
+        assert get_project(session, "News").labels == ("sport", "business", "tech", "politics")
+    at.selectbox[1].select("sport")  # rename sport -> business: a clash
+    at.text_input[1].input("business")
+    _button(at, "Rename").click().run()
+    assert at.error and "already has a label" in at.error[0].value
