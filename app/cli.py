@@ -60,9 +60,9 @@ def _print_report(report: object) -> None:
     print(f"Labelled (as annotations): {report.labelled}")
     print(f"Duplicates in the file:   {report.duplicates_in_file}")
     print(f"Already in the project:   {report.duplicates_existing}")
-    print(f"Rejected:                 {len(report.rejected)}")
-    for row in report.rejected[:50]:
-        print(f"  line {row.line}: {row.reason}")
+    print(f"Rejected:                 {report.rejected_total}")
+    for line in report.rejected_lines():
+        print(f"  {line}")
     if report.labels_added:
         print(f"Labels added: {', '.join(report.labels_added)}")
 
@@ -192,7 +192,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
          "--server.port", str(args.port), "--server.address", args.host,
          "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.enableXsrfProtection", "true", "--server.fileWatcherType", "none"],
+         "--server.enableXsrfProtection", "true", "--server.fileWatcherType", "none",
+         "--client.toolbarMode", "minimal"],
         env=env, cwd=ROOT))
     print(f"Labelwise on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     interrupted = False

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -189,13 +189,18 @@ def annotate(
 def remove_annotation(settings: Settings, example_id: int, annotator: str) -> bool:
     """Delete ``annotator``'s label for an example (undo); True if there was one."""
     with write_unit(settings) as session:
-        annotator_id = session.scalar(select(Annotator.id).where(Annotator.name == annotator.strip()))
+        annotator_id = session.scalar(
+            select(Annotator.id).where(Annotator.name == annotator.strip())
+        )
         if annotator_id is None:
             return False
-        result = session.execute(
-            delete(Annotation).where(
-                Annotation.example_id == example_id, Annotation.annotator_id == annotator_id
-            )
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                delete(Annotation).where(
+                    Annotation.example_id == example_id, Annotation.annotator_id == annotator_id
+                )
+            ),
         )
         return bool(result.rowcount)
 

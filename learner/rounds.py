@@ -104,7 +104,7 @@ def train_and_rank(
     progress: Progress | None = None,
 ) -> RoundResult:
     """Train a fresh model, evaluate it, and rank the pool (most informative first)."""
-    from learner.strategies import STRATEGIES, uncertainty_scores
+    from learner.strategies import NEEDS_EMBEDDINGS, select, uncertainty_scores
 
     report = progress or (lambda stage, fraction: None)
     if len(set(data.train_y)) < 2:
@@ -134,14 +134,14 @@ def train_and_rank(
     if data.pool_texts:
         n_audit = math.ceil(n_queue * audit_share) if audit_share > 0 else 0
         n_ranked = min(n_queue, len(data.pool_texts))
-        kwargs: dict[str, Any] = {"rng": rng}
-        if strategy == "diverse":
-            proba, embeddings = model.predict_proba_and_embed(data.pool_texts)
-            kwargs["embeddings"] = embeddings
-        else:
-            proba = model.predict_proba(data.pool_texts)
-        order = STRATEGIES[strategy](proba, n_ranked, **kwargs)
-        scores = uncertainty_scores(proba, "margin" if strategy in ("random", "diverse") else strategy)
+        proba = model.predict_proba(data.pool_texts)
+        embeddings = labelled_embeddings = None
+        if strategy in NEEDS_EMBEDDINGS:
+            embeddings = model.embed(data.pool_texts)
+            labelled_embeddings = model.embed(data.train_texts)
+        order = select(strategy, proba, n_ranked, rng=rng, embeddings=embeddings,
+                       labeled_embeddings=labelled_embeddings)
+        scores = uncertainty_scores(proba, strategy)
         reason = QueueReason.RANDOM.value if strategy == "random" else QueueReason.UNCERTAIN.value
 
         def entry(i: int, why: str) -> QueueEntry:

@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import traceback
 from dataclasses import dataclass
 
@@ -129,9 +128,10 @@ def build_cold_start_queue(settings: Settings, project_id: int, config: ProjectC
     """Fill an empty queue with a diverse random sample (plus audit items); returns its size."""
     from learner.coldstart import diverse_sample
 
-    rng = np.random.default_rng(config.seed + int(time.time()))
     with read_unit(settings) as session:
         pool = unlabelled_ids(session, project_id)
+        # deterministic for a project state, and a fresh draw once labels were added
+        rng = np.random.default_rng([config.seed, project_id, len(pool)])
         if len(pool) > 20_000:
             pool = sorted(rng.choice(pool, size=20_000, replace=False).tolist())
         texts = dict(session.execute(select(Example.id, Example.text).where(Example.id.in_(pool))).all()) if pool else {}

@@ -33,9 +33,11 @@ settings = ui.settings()
 me = ui.annotator()
 
 
-def _serve(item: QueuedItem | None) -> None:
+def _serve(item: QueuedItem | None, pinned: bool = False) -> None:
+    """Show ``item`` next; a pinned one (brought back by undo) stays when the queue changes."""
     st.session_state[CURRENT] = item
     st.session_state[SHOWN_AT] = time.monotonic()
+    st.session_state["ann_pinned"] = pinned
 
 
 def _current() -> QueuedItem | None:
@@ -44,12 +46,20 @@ def _current() -> QueuedItem | None:
         st.session_state[SKIPPED] = []
         st.session_state[HISTORY] = []
         st.session_state[CURRENT] = None
-    if st.session_state.get(CURRENT) is None:
+    current = st.session_state.get(CURRENT)
+    if current is None:
         _serve(next_item(settings, project.id, exclude=st.session_state[SKIPPED]))
+    elif not st.session_state.get("ann_pinned"):  # a round finished: serve the new queue
+        fresh = next_item(settings, project.id, exclude=st.session_state[SKIPPED])
+        if fresh is not None and (fresh.model_version or 0) > (current.model_version or 0):
+            _serve(fresh)
     return st.session_state[CURRENT]
 
 
 def _submit(example_id: int, label: str, reason: str) -> None:
+    current = st.session_state.get(CURRENT)
+    if current is None or current.example_id != example_id:
+        return  # a stale click (double click, late key press) for a text no longer on screen
     seconds = time.monotonic() - st.session_state.get(SHOWN_AT, time.monotonic())
     try:
         annotate(settings, project.id, example_id, me, label, seconds_spent=round(seconds, 2),
@@ -60,9 +70,7 @@ def _submit(example_id: int, label: str, reason: str) -> None:
     history = st.session_state.setdefault(HISTORY, [])
     history.append(example_id)
     del history[:-50]
-    current = st.session_state.get(CURRENT)
-    if current is not None and current.example_id == example_id:
-        st.session_state[CURRENT] = None  # the next run serves the next text
+    st.session_state[CURRENT] = None  # the next run serves the next text
 
 
 def _skip(example_id: int) -> None:
@@ -79,7 +87,7 @@ def _undo() -> None:
         return
     example_id = history.pop()
     remove_annotation(settings, example_id, me)
-    _serve(item_for(settings, project.id, example_id))
+    _serve(item_for(settings, project.id, example_id), pinned=True)
     ui.flash("Undone: that text is back.", "info")
 
 

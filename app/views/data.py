@@ -25,7 +25,7 @@ def show_report(report: ImportReport) -> None:
         f"Accepted **{report.accepted:,}** of {report.rows_read:,} rows · "
         f"{report.labelled:,} with labels · duplicates: {report.duplicates_in_file:,} in the file, "
         f"{report.duplicates_existing:,} already in the project · "
-        f"rejected: {len(report.rejected):,}"
+        f"rejected: {report.rejected_total:,}"
     )
     if report.rejected:
         st.dataframe([{"line": r.line, "problem": r.reason} for r in report.rejected[:200]],

@@ -1,0 +1,987 @@
+"""Import texts (and optionally labels) from CSV, TSV, JSONL, JSON or TXT into a project.
+
+The whole import is one write transaction: either every accepted row is written, or nothing is
+(not even a project the import would have created). The file is streamed: bytes are decoded
+chunk by chunk, split into records, and inserted in batches with Core ``INSERT`` executemany, so
+memory holds one batch (plus one decoded chunk), whatever the size of the file.
+
+Duplicates are found without an in-memory set: each batch's hashes are looked up in the
+project (``text_hash IN (...)``); a hit with an id above the largest example id before the
+import was inserted by this import (a duplicate within the file), any other hit was already in
+the project.
+
+Formats:
+    * ``csv`` / ``tsv``: a header row names the columns; quoting as Python's ``csv`` writes it
+      (fields may span lines). ``source_row`` is the physical line where the record starts
+      (the header is line 1).
+    * ``jsonl``: one JSON object per line; ``source_row`` is the line number. Blank lines are
+      skipped.
+    * ``json``: one list of objects, parsed item by item (never the whole file at once; memory
+      is the largest item plus a chunk). ``source_row`` is the item's position (1-based).
+    * ``txt``: one text per line, no labels; blank lines are skipped.
+
+The text column is ``text_field``; ``label_field`` (optional) gives a label that becomes an
+annotation by the ``import`` annotator; ``reference_label_field`` (optional) is stored aside in
+``Example.reference_label``; every other column is kept in ``Example.meta``.
+
+`read_labelled` reads a labelled file into memory (for simulations) with the same parsers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+from sqlalchemy import JSON, bindparam, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from db.engine import write_unit
+from db.errors import ImportFailed, LabelwiseError
+from db.models import Annotation, Example, Project, Role
+from db.projects import (
+    IMPORT_ANNOTATOR,
+    add_labels as add_project_labels,
+    clean_label,
+    create_project,
+    find_project,
+    get_or_create_annotator,
+    label_ids,
+)
+from db.settings import Settings
+from db.texts import text_hash
+
+FORMATS = ("csv", "tsv", "jsonl", "json", "txt")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".txt": "txt",
+}
+
+MAX_REPORTED_REJECTIONS = 50
+"""How many rejected rows a report lists (``ImportReport.rejected_total`` counts them all)."""
+_MESSAGE_REJECTIONS = 10
+MAX_FIELD_CHARS = 64 * 1024 * 1024
+"""Largest CSV/TSV field accepted (Python's csv module default is 131,072 characters)."""
+_CHUNK_BYTES = 1 << 20
+_SQLITE_CACHE_KIB = 128 * 1024
+"""SQLite page cache while importing (default 2 MiB): the ``text_hash`` index of about a
+million rows stays in memory, instead of being re-read and re-spilled through a growing WAL."""
+
+_EX = Example.__table__
+_ANN = Annotation.__table__
+# SQL NULL (not JSON ``null``) for rows without metadata.
+_INSERT_EXAMPLES = insert(_EX).values(meta=bindparam("meta_json", type_=JSON(none_as_null=True)))
+_INSERT_ANNOTATIONS = insert(_ANN)
+
+
+# --------------------------------------------------------------------------------------------
+# Public results
+
+
+@dataclass
+class RejectedRow:
+    """A record that was not imported: its line in the file and why."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, attached to `ImportFailed`, what it found before giving up).
+
+    Attributes:
+        accepted: new examples written.
+        duplicates_in_file: records whose text (normalised) appeared earlier in the file.
+        duplicates_existing: records whose text was already in the project before the import.
+        labelled: annotations written (accepted records that carried a label).
+        rejected: the first `MAX_REPORTED_REJECTIONS` bad records, in file order.
+        labels_added: labels appended to the project's label set, in order of first use.
+        project_created: the import created the project.
+        rows_read: records read (blank lines and the header excluded), bad ones included.
+        rejected_total: how many records were rejected (``rejected`` may list fewer).
+    """
+
+    accepted: int = 0
+    duplicates_in_file: int = 0
+    duplicates_existing: int = 0
+    labelled: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+    labels_added: list[str] = field(default_factory=list)
+    project_created: bool = False
+    rows_read: int = 0
+    rejected_total: int = 0
+
+    def reject(self, row: RejectedRow) -> None:
+        """Count a bad record, listing it if the list is not full."""
+        self.rejected_total += 1
+        if len(self.rejected) < MAX_REPORTED_REJECTIONS:
+            self.rejected.append(row)
+
+    def rejected_lines(self, limit: int = MAX_REPORTED_REJECTIONS) -> list[str]:
+        """``line N: reason`` for the listed rejections, then ``... and K more`` if any."""
+        lines = [str(row) for row in self.rejected[:limit]]
+        more = self.rejected_total - len(lines)
+        if more > 0:
+            lines.append(f"... and {more} more")
+        return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def detect_format(filename: str, fmt: str | None = None) -> str:
+    """The format to read: ``fmt`` if given, else from the file name's extension.
+
+    Raises:
+        ImportFailed: unknown format or extension.
+    """
+    if fmt is not None:
+        fmt = fmt.lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise ImportFailed(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+        return fmt
+    suffix = Path(filename).suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise ImportFailed(
+            f"Cannot tell the format of {filename!r} from its extension; give the format "
+            f"(one of {', '.join(FORMATS)})."
+        )
+    return _EXTENSIONS[suffix]
+
+
+def import_file(
+    settings: Settings | None,
+    path: Path,
+    project: str,
+    *,
+    text_field: str = "text",
+    label_field: str | None = None,
+    fmt: str | None = None,
+    encoding: str = "utf-8",
+    skip_bad_rows: bool = False,
+    add_labels: bool = False,
+    labels: Sequence[str] | None = None,
+    reference_label_field: str | None = None,
+    annotator: str = IMPORT_ANNOTATOR,
+    batch_size: int = 2000,
+) -> ImportReport:
+    """Import a file into ``project`` (created if it does not exist), in one transaction.
+
+    Args:
+        settings: database settings (None: from the environment).
+        path: the file to read.
+        project: project name; created by the import if missing.
+        text_field: column (key) holding the text.
+        label_field: column holding a label; labelled rows become annotations by ``annotator``.
+        fmt: ``csv``, ``tsv``, ``jsonl``, ``json`` or ``txt``; default from the extension.
+        encoding: the file's text encoding (a UTF-8 byte-order mark is always dropped).
+        skip_bad_rows: import the good rows and report the bad ones, instead of importing
+            nothing when any row is bad.
+        add_labels: append labels found in the file to the project's label set instead of
+            failing on them.
+        labels: label set of a project the import creates. If None, a new project takes the
+            labels found in the file. Ignored for an existing project.
+        reference_label_field: column stored in ``Example.reference_label`` (kept aside for
+            simulations; not an annotation).
+        annotator: who the imported labels are by (created with the system role if missing).
+        batch_size: records per INSERT batch.
+
+    Returns:
+        The report of what was written.
+
+    Raises:
+        ImportFailed: nothing was written; the message says why (with line numbers) and
+            ``exc.report`` holds the details.
+    """
+    with _open_binary(path) as stream:
+        return import_stream(
+            settings,
+            stream,
+            Path(path).name,
+            project,
+            text_field=text_field,
+            label_field=label_field,
+            fmt=fmt,
+            encoding=encoding,
+            skip_bad_rows=skip_bad_rows,
+            add_labels=add_labels,
+            labels=labels,
+            reference_label_field=reference_label_field,
+            annotator=annotator,
+            batch_size=batch_size,
+        )
+
+
+def import_stream(
+    settings: Settings | None,
+    stream: BinaryIO,
+    filename: str,
+    project: str,
+    *,
+    text_field: str = "text",
+    label_field: str | None = None,
+    fmt: str | None = None,
+    encoding: str = "utf-8",
+    skip_bad_rows: bool = False,
+    add_labels: bool = False,
+    labels: Sequence[str] | None = None,
+    reference_label_field: str | None = None,
+    annotator: str = IMPORT_ANNOTATOR,
+    batch_size: int = 2000,
+) -> ImportReport:
+    """Import from a binary file-like object (e.g. a Streamlit upload); see `import_file`.
+
+    ``filename`` names the source in messages and gives the format when ``fmt`` is None. The
+    stream is read from its current position with ``read(n)`` only, and is not closed.
+    """
+    report = ImportReport()
+    try:
+        options = _options(
+            fmt, filename, text_field, label_field, reference_label_field, encoding,
+            skip_bad_rows, add_labels, labels, annotator, batch_size,
+        )
+        with write_unit(settings) as session, _sqlite_cache(session, _SQLITE_CACHE_KIB):
+            _run(session, project, _Source(stream, filename, options.encoding), options, report)
+    except ImportFailed as exc:
+        exc.report = report
+        raise
+    return report
+
+
+def read_labelled(
+    path: Path,
+    text_field: str = "text",
+    label_field: str = "label",
+    *,
+    fmt: str | None = None,
+    encoding: str = "utf-8",
+) -> tuple[list[str], list[str]]:
+    """Read a labelled file into memory for a simulation; the database is not touched.
+
+    Same formats, columns and checks as `import_file`. Every row needs a label; a text seen
+    before (after normalisation) is skipped, as an import would.
+
+    Returns:
+        ``(texts, labels)``, in file order.
+
+    Raises:
+        ImportFailed: the file cannot be read, or has bad or unlabelled rows (all listed).
+    """
+    report = ImportReport()
+    texts: list[str] = []
+    labels: list[str] = []
+    seen: set[str] = set()
+    try:
+        options = _options(
+            fmt, Path(path).name, text_field, label_field, None, encoding,
+            False, True, None, IMPORT_ANNOTATOR, 1,
+        )
+        with _open_binary(path) as stream:
+            source = _Source(stream, Path(path).name, options.encoding)
+            for row in _rows(source, options, report):
+                if row.label is None:
+                    report.reject(RejectedRow(row.line, f"no label in {label_field!r}"))
+                elif row.text_hash in seen:
+                    report.duplicates_in_file += 1
+                else:
+                    seen.add(row.text_hash)
+                    texts.append(row.text)
+                    labels.append(row.label)
+        if report.rows_read == 0:
+            raise ImportFailed(f"{source.name}: {_why_no_rows(source, options)}.")
+        if report.rejected_total:
+            problems = _rejections_message(report, "Fix them and run again.")
+            raise ImportFailed(f"{source.name}: {problems}")
+    except ImportFailed as exc:
+        exc.report = report
+        raise
+    return texts, labels
+
+
+@contextmanager
+def _open_binary(path: Path) -> Iterator[BinaryIO]:
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        message = f"Cannot read {str(path)!r}: {exc.strerror or exc}."
+        raise ImportFailed(message, ImportReport()) from None
+    with stream:
+        yield stream
+
+
+# --------------------------------------------------------------------------------------------
+# Options and checks
+
+
+@dataclass(frozen=True)
+class _Options:
+    fmt: str
+    text_field: str
+    label_field: str | None
+    reference_field: str | None
+    encoding: str
+    skip_bad_rows: bool
+    add_labels: bool
+    labels: tuple[str, ...] | None
+    annotator: str
+    batch_size: int
+
+
+def _options(
+    fmt: str | None,
+    filename: str,
+    text_field: str,
+    label_field: str | None,
+    reference_label_field: str | None,
+    encoding: str,
+    skip_bad_rows: bool,
+    add_labels: bool,
+    labels: Sequence[str] | None,
+    annotator: str,
+    batch_size: int,
+) -> _Options:
+    options = _Options(
+        fmt=detect_format(filename, fmt),
+        text_field=text_field,
+        label_field=label_field,
+        reference_field=reference_label_field,
+        encoding=_check_encoding(encoding),
+        skip_bad_rows=skip_bad_rows,
+        add_labels=add_labels,
+        labels=None if labels is None else tuple(labels),
+        annotator=annotator,
+        batch_size=max(1, int(batch_size)),
+    )
+    _check_fields(options)
+    return options
+
+
+def _check_encoding(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ImportFailed(
+            f"Unknown encoding {encoding!r} (try utf-8, latin-1, cp1252 or utf-16)."
+        ) from None
+
+
+def _check_fields(options: _Options) -> None:
+    names = [options.text_field, options.label_field, options.reference_field]
+    given = [name for name in names if name is not None]
+    if len(set(given)) != len(given):
+        raise ImportFailed("The text, label and reference label columns must be different.")
+    if options.fmt == "txt" and (options.label_field or options.reference_field):
+        raise ImportFailed("A TXT file holds one text per line: it has no label column.")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading: bytes -> text chunks -> lines
+
+
+class _Source:
+    """A binary stream decoded chunk by chunk, with a clear error on undecodable bytes.
+
+    Tracks the byte offset and line count so that errors can name where they are.
+    """
+
+    def __init__(self, stream: BinaryIO, name: str, encoding: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.encoding = encoding
+        self.bytes_read = 0
+        self._lines_done = 0
+
+    def chunks(self) -> Iterator[str]:
+        """The decoded text, in chunks; a leading byte-order mark is dropped."""
+        decoder = codecs.getincrementaldecoder(self.encoding)("strict")
+        first = True
+        while True:
+            data = self.stream.read(_CHUNK_BYTES)
+            if isinstance(data, str):
+                raise TypeError("import_stream needs a binary stream (open the file with 'rb').")
+            final = not data
+            held = len(decoder.getstate()[0])
+            try:
+                text = decoder.decode(data, final)
+            except UnicodeDecodeError as exc:
+                raise self._decode_error(exc, self.bytes_read - held) from None
+            self.bytes_read += len(data)
+            if first and text:
+                text = text.removeprefix("\ufeff")
+                first = False
+            if "\x00" in text:
+                raise self._nul_error(text)
+            if text:
+                self._lines_done += text.count("\n")
+                yield text
+            if final:
+                return
+
+    def _decode_error(self, exc: UnicodeDecodeError, base: int) -> ImportFailed:
+        offset = base + exc.start
+        line = self._lines_done + exc.object[: exc.start].count(b"\n") + 1
+        bad = exc.object[exc.start : exc.end].hex(" ")
+        return ImportFailed(
+            f"{self.name}: cannot decode byte {offset} (line {line}) as {self.encoding}: "
+            f"bytes {bad} ({exc.reason}). If the file is not UTF-8, give its encoding, "
+            "e.g. --encoding latin-1 (or cp1252, utf-16)."
+        )
+
+    def _nul_error(self, text: str) -> ImportFailed:
+        line = self._lines_done + text.count("\n", 0, text.index("\x00")) + 1
+        return ImportFailed(
+            f"{self.name}: line {line} contains a NUL byte; this does not look like a "
+            f"{self.encoding} text file (if it is UTF-16, give --encoding utf-16)."
+        )
+
+
+def _lines(chunks: Iterable[str], universal: bool) -> Iterator[str]:
+    """Split text chunks into lines, keeping line endings.
+
+    With ``universal``, lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (as ``open(newline="")``
+    reads them, which the csv module needs); otherwise at ``\\n`` only.
+    """
+    newline = "" if universal else "\n"
+    pending: list[str] = []
+    for chunk in chunks:
+        if "\n" not in chunk and not (universal and "\r" in chunk):
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = "".join(pending)
+            pending = []
+        lines = io.StringIO(chunk, newline=newline).readlines()
+        if not lines[-1].endswith("\n"):  # unfinished, or a "\r" that a "\n" may follow
+            pending.append(lines.pop())
+        yield from lines
+    if pending:
+        yield "".join(pending)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing: each parser yields (line, source_row, record dict) or a RejectedRow
+
+
+_Record = tuple[int, int, dict[str, Any]]
+
+
+def _records(source: _Source, options: _Options) -> Iterator[_Record | RejectedRow]:
+    if options.fmt in ("csv", "tsv"):
+        delimiter = "," if options.fmt == "csv" else "\t"
+        return _csv_records(source, options, delimiter)
+    if options.fmt == "jsonl":
+        return _jsonl_records(source)
+    if options.fmt == "json":
+        return _json_records(source)
+    return _txt_records(source, options.text_field)
+
+
+def _allow_large_fields() -> None:
+    # Process-wide, and only ever raised: safe with several imports at once.
+    if csv.field_size_limit() < MAX_FIELD_CHARS:
+        csv.field_size_limit(MAX_FIELD_CHARS)
+
+
+def _csv_records(
+    source: _Source, options: _Options, delimiter: str
+) -> Iterator[_Record | RejectedRow]:
+    _allow_large_fields()
+    reader = csv.reader(_lines(source.chunks(), universal=True), delimiter=delimiter, strict=True)
+    header, header_line = _csv_header(reader, source)
+    _check_columns(header, header_line, source.name, options)
+    width = len(header)
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield RejectedRow(start, f"malformed {options.fmt.upper()} record: {exc}")
+        else:
+            if len(row) == width:
+                yield start, start, dict(zip(header, row))
+            elif row:  # a blank line reads as []: skipped
+                yield RejectedRow(start, _ragged(len(row), width, header_line))
+        start = reader.line_num + 1
+
+
+def _csv_header(reader: Any, source: _Source) -> tuple[list[str], int]:
+    try:
+        for row in reader:
+            if row:
+                header = [name.strip() for name in row]
+                break
+        else:
+            raise ImportFailed(f"{source.name}: the file is empty; there are no rows to import.")
+    except csv.Error as exc:
+        line = reader.line_num
+        raise ImportFailed(f"{source.name}: cannot read the header (line {line}): {exc}.") from None
+    line = reader.line_num
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise ImportFailed(
+                f"{source.name}: the header (line {line}) names the column {name!r} twice."
+            )
+        seen.add(name)
+    return header, line
+
+
+def _check_columns(header: list[str], line: int, name: str, options: _Options) -> None:
+    wanted = [
+        ("text", options.text_field),
+        ("label", options.label_field),
+        ("reference label", options.reference_field),
+    ]
+    for role, column in wanted:
+        if column is not None and column not in header:
+            found = ", ".join(repr(c) for c in header)
+            raise ImportFailed(
+                f"{name}: no {role} column {column!r} in the header (line {line}). "
+                f"Columns found: {found}."
+            )
+
+
+def _ragged(found: int, width: int, header_line: int) -> str:
+    hint = " (an unquoted delimiter inside a value?)" if found > width else ""
+    return f"{found} fields, but the header (line {header_line}) has {width}{hint}"
+
+
+def _jsonl_records(source: _Source) -> Iterator[_Record | RejectedRow]:
+    for number, line in enumerate(_lines(source.chunks(), universal=False), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield RejectedRow(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        if isinstance(value, dict):
+            yield number, number, value
+        else:
+            yield RejectedRow(number, f"expected a JSON object, found {_kind(value)}")
+
+
+def _json_records(source: _Source) -> Iterator[_Record | RejectedRow]:
+    reader = _JsonListReader(source)
+    for line, index, value in reader.items():
+        if isinstance(value, dict):
+            yield line, index, value
+        else:
+            yield RejectedRow(line, f"item {index}: expected an object, found {_kind(value)}")
+
+
+def _txt_records(source: _Source, text_field: str) -> Iterator[_Record | RejectedRow]:
+    for number, line in enumerate(_lines(source.chunks(), universal=True), start=1):
+        text = line.rstrip("\r\n")
+        if text.strip():
+            yield number, number, {text_field: text}
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true/false"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_JSON_STARTS = {"{": "an object", '"': "a string", "t": "true/false", "f": "true/false",
+                "n": "null"}
+
+
+class _JsonListReader:
+    """Reads a top-level JSON list one item at a time (``json.JSONDecoder.raw_decode``).
+
+    The buffer holds the current item and the rest of the chunk; an item cut by the end of the
+    buffer is retried with more text (the buffer doubles, so a huge item costs linear time).
+    """
+
+    def __init__(self, source: _Source) -> None:
+        self.name = source.name
+        self._chunks = source.chunks()
+        self._decoder = json.JSONDecoder()
+        self._buf = ""
+        self._pos = 0
+        self._eof = False
+        self._line = 1  # line number at self._pos
+        self._counted = 0  # position up to which newlines are in self._line
+
+    def items(self) -> Iterator[tuple[int, int, Any]]:
+        """Yield ``(line, index, value)`` for every item of the list (index from 1)."""
+        self._open()
+        index = 0
+        if self._peek() == "]":
+            self._pos += 1
+            self._expect_end()
+            return
+        while True:
+            index += 1
+            line = self._line_at(self._pos)
+            yield line, index, self._value(index)
+            char = self._peek()
+            self._pos += 1
+            if char == "]":
+                self._expect_end()
+                return
+            if char != ",":
+                self._fail(f"expected ',' or ']' after item {index}", self._pos - 1)
+            if self._peek() == "]":
+                self._fail(f"a ',' after the last item ({index}) is not allowed in JSON", self._pos)
+
+    def _open(self) -> None:
+        char = self._peek()
+        if char == "":
+            raise ImportFailed(f"{self.name}: the file is empty; there are no rows to import.")
+        if char != "[":
+            kind = _JSON_STARTS.get(char, "a number" if char in "-0123456789" else None)
+            found = f"the file holds {kind}" if kind else f"found {char!r}"
+            hint = " (for one object per line, use the .jsonl format)" if char == "{" else ""
+            raise ImportFailed(
+                f"{self.name}: a JSON file must be a list of objects ([{{...}}, ...]), but "
+                f"{found} at line {self._line_at(self._pos)}{hint}."
+            )
+        self._pos += 1
+
+    def _value(self, index: int) -> Any:
+        while True:
+            try:
+                value, end = self._decoder.raw_decode(self._buf, self._pos)
+            except json.JSONDecodeError as exc:
+                if self._eof or not self._maybe_cut(exc):
+                    self._fail(f"invalid JSON in item {index}: {exc.msg}", exc.pos)
+                self._more()
+                continue
+            if end == len(self._buf) and not self._eof:  # a number may go on in the next chunk
+                self._more()
+                continue
+            self._pos = end
+            return value
+
+    def _maybe_cut(self, exc: json.JSONDecodeError) -> bool:
+        return exc.msg.startswith("Unterminated string") or exc.pos >= len(self._buf) - 8
+
+    def _peek(self) -> str:
+        """The next non-space character ('' at the end), with the position moved to it."""
+        while True:
+            self._pos = _JSON_SPACE.match(self._buf, self._pos).end()
+            if self._pos < len(self._buf):
+                return self._buf[self._pos]
+            if self._eof:
+                return ""
+            self._more()
+
+    def _more(self) -> None:
+        """Drop what was read, then at least double the unread text (or reach the end)."""
+        self._line_at(self._pos)
+        self._buf = self._buf[self._pos :]
+        self._pos = self._counted = 0
+        target = max(2 * len(self._buf), 1)
+        parts = [self._buf]
+        size = len(self._buf)
+        while size < target:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._eof = True
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        self._buf = "".join(parts)
+
+    def _line_at(self, pos: int) -> int:
+        self._line += self._buf.count("\n", self._counted, pos)
+        self._counted = pos
+        return self._line
+
+    def _expect_end(self) -> None:
+        if self._peek() != "":
+            self._fail("unexpected text after the end of the list", self._pos)
+
+    def _fail(self, problem: str, pos: int) -> None:
+        line = self._line_at(pos) if pos >= self._counted else self._line
+        raise ImportFailed(f"{self.name}: line {line}: {problem}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Records -> rows
+
+
+class _Row(NamedTuple):
+    line: int
+    source_row: int
+    text: str
+    text_hash: str
+    label: str | None
+    reference: str | None
+    meta: dict[str, Any] | None
+
+
+class _BadValue(Exception):
+    pass
+
+
+def _to_row(record: _Record, options: _Options) -> _Row | RejectedRow:
+    """Pick the text, label, reference label and metadata out of one record."""
+    line, source_row, values = record
+    try:
+        text = _text(values.pop(options.text_field, None), options.text_field)
+        label = _label(values.pop(options.label_field, None)) if options.label_field else None
+        reference = (
+            _label(values.pop(options.reference_field, None)) if options.reference_field else None
+        )
+    except (_BadValue, LabelwiseError) as exc:
+        return RejectedRow(line, str(exc))
+    return _Row(line, source_row, text, text_hash(text), label, reference, values or None)
+
+
+def _text(value: Any, column: str) -> str:
+    if value is None:
+        raise _BadValue(f"no {column!r} field")
+    if not isinstance(value, str):
+        raise _BadValue(f"{column!r} is {_kind(value)}, expected a string")
+    if not value or value.isspace():
+        raise _BadValue("empty text")
+    if "\x00" in value:
+        raise _BadValue("the text contains a NUL character")
+    return value
+
+
+def _label(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _BadValue(f"a label must be a string, found {_kind(value)}")
+    if not value.strip():
+        return None
+    return clean_label(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+class _Target:
+    """The project being imported into, its labels, and the batch writer."""
+
+    def __init__(
+        self, session: Session, project: str, options: _Options, report: ImportReport
+    ) -> None:
+        self.session = session
+        self.options = options
+        self.report = report
+        info = find_project(session, project.strip())
+        if info is None:
+            info = create_project(session, project, options.labels or ())
+            report.project_created = True
+        self.project_id = info.id
+        # Serialise imports into one project on PostgreSQL (SQLite: BEGIN IMMEDIATE did).
+        session.execute(select(Project.id).where(Project.id == info.id).with_for_update())
+        self.max_id_before = session.scalar(select(func.max(_EX.c.id))) or 0
+        self.can_add = options.add_labels or (report.project_created and options.labels is None)
+        self.label_ids = label_ids(session, info.id)
+        self.unknown: dict[str, int] = {}  # label -> first line
+        self.annotator_id: int | None = None
+        self.now = datetime.now(timezone.utc)
+
+    def check_label(self, row: _Row) -> bool:
+        """Whether the row's label (if any) is in the label set, adding it if allowed."""
+        if row.label is None or row.label in self.label_ids:
+            return True
+        if self.can_add:
+            added = add_project_labels(self.session, self.project_id, [row.label])
+            self.report.labels_added += added
+            self.label_ids = label_ids(self.session, self.project_id)
+            return True
+        self.unknown.setdefault(row.label, row.line)
+        return False
+
+    def write(self, batch: list[_Row]) -> None:
+        """Insert the batch's new texts (and their annotations), counting duplicates."""
+        fresh = self._new_rows(batch)
+        if not fresh:
+            return
+        conn = self.session.connection()
+        conn.execute(_INSERT_EXAMPLES, [self._example(row) for row in fresh])
+        self.report.accepted += len(fresh)
+        labelled = [row for row in fresh if row.label is not None]
+        if labelled:
+            ids = self._ids([row.text_hash for row in labelled])
+            annotator_id = self._annotator()
+            conn.execute(
+                _INSERT_ANNOTATIONS,
+                [
+                    {
+                        "example_id": ids[row.text_hash],
+                        "annotator_id": annotator_id,
+                        "label_id": self.label_ids[row.label],
+                        "created_at": self.now,
+                        "updated_at": self.now,
+                    }
+                    for row in labelled
+                ],
+            )
+            self.report.labelled += len(labelled)
+
+    def _new_rows(self, batch: list[_Row]) -> list[_Row]:
+        first: dict[str, _Row] = {}
+        for row in batch:
+            if row.text_hash in first:
+                self.report.duplicates_in_file += 1
+            else:
+                first[row.text_hash] = row
+        for example_id, digest in self._existing(list(first)):
+            del first[digest]
+            if example_id > self.max_id_before:
+                self.report.duplicates_in_file += 1
+            else:
+                self.report.duplicates_existing += 1
+        return list(first.values())
+
+    def _existing(self, hashes: list[str]) -> list[tuple[int, str]]:
+        stmt = select(_EX.c.id, _EX.c.text_hash).where(
+            _EX.c.project_id == self.project_id, _EX.c.text_hash.in_(hashes)
+        )
+        return [(row[0], row[1]) for row in self.session.execute(stmt)]
+
+    def _ids(self, hashes: list[str]) -> dict[str, int]:
+        return {digest: example_id for example_id, digest in self._existing(hashes)}
+
+    def _example(self, row: _Row) -> dict[str, Any]:
+        return {
+            "project_id": self.project_id,
+            "text": row.text,
+            "text_hash": row.text_hash,
+            "source_row": row.source_row,
+            "meta_json": row.meta,
+            "reference_label": row.reference,
+            "created_at": self.now,
+        }
+
+    def _annotator(self) -> int:
+        if self.annotator_id is None:
+            self.annotator_id = get_or_create_annotator(
+                self.session, self.options.annotator, Role.SYSTEM
+            )
+        return self.annotator_id
+
+
+@contextmanager
+def _sqlite_cache(session: Session, kib: int) -> Iterator[None]:
+    """On SQLite, a page cache of ``kib`` KiB for the block (it is allocated only as used)."""
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or -2000)
+    conn.exec_driver_sql(f"PRAGMA cache_size = {-int(kib)}")
+    try:
+        yield
+    finally:
+        with suppress(SQLAlchemyError):  # never hide the import's own error
+            conn.exec_driver_sql(f"PRAGMA cache_size = {before}")
+
+
+def _rows(source: _Source, options: _Options, report: ImportReport) -> Iterator[_Row]:
+    """The good rows of the source; bad ones go to the report (all are counted as read)."""
+    for item in _records(source, options):
+        report.rows_read += 1
+        row = item if isinstance(item, RejectedRow) else _to_row(item, options)
+        if isinstance(row, RejectedRow):
+            report.reject(row)
+        else:
+            yield row
+
+
+def _run(
+    session: Session, project: str, source: _Source, options: _Options, report: ImportReport
+) -> None:
+    """Read every record, write the good ones in batches, then raise if the import failed."""
+    try:
+        target = _Target(session, project, options, report)
+    except LabelwiseError as exc:
+        raise ImportFailed(str(exc), report) from None
+    batch: list[_Row] = []
+    for row in _rows(source, options, report):
+        if not target.check_label(row) or _failing(report, target, options):
+            continue  # keep reading, to report every problem; write nothing more
+        batch.append(row)
+        if len(batch) >= options.batch_size:
+            target.write(batch)
+            batch = []
+    if batch and not _failing(report, target, options):
+        target.write(batch)
+    _raise_if_failed(report, target, source, options)
+
+
+def _failing(report: ImportReport, target: _Target, options: _Options) -> bool:
+    return bool(target.unknown) or (report.rejected_total > 0 and not options.skip_bad_rows)
+
+
+def _raise_if_failed(
+    report: ImportReport, target: _Target, source: _Source, options: _Options
+) -> None:
+    if report.rows_read == 0:
+        raise ImportFailed(f"{source.name}: {_why_no_rows(source, options)}.", report)
+    problems: list[str] = []
+    if target.unknown:
+        problems.append(_unknown_labels_message(target.unknown))
+    all_bad = report.rejected_total == report.rows_read
+    if report.rejected_total and not options.skip_bad_rows:
+        advice = "Fix them, or skip bad rows (--skip-bad-rows) to import the others."
+        problems.append(_rejections_message(report, advice))
+    elif report.rejected_total and all_bad:
+        problems.append(_rejections_message(report, "None of the rows could be imported."))
+    if problems:
+        raise ImportFailed(f"{source.name}: " + "\n".join(problems), report)
+
+
+def _why_no_rows(source: _Source, options: _Options) -> str:
+    if source.bytes_read == 0:
+        return "the file is empty; there are no rows to import"
+    if options.fmt in ("csv", "tsv"):
+        return "the file has a header but no rows; there are no rows to import"
+    return "there are no rows to import (only blank lines)"
+
+
+def _rejections_message(report: ImportReport, advice: str) -> str:
+    rows = "row" if report.rejected_total == 1 else "rows"
+    listed = "\n".join(f"  {line}" for line in report.rejected_lines(_MESSAGE_REJECTIONS))
+    return f"{report.rejected_total} bad {rows}:\n{listed}\n{advice}"
+
+
+def _unknown_labels_message(unknown: dict[str, int]) -> str:
+    listed = ", ".join(f"{name!r} (first on line {line})" for name, line in sorted(unknown.items()))
+    return (
+        f"Labels not in the project's label set: {listed}. Add them to the label set, or "
+        "import with 'add labels' (--add-labels)."
+    )

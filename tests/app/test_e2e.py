@@ -1,0 +1,182 @@
+"""End to end in a real headless Chromium: the app and the worker as a user runs them.
+
+Starts `streamlit run app/main.py` and `python -m app worker` on a temporary database holding
+a small project on a tiny random BERT, then, with the keyboard: labels 10 texts, undoes one,
+trains a round from the Model page, waits until the queue is the new model's, and downloads a
+CSV export. Screenshots of every page land in ``test-output/e2e/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from db.engine import read_unit
+from db.models import Annotation, QueueItem
+from db.runs import list_runs
+from tests.learner.test_rounds_worker import make_project
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-output" / "e2e"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def _count(settings, model) -> int:
+    with read_unit(settings) as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+@pytest.fixture
+def running_app(settings, tiny_model_dir):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is needed for the browser test ({CHROMIUM}); .ci/run installs it")
+    project_id, rows = make_project(settings, tiny_model_dir, n_per_class=30, retrain_every=0,
+                                    cold_start_k=1)
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": settings.database_url,
+           "LABELWISE_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(ROOT)}
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app", "worker", "--poll", "0.3", "--heartbeat", "0.5"],
+        cwd=ROOT, env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
+    app = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+         "--client.toolbarMode", "minimal"],
+        cwd=ROOT, env=env, stdout=open(logs / "app.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/_stcore/health")
+        yield f"http://127.0.0.1:{port}", project_id, {text: (i, truth) for i, text, truth in rows}
+    finally:
+        for proc in (app, worker):
+            proc.terminate()
+        for proc in (app, worker):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_label_undo_train_export_in_a_real_browser(running_app, settings):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, project_id, texts = running_app
+    truth = {text: label for text, (_, label) in texts.items()}
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.get_by_label("Your name", exact=True).fill("e2e")
+        page.screenshot(path=str(SHOTS / "0-sign-in.png"))
+        page.get_by_role("button", name="Start labelling").click()
+
+        shown = page.get_by_test_id("stText").first
+        labels = ["fruit", "vehicle"]
+
+        def answer() -> str:
+            """Press the right key for the text on screen, once its buttons are there."""
+            text = shown.inner_text().strip()
+            expect(page.locator(f".st-key-label-{texts[text][0]}-0")).to_be_visible()
+            page.locator("body").press(str(labels.index(truth[text]) + 1))
+            return text
+
+        expect(shown).to_be_visible()
+        answered = []
+        for i in range(10):
+            text = answer()
+            answered.append(texts[text][0])
+            expect(shown).not_to_have_text(text)
+            with read_unit(settings) as session:
+                got = sorted(session.scalars(select(Annotation.example_id)))
+            assert got == sorted(answered), (i, got, answered)
+            if i == 0:
+                page.screenshot(path=str(SHOTS / "1-annotate.png"))
+        assert _count(settings, Annotation) == 10
+
+        page.locator("body").press("u")
+        expect(page.get_by_text("Undone: that text is back.")).to_be_visible()
+        undone_text = shown.inner_text().strip()
+        assert _count(settings, Annotation) == 9
+        assert answer() == undone_text
+        expect(shown).not_to_have_text(undone_text)
+        assert _count(settings, Annotation) == 10
+        page.screenshot(path=str(SHOTS / "2-annotate-after-undo.png"))
+
+        page.get_by_role("link", name="Model").click()
+        page.get_by_role("button", name="Train now").click()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            runs = list_runs(settings, project_id)
+            if runs and runs[0].status not in ("queued", "running"):
+                break
+            time.sleep(0.5)
+        runs = list_runs(settings, project_id)
+        assert runs and runs[0].status == "done", runs and runs[0].error
+        with read_unit(settings) as session:
+            versions = set(session.scalars(select(QueueItem.model_version_id)))
+        assert versions == {runs[0].model_version}  # the queue is the new model's now
+        page.get_by_role("link", name="Data").click()  # and back: a full run of the page
+        page.get_by_role("link", name="Model").click()
+        expect(page.get_by_text("Version 1")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "3-model.png"), full_page=True)
+
+        page.get_by_role("link", name="Annotate").click()
+        expect(page.get_by_text("Model v1 predicts")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "4-annotate-with-model.png"))
+
+        page.get_by_role("link", name="Data").click()
+        expect(page.get_by_text("Label counts")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "5-data.png"), full_page=True)
+
+        page.get_by_role("link", name="Settings").click()
+        expect(page.get_by_text("Guidelines and learning")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "6-settings.png"), full_page=True)
+
+        page.get_by_role("link", name="Export").click()
+        page.get_by_role("button", name="Prepare file").click()
+        with page.expect_download() as info:
+            page.get_by_role("button", name="Download CSV").click()
+        page.screenshot(path=str(SHOTS / "7-export.png"))
+        data = Path(info.value.path()).read_text(encoding="utf-8")
+        browser.close()
+
+    exported = list(csv.DictReader(io.StringIO(data)))
+    assert len(exported) == 10
+    assert [(r["text"], r["label"]) for r in exported if r["label"] != truth[r["text"]]] == []

@@ -1,0 +1,173 @@
+"""The label write path: upserts, validation, undo, recent labels, concurrent submits."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+from sqlalchemy import func, select
+
+from db.annotations import PREVIEW_CHARS, annotate, recent_annotations, remove_annotation
+from db.engine import read_unit, write_unit
+from db.errors import LabelwiseError, NotFound
+from db.models import Annotation, Annotator, Example
+from db.projects import create_project
+from db.settings import Settings
+from db.texts import text_hash
+
+
+def make_project(
+    settings: Settings, name: str, labels: Sequence[str], texts: Sequence[str]
+) -> list[int]:
+    """A project with ``labels`` and one example per text; returns the example ids in order."""
+    with write_unit(settings) as session:
+        info = create_project(session, name, labels)
+        examples = [
+            Example(project_id=info.id, text=t, text_hash=text_hash(t), source_row=i)
+            for i, t in enumerate(texts)
+        ]
+        session.add_all(examples)
+        session.flush()
+        return [e.id for e in examples]
+
+
+def count_annotations(settings: Settings) -> int:
+    with read_unit(settings) as session:
+        return int(session.scalar(select(func.count()).select_from(Annotation)) or 0)
+
+
+def test_upsert_keeps_one_row_and_created_at(any_settings: Settings) -> None:
+    (ex,) = make_project(any_settings, "sentiment", ["pos", "neg"], ["good film"])
+    first = annotate(
+        any_settings, "sentiment", ex, "ann", "pos", seconds_spent=2.5, queue_reason="random"
+    )
+    second = annotate(any_settings, "sentiment", ex, "ann", "neg")
+
+    assert count_annotations(any_settings) == 1
+    assert second.label == "neg"
+    assert second.created_at == first.created_at
+    assert second.updated_at >= second.created_at
+    assert second.updated_at >= first.updated_at
+    assert second.created_at.tzinfo is not None
+    # Not given the second time: kept.
+    assert second.seconds_spent == 2.5
+    assert second.queue_reason == "random"
+    with read_unit(any_settings) as session:
+        row = session.scalars(select(Annotation)).one()
+        assert row.seconds_spent == 2.5
+    third = annotate(any_settings, "sentiment", ex, "ann", " pos ", seconds_spent=1.0)
+    assert (third.label, third.seconds_spent) == ("pos", 1.0)
+    assert count_annotations(any_settings) == 1
+
+
+def test_project_given_by_id_and_annotators_are_separate(settings: Settings) -> None:
+    (ex,) = make_project(settings, "p", ["a", "b"], ["x"])
+    with read_unit(settings) as session:
+        project_id = session.scalar(select(Example.project_id).where(Example.id == ex))
+    assert project_id is not None
+    annotate(settings, project_id, ex, "alice", "a")
+    annotate(settings, "p", ex, "bob", "b")
+    assert count_annotations(settings) == 2
+    with read_unit(settings) as session:
+        assert sorted(session.scalars(select(Annotator.name))) == ["alice", "bob"]
+
+
+def test_unknown_label_raises_and_writes_nothing(settings: Settings) -> None:
+    (ex,) = make_project(settings, "p", ["spam", "ham"], ["x"])
+    with pytest.raises(LabelwiseError) as caught:
+        annotate(settings, "p", ex, "newcomer", "eggs")
+    message = str(caught.value)
+    assert "'eggs'" in message and "'spam'" in message and "'ham'" in message
+    assert not isinstance(caught.value, NotFound)
+    assert count_annotations(settings) == 0
+    with read_unit(settings) as session:  # the annotator was not created either
+        assert session.scalar(select(func.count()).select_from(Annotator)) == 0
+
+
+def test_example_of_another_project_raises_and_writes_nothing(settings: Settings) -> None:
+    (ex_a,) = make_project(settings, "a", ["x"], ["text a"])
+    make_project(settings, "b", ["x"], ["text b"])
+    with pytest.raises(NotFound):
+        annotate(settings, "b", ex_a, "ann", "x")
+    with pytest.raises(NotFound):
+        annotate(settings, "a", ex_a + 1000, "ann", "x")
+    with pytest.raises(NotFound):
+        annotate(settings, "nope", ex_a, "ann", "x")
+    with pytest.raises(NotFound):
+        annotate(settings, 999, ex_a, "ann", "x")
+    assert count_annotations(settings) == 0
+
+
+def test_bad_annotator_or_time_raise(settings: Settings) -> None:
+    (ex,) = make_project(settings, "p", ["x"], ["t"])
+    with pytest.raises(LabelwiseError):
+        annotate(settings, "p", ex, "  ", "x")
+    with pytest.raises(LabelwiseError):
+        annotate(settings, "p", ex, "ann", "x", seconds_spent=-1)
+    assert count_annotations(settings) == 0
+
+
+def test_remove_annotation(settings: Settings) -> None:
+    ex1, ex2 = make_project(settings, "p", ["x", "y"], ["one", "two"])
+    annotate(settings, "p", ex1, "ann", "x")
+    annotate(settings, "p", ex2, "ann", "y")
+    annotate(settings, "p", ex1, "other", "y")
+    assert remove_annotation(settings, ex1, "ann") is True
+    assert remove_annotation(settings, ex1, "ann") is False
+    assert remove_annotation(settings, ex1, "ghost") is False
+    assert count_annotations(settings) == 2
+    assert [a.example_id for a in recent_annotations(settings, "p", "ann")] == [ex2]
+
+
+def test_recent_annotations_most_recent_first_with_preview(settings: Settings) -> None:
+    long_text = "word " * 200
+    ids = make_project(settings, "p", ["x", "y"], ["first  text\nhere", long_text, "third"])
+    make_project(settings, "other", ["x"], ["elsewhere"])
+    annotate(settings, "p", ids[0], "ann", "x")
+    annotate(settings, "p", ids[1], "ann", "y", seconds_spent=3)
+    annotate(settings, "p", ids[2], "ann", "x")
+    annotate(settings, "p", ids[0], "ann", "y")  # relabelled: now the most recent
+    annotate(settings, "p", ids[2], "someone else", "y")
+
+    recent = recent_annotations(settings, "p", "ann")
+    assert [(a.example_id, a.label) for a in recent] == [
+        (ids[0], "y"),
+        (ids[2], "x"),
+        (ids[1], "y"),
+    ]
+    assert recent[0].text_preview == "first text here"
+    preview = recent[2].text_preview
+    assert preview is not None and len(preview) <= PREVIEW_CHARS and preview.endswith("…")
+    assert recent[2].seconds_spent == 3
+    assert [a.example_id for a in recent_annotations(settings, "p", "ann", limit=1)] == [ids[0]]
+    assert recent_annotations(settings, "p", "nobody") == []
+    assert recent_annotations(settings, "other", "ann") == []
+    with pytest.raises(NotFound):
+        recent_annotations(settings, "missing", "ann")
+
+
+def test_concurrent_double_submits_make_one_row(any_settings: Settings) -> None:
+    """4 threads submit for the same example as the same, new, annotator."""
+    settings = any_settings
+    (ex,) = make_project(settings, "p", ["a", "b"], ["contested"])
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def submit(i: int) -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                annotate(settings, "p", ex, "same person", "a" if i % 2 else "b")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert count_annotations(settings) == 1
+    with read_unit(settings) as session:
+        assert session.scalar(select(func.count()).select_from(Annotator)) == 1

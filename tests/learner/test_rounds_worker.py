@@ -1,0 +1,197 @@
+"""Rounds and the worker against a real database and a tiny real BERT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from db.annotations import annotate
+from db.engine import read_unit, write_unit
+from db.models import Annotation, Example, ModelVersion, QueueItem
+from db.projects import create_project, update_project
+from db.queue import next_item, queue_remaining
+from db.runs import claim_next_run, fail_stale_runs, get_run, list_runs, request_training
+from db.texts import text_hash
+from learner.rounds import NotEnoughLabels, run_round
+from learner.worker import WorkerOptions, build_cold_start_queue, work_once
+from tests.learner.conftest import synthetic_texts
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_project(settings, model_dir: Path, n_per_class: int = 30, **config) -> tuple[int, list]:
+    """A fruit/vehicle project on the tiny model; returns its id and (id, text, truth) rows."""
+    texts, labels = synthetic_texts(n_per_class, seed=3)
+    with write_unit(settings) as session:
+        project = create_project(session, "toy", labels=["fruit", "vehicle"])
+        update_project(session, "toy", settings={"model_path": str(model_dir), "max_length": 32,
+                                                 "queue_size": 20, "cold_start_k": 3, **config})
+        seen = set()
+        rows = []
+        for text, label in zip(texts, labels):
+            if text_hash(text) not in seen:
+                seen.add(text_hash(text))
+                rows.append({"project_id": project.id, "text": text, "text_hash": text_hash(text),
+                             "reference_label": label})
+        session.execute(insert(Example), rows)
+    with read_unit(settings) as session:
+        found = session.execute(
+            select(Example.id, Example.text, Example.reference_label).order_by(Example.id)).all()
+    return project.id, found
+
+
+def label(settings, project_id, rows, n: int, reason: str | None = None, who: str = "alice"):
+    for example_id, _, truth in rows[:n]:
+        annotate(settings, project_id, example_id, who, truth, queue_reason=reason)
+
+
+def test_round_trains_evaluates_on_audit_and_replaces_queue(settings, tiny_model_dir):
+    project_id, rows = make_project(settings, tiny_model_dir)
+    label(settings, project_id, rows[:16], 16)
+    label(settings, project_id, rows[16:22], 6, reason="audit")  # held out, never trained on
+    run = request_training(settings, project_id)
+    claim_next_run(settings, "test")
+    stages = []
+    version = run_round(settings, run.id, project_id, progress=lambda s, f: stages.append((s, f)))
+    assert version == 1
+    done = get_run(settings, run.id)
+    assert done.status == "done" and done.model_version == 1 and done.progress == 1.0
+    assert done.metrics["n_eval"] == 6 and done.metrics["n_train"] == 16
+    assert 0.0 <= done.metrics["accuracy"] <= 1.0
+    assert set(done.metrics["per_class_f1"]) == {"fruit", "vehicle"}
+    assert set(done.timings) >= {"train_s", "evaluate_s", "score_s", "write_s", "snapshot_s"}
+    assert [s for s, _ in stages][:2] == ["snapshot", "train"] and stages[-1][0] == "write"
+    with read_unit(settings) as session:
+        queue = session.execute(select(QueueItem.example_id, QueueItem.reason,
+                                       QueueItem.predicted_label)).all()
+        artefact = session.scalar(select(ModelVersion.artefact_path))
+    labelled = {r[0] for r in rows[:22]}
+    assert queue and not ({q.example_id for q in queue} & labelled)
+    assert {q.reason for q in queue} == {"uncertain", "audit"}
+    assert all(q.predicted_label in ("fruit", "vehicle") for q in queue)
+    assert (Path(artefact) / "model.safetensors").exists()
+    served = next_item(settings, project_id)
+    assert served.model_version == 1 and served.reason in ("uncertain", "audit")
+
+    from learner.model import TransformerClassifier
+
+    reloaded = TransformerClassifier.load(artefact)
+    assert list(reloaded.classes_) == ["fruit", "vehicle"]
+
+
+def test_round_refuses_to_train_before_cold_start_ends(settings, tiny_model_dir):
+    project_id, rows = make_project(settings, tiny_model_dir)
+    label(settings, project_id, rows, 3)
+    run = request_training(settings, project_id)
+    claim_next_run(settings, "test")
+    with pytest.raises(NotEnoughLabels, match="at least 3"):
+        run_round(settings, run.id, project_id)
+
+
+def test_worker_cold_start_then_automatic_round(settings, tiny_model_dir):
+    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=5)
+    options = WorkerOptions(poll_s=0.01, heartbeat_s=0.2)
+    assert work_once(settings, options, "w") is False  # no labels: builds a cold-start queue
+    with read_unit(settings) as session:
+        reasons = set(session.scalars(select(QueueItem.reason)))
+        assert queue_remaining(session, project_id) == 22  # 20 + 10% audit
+    assert reasons == {"cold_start", "audit"}
+    label(settings, project_id, rows, 12)
+    assert work_once(settings, options, "w") is True  # cold start over: trains by itself
+    runs = list_runs(settings, project_id)
+    assert [(r.status, r.trigger) for r in runs] == [("done", "auto")]
+    assert work_once(settings, options, "w") is False  # nothing new: no second round
+    label(settings, project_id, rows[12:], 5)
+    assert work_once(settings, options, "w") is True
+    assert [r.status for r in list_runs(settings, project_id)] == ["done", "done"]
+
+
+def test_failed_round_is_recorded_with_its_reason(settings, tiny_model_dir):
+    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0)
+    with write_unit(settings) as session:
+        update_project(session, "toy", settings={"model_path": str(tiny_model_dir / "missing")})
+    label(settings, project_id, rows, 12)
+    run = request_training(settings, project_id)
+    work_once(settings, WorkerOptions(poll_s=0.01), "w")
+    failed = get_run(settings, run.id)
+    assert failed.status == "failed" and "missing" in failed.error
+
+
+@pytest.mark.slow
+def test_killed_worker_leaves_labels_queue_and_model_intact(settings, tiny_model_dir):
+    """kill -9 the worker mid-round: the previous model and queue serve on, labels untouched."""
+    project_id, rows = make_project(settings, tiny_model_dir, n_per_class=400, retrain_every=0)
+    label(settings, project_id, rows, 20)
+    first = request_training(settings, project_id)
+    work_once(settings, WorkerOptions(poll_s=0.01), "w")
+    assert get_run(settings, first.id).status == "done"
+    with read_unit(settings) as session:
+        queue_before = session.execute(
+            select(QueueItem.example_id, QueueItem.rank, QueueItem.model_version_id)
+            .order_by(QueueItem.rank)).all()
+        versions_before = session.execute(select(ModelVersion.id, ModelVersion.artefact_path)).all()
+    # Many labels make the next round's training last long enough to be caught mid-way.
+    with write_unit(settings) as session:
+        annotator = session.scalar(select(Annotation.annotator_id).limit(1))
+        label_ids = dict(session.execute(
+            select(Example.reference_label, func.min(Annotation.label_id))
+            .join(Annotation, Annotation.example_id == Example.id)
+            .group_by(Example.reference_label)).all())
+        session.execute(insert(Annotation), [
+            {"example_id": r[0], "annotator_id": annotator, "label_id": label_ids[r[2]]}
+            for r in rows[20:700]])
+    with read_unit(settings) as session:
+        n_annotations = session.scalar(select(func.count()).select_from(Annotation))
+    second = request_training(settings, project_id)
+    env = {**os.environ, "DATABASE_URL": settings.database_url,
+           "LABELWISE_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app", "worker", "--heartbeat", "0.1", "--poll", "0.1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            run = get_run(settings, second.id)
+            if run.status == "running" and run.stage == "train":
+                break
+            assert worker.poll() is None, worker.stderr.read().decode()
+            time.sleep(0.05)
+        else:
+            pytest.fail("the worker never reached the training stage")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert get_run(settings, second.id).status == "running"  # nobody has noticed yet
+    assert fail_stale_runs(settings, max_silence_s=0) == [second.id]
+    failed = get_run(settings, second.id)
+    assert failed.status == "failed" and "heartbeat" in failed.error
+    with read_unit(settings) as session:
+        assert session.scalar(select(func.count()).select_from(Annotation)) == n_annotations
+        assert session.execute(
+            select(QueueItem.example_id, QueueItem.rank, QueueItem.model_version_id)
+            .order_by(QueueItem.rank)).all() == queue_before
+        assert session.execute(select(ModelVersion.id, ModelVersion.artefact_path)).all() == versions_before
+    assert next_item(settings, project_id).model_version == 1
+    partial = [p for p in (settings.models_dir / f"project-{project_id}").iterdir()
+               if p.name != Path(versions_before[0][1]).name]
+    # at most an unfinished ".partial" folder, never a second finished artefact
+    assert all(p.name.endswith(".partial") for p in partial)
+
+
+def test_cold_start_queue_is_diverse_and_has_audit_share(settings, tiny_model_dir):
+    project_id, _ = make_project(settings, tiny_model_dir)
+    from db.projects import ProjectConfig
+
+    n = build_cold_start_queue(settings, project_id, ProjectConfig(queue_size=20, audit_share=0.1))
+    with read_unit(settings) as session:
+        reasons = list(session.scalars(select(QueueItem.reason).order_by(QueueItem.rank)))
+    assert n == len(reasons) == 22 and reasons.count("audit") == 2
