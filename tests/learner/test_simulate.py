@@ -1,0 +1,56 @@
+"""The simulation command: same round code, an oracle from the file's labels, curves on disk."""
+
+from __future__ import annotations
+
+import json
+
+from app.cli import main
+from learner.simulate import SimulationConfig, stratified_split, summarise
+from tests.learner.conftest import synthetic_texts
+
+
+def test_simulate_command_writes_results_and_plot(tmp_path, tiny_model_dir, capsys):
+    texts, labels = synthetic_texts(40, classes=("fruit", "vehicle", "colour"), seed=5)
+    data = tmp_path / "toy.jsonl"
+    data.write_text("\n".join(json.dumps({"body": t, "topic": y}) for t, y in zip(texts, labels)))
+    out = tmp_path / "sim"
+    code = main(["simulate", "--data", str(data), "--text-field", "body", "--label-field", "topic",
+                 "--strategy", "margin", "--seed-size", "6", "--batch", "6", "--budget", "18",
+                 "--repeats", "2", "--test-frac", "0.25", "--model", str(tiny_model_dir),
+                 "--max-length", "16", "--epochs", "3", "--out", str(out)])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (out / "curve.png").stat().st_size > 1000
+    assert set(results["summary"]) == {"margin", "random"}  # random is always included
+    for strategy, s in results["summary"].items():
+        assert s["n_labels"] == [6, 12, 18]
+        assert len(s["accuracy_mean"]) == len(s["accuracy_std"]) == 3
+        assert all(0 <= a <= 1 for a in s["accuracy_mean"])
+        assert len(results["curves"][strategy]) == 2  # one curve per repeat
+    assert "AUC" in capsys.readouterr().out
+
+
+def test_split_is_stratified_and_disjoint():
+    import numpy as np
+
+    labels = ["a"] * 50 + ["b"] * 30
+    train, test = stratified_split(labels, 0.2, np.random.default_rng(0))
+    assert not set(train) & set(test) and len(train) + len(test) == 80
+    assert sorted(labels[i] for i in test).count("a") == 10
+    assert sorted(labels[i] for i in test).count("b") == 6
+
+
+def test_summary_measures_labels_needed_to_match_random():
+    point = lambda n, a: {"n_labels": n, "accuracy": a, "macro_f1": a, "seconds": 1.0}  # noqa: E731
+    curves = {
+        "margin": [[point(10, 0.5), point(20, 0.8), point(30, 0.9)]],
+        "random": [[point(10, 0.5), point(20, 0.6), point(30, 0.8)]],
+    }
+    summary = summarise(curves)
+    assert summary["margin"]["labels_to_reach_random_final"] == 20
+    assert summary["random"]["labels_to_reach_random_final"] == 30
+    assert summary["margin"]["auc_accuracy"] > summary["random"]["auc_accuracy"]
+
+
+def test_random_is_always_included():
+    assert SimulationConfig(strategies=["entropy"]).strategies == ["entropy", "random"]
