@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from collections.abc import Hashable, Sequence
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +22,8 @@ from db.errors import LabelwiseError, NotFound
 from db.models import Annotation, Annotator, Example, Label, Project, Role, utcnow
 from db.projects import label_ids
 from db.settings import Settings
+
+L = TypeVar("L", bound=Hashable)
 
 PREVIEW_CHARS = 160
 """How many characters of an example's text `recent_annotations` shows."""
@@ -52,6 +55,23 @@ class AnnotationInfo:
     seconds_spent: float | None
     queue_reason: str | None = None
     text_preview: str | None = None
+
+
+def final_label(labels_oldest_first: Sequence[L]) -> L:
+    """The final label of an example: the majority; a tie goes to the tied label given last.
+
+    The one rule for exports and for the training data of a round.
+
+    Args:
+        labels_oldest_first: the example's labels (one per annotator), ordered by when each
+            was last given.
+    """
+    if len(labels_oldest_first) == 1:
+        return labels_oldest_first[0]
+    score: dict[L, tuple[int, int]] = {}
+    for position, label in enumerate(labels_oldest_first):
+        score[label] = (score.get(label, (0, 0))[0] + 1, position)
+    return max(score, key=score.__getitem__)
 
 
 def _project_id(session: Session, project: str | int) -> int:

@@ -41,6 +41,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from db.annotations import final_label
 from db.engine import read_unit
 from db.errors import ExportFailed, LabelwiseError
 from db.models import Annotation, Annotator, Example, Label
@@ -520,21 +521,6 @@ class _Names(dict[int, str]):
         return name
 
 
-def final_label_id(label_ids_oldest_first: Sequence[int]) -> int:
-    """The majority label; a tie goes to the tied label given most recently.
-
-    Args:
-        label_ids_oldest_first: an example's labels, ordered by when they were last given.
-    """
-    if len(label_ids_oldest_first) == 1:
-        return label_ids_oldest_first[0]
-    score: dict[int, tuple[int, int]] = {}
-    for position, label_id in enumerate(label_ids_oldest_first):
-        count = score.get(label_id, (0, 0))[0]
-        score[label_id] = (count + 1, position)
-    return max(score, key=score.__getitem__)
-
-
 def _example_rows(
     conn: Connection, plan: _Plan, batch_rows: int
 ) -> Iterator[list[tuple[Any, ...]]]:
@@ -564,7 +550,7 @@ def _example_rows(
                 continue
             if since and example_id not in recent:
                 continue
-            label_id = labels[0] if len(labels) == 1 else final_label_id(labels)
+            label_id = labels[0] if len(labels) == 1 else final_label(labels)
             if label_filter is not None and label_id not in label_filter:
                 continue
             out.append((example_id, text, names[label_id], source_row, len(labels), meta))

@@ -182,27 +182,26 @@ class Snapshot:
 def final_labels(session: Any, project_id: int) -> dict[int, tuple[str, bool]]:
     """Per labelled example: (final label, whether it was labelled from the audit slice).
 
-    The final label is the majority over annotators, ties going to the latest annotation.
+    The final label follows `db.annotations.final_label`, the rule exports use too.
     """
     from sqlalchemy import select
 
+    from db.annotations import final_label
+
     rows = session.execute(
-        select(Annotation.example_id, Label.name, Annotation.updated_at, Annotation.queue_reason)
+        select(Annotation.example_id, Label.name, Annotation.queue_reason)
         .join(Label, Label.id == Annotation.label_id)
         .join(Example, Example.id == Annotation.example_id)
         .where(Example.project_id == project_id)
+        .order_by(Annotation.example_id, Annotation.updated_at, Annotation.id)
     ).all()
-    votes: dict[int, dict[str, tuple[int, Any]]] = {}
+    given: dict[int, list[str]] = {}
     audit: set[int] = set()
-    for example_id, label, updated_at, reason in rows:
-        count, latest = votes.setdefault(example_id, {}).get(label, (0, updated_at))
-        votes[example_id][label] = (count + 1, max(latest, updated_at))
+    for example_id, label, reason in rows:
+        given.setdefault(example_id, []).append(label)
         if reason == QueueReason.AUDIT.value:
             audit.add(example_id)
-    return {
-        example_id: (max(by_label, key=lambda name: by_label[name]), example_id in audit)
-        for example_id, by_label in votes.items()
-    }
+    return {i: (final_label(labels), i in audit) for i, labels in given.items()}
 
 
 def take_snapshot(settings: Settings, project_id: int, rng: np.random.Generator) -> Snapshot:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from app import ui
-from db.runs import active_run, list_runs, list_versions, request_training
+from db.runs import active_run, cancel_run, list_runs, list_versions, request_training
 
 project = ui.require_project()
 settings = ui.settings()
@@ -35,7 +35,10 @@ def live() -> None:
         return
     if run.status == "queued":
         st.info(f"Run {run.id} is queued: waiting for the worker (`python -m app worker`).")
+        st.button("Cancel", key=f"cancel-{run.id}", on_click=cancel_run, args=(settings, run.id))
         return
+    st.button("Cancel this round", key=f"cancel-{run.id}", on_click=cancel_run,
+              args=(settings, run.id))
     started = run.started_at or run.created_at
     elapsed = (datetime.now(timezone.utc) - started).total_seconds()
     st.progress(run.progress, text=f"Run {run.id}: {run.stage or 'starting'} · "

@@ -151,3 +151,38 @@ def test_settings_page_adds_labels_and_rejects_bad_values(app, settings):
     at.text_input[1].input("business")
     _button(at, "Rename").click().run()
     assert at.error and "already has a label" in at.error[0].value
+
+
+def test_ui_process_never_imports_torch(settings, tmp_path):
+    """Every page renders in a fresh process without loading torch or transformers."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "pages.py"
+    script.write_text(
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({MAIN!r}, default_timeout=60)\n"
+        "at.session_state['annotator'] = 'alice'\n"
+        "at.run()\n"
+        "for page in ('annotate', 'data', 'model', 'export', 'settings'):\n"
+        "    at.switch_page(f'views/{page}.py'); at.run(); assert not at.exception, at.exception\n"
+        "heavy = [m for m in ('torch', 'transformers', 'modAL') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {"DATABASE_URL": settings.database_url, "LABELWISE_DATA_DIR": str(settings.data_dir)}
+    import os
+
+    subprocess.run([sys.executable, str(script)], check=True, env={**os.environ, **env},
+                   cwd=Path(MAIN).parents[1])
+
+
+def test_model_page_cancel_and_history(app, settings):
+    at, project = app
+    _open(at, "model")
+    at.button(key="train_now").click().run()
+    run = list_runs(settings, project.id)[0]
+    at.button(key=f"cancel-{run.id}").click().run()
+    assert not at.exception
+    assert list_runs(settings, project.id)[0].status == "cancelled"
+    assert not at.button(key="train_now").disabled

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text as sql_text
 from sqlalchemy import update
 
-from db.annotations import annotate
+from db.annotations import annotate, final_label
 from db.engine import write_unit
 from db.errors import ExportFailed, LabelwiseError, NotFound
 from db.exporting import (
@@ -24,7 +24,6 @@ from db.exporting import (
     EXAMPLE_COLUMNS,
     ExportFilters,
     export,
-    final_label_id,
     neutralise_cell,
 )
 from db.models import Annotation, Example
@@ -247,13 +246,13 @@ def test_export_on_both_backends(any_settings: Settings) -> None:
 
 
 def test_final_label_rule() -> None:
-    assert final_label_id([7]) == 7
-    assert final_label_id([1, 1, 2]) == 1
-    assert final_label_id([2, 1, 1]) == 1
-    assert final_label_id([1, 2]) == 2  # tie: the most recent wins
-    assert final_label_id([2, 1]) == 1
-    assert final_label_id([1, 2, 2, 1]) == 1
-    assert final_label_id([1, 2, 3, 3, 2]) == 2
+    assert final_label([7]) == 7
+    assert final_label([1, 1, 2]) == 1
+    assert final_label([2, 1, 1]) == 1
+    assert final_label([1, 2]) == 2  # tie: the most recent wins
+    assert final_label([2, 1]) == 1
+    assert final_label([1, 2, 2, 1]) == 1
+    assert final_label([1, 2, 3, 3, 2]) == 2
 
 
 def test_majority_and_most_recent_tie_break(settings: Settings) -> None:
