@@ -98,13 +98,18 @@ def _relabel(example_id: int, key: str) -> None:
         ui.flash(str(exc), "error")
 
 
+@st.cache_data(ttl=4, show_spinner=False)
+def _progress(project_id: int, name: str, url: str) -> tuple:  # type: ignore[type-arg]
+    """Counts for the progress line, at most a few seconds old: a key press never waits on them."""
+    with read_unit(settings) as session:
+        stats = project_stats(session, name)
+        since = labels_since_last_version(session, project_id)
+    return stats, since, latest_version(settings, project_id), active_run(settings, project_id)
+
+
 @st.fragment(run_every="5s")
 def progress_line() -> None:
-    with read_unit(settings) as session:
-        stats = project_stats(session, project.name)
-        since = labels_since_last_version(session, project.id)
-    version = latest_version(settings, project.id)
-    run = active_run(settings, project.id)
+    stats, since, version, run = _progress(project.id, project.name, settings.database_url)
     parts = [f"{stats.labelled:,} / {stats.examples:,} labelled",
              f"{since} since the last round"]
     if version is None:
@@ -138,7 +143,7 @@ else:
     if item.predicted_label is not None and item.confidence is not None:
         info += f" Model v{item.model_version} predicts {item.predicted_label!r} ({item.confidence:.0%})."
     st.caption(ui.md_escape(info))
-    with st.container(height=360, border=True):
+    with st.container(height=360, border=True, key="item-text"):
         st.text(item.text)
     cols = st.columns(min(len(project.labels), 5))
     for i, label in enumerate(project.labels):

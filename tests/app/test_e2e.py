@@ -107,7 +107,7 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         page.screenshot(path=str(SHOTS / "0-sign-in.png"))
         page.get_by_role("button", name="Start labelling").click()
 
-        shown = page.get_by_test_id("stText").first
+        shown = page.locator(".st-key-item-text").get_by_test_id("stText")
         labels = ["fruit", "vehicle"]
 
         def answer() -> str:
