@@ -406,8 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from learner.errors import LearnerError
+
     try:
         return int(args.func(args, get_settings()))
-    except LabelwiseError as exc:
+    except (LabelwiseError, LearnerError) as exc:
         _err(str(exc))
+        return 1
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        _err(f"database problem ({get_settings().database_url.split('@')[-1]}): {cause}")
+        return 1
+    except OSError as exc:
+        _err(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return 1

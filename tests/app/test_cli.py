@@ -1,0 +1,117 @@
+"""The command line: help, exit codes, clear errors, and the data commands end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = ["migrate", "import", "export", "projects", "stats", "demo", "worker", "train",
+            "simulate", "serve"]
+
+
+@pytest.fixture
+def env(settings, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LABELWISE_DATA_DIR", str(settings.data_dir))
+    return settings
+
+
+def test_help_lists_every_command_and_each_has_help():
+    out = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    for command in COMMANDS:
+        assert command in out
+        with pytest.raises(SystemExit) as info:
+            build_parser().parse_args([command, "--help"])
+        assert info.value.code == 0
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["import"])
+    assert info.value.code == 2
+    assert "--project" in capsys.readouterr().err
+
+
+def test_import_export_projects_stats(env, tmp_path, capsys):
+    data = tmp_path / "news.csv"
+    data.write_text("text,label,source\nRates rise again,business,a\nCup final tonight,sport,b\n"
+                    "Rates rise again,business,c\nNew phone out,,d\n", encoding="utf-8")
+    assert main(["import", str(data), "--project", "News", "--label-field", "label"]) == 0
+    out = capsys.readouterr().out
+    assert "Created the project." in out and "Accepted:                 3" in out
+    assert "Duplicates in the file:   1" in out
+
+    assert main(["projects"]) == 0
+    assert "News\t2/3 labelled" in capsys.readouterr().out
+    assert main(["stats", "--project", "News", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["label_counts"] == {"business": 1, "sport": 1}
+
+    out_file = tmp_path / "out.jsonl"
+    assert main(["export", "--project", "News", "--out", str(out_file)]) == 0
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert sorted((r["text"], r["label"]) for r in rows) == [
+        ("Cup final tonight", "sport"), ("Rates rise again", "business")]
+
+
+def test_bad_input_exits_1_names_the_line_and_writes_nothing(env, tmp_path, capsys):
+    data = tmp_path / "bad.csv"
+    data.write_text("text,label\nfine,a\nbroken,a,extra\n", encoding="utf-8")
+    assert main(["import", str(data), "--project", "P", "--label-field", "label"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "line 3" in err and "Nothing was imported." in err
+    assert main(["projects"]) == 0
+    assert "No projects yet" in capsys.readouterr().out
+
+
+def test_unknown_project_exits_1(env, capsys):
+    assert main(["stats", "--project", "nope"]) == 1
+    assert "No project named 'nope'" in capsys.readouterr().err
+
+
+def test_train_queues_a_run(env, tmp_path, capsys):
+    data = tmp_path / "t.txt"
+    data.write_text("one\ntwo\n", encoding="utf-8")
+    assert main(["import", str(data), "--project", "T", "--labels", "a,b"]) == 0
+    assert main(["train", "--project", "T"]) == 0
+    assert "is queued" in capsys.readouterr().out
+    assert main(["train", "--project", "T"]) == 0  # coalesces into the same run
+    assert "Training run 1 is queued" in capsys.readouterr().out
+
+
+def test_demo_loads_bbc_news_unlabelled_with_true_labels_aside(env, capsys):
+    assert main(["demo", "--if-empty"]) == 0
+    assert "Loaded the demo project 'BBC News'" in capsys.readouterr().out
+    from sqlalchemy import func, select
+
+    from db.engine import read_unit
+    from db.models import Annotation, Example
+
+    with read_unit(env) as session:
+        labels = dict(session.execute(select(Example.reference_label, func.count())
+                                      .group_by(Example.reference_label)).all())
+        assert session.scalar(select(func.count()).select_from(Annotation)) == 0
+    assert set(labels) == {"business", "entertainment", "politics", "sport", "tech"}
+    assert 2100 <= sum(labels.values()) <= 2225  # duplicates in the corpus are dropped
+    assert main(["demo", "--if-empty"]) == 0
+    assert "already has projects" in capsys.readouterr().out
+
+
+def test_unreachable_database_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{blocker}/sub/x.db")  # a file as a folder
+    monkeypatch.setenv("LABELWISE_DATA_DIR", str(tmp_path))
+    assert main(["projects"]) == 1
+    assert "Not a directory" in capsys.readouterr().err
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:9/none")
+    assert main(["projects"]) == 1
+    assert "database problem (127.0.0.1:9/none)" in capsys.readouterr().err
