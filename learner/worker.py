@@ -113,13 +113,14 @@ def queue_automatic_rounds(settings: Settings) -> list[int]:
         if config.retrain_every <= 0 or active_run(settings, project_id) is not None:
             continue
         with read_unit(settings) as session:
-            if not _ready_to_train(session, project_id, config):
-                continue
             new = labels_since_last_version(session, project_id)
             has_model = session.scalar(
                 select(ModelVersion.id).where(ModelVersion.project_id == project_id).limit(1)
             ) is not None
-        if not has_model or new >= config.retrain_every:
+            due = new >= config.retrain_every if has_model else new > 0
+            # the cheap counts first: reading every label is only needed when a round is due
+            ready = due and _ready_to_train(session, project_id, config)
+        if ready:
             queued.append(request_training(settings, project_id, trigger="auto").id)
     return queued
 
