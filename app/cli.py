@@ -307,6 +307,41 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise LabelwiseError("The passwords differ.")
+    return first
+
+
+def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    from db.models import Role
+    from db.users import add_user, list_users, set_active, set_password
+
+    _ready(settings)
+    if args.action == "list":
+        for user in list_users(settings):
+            print(f"{user.name}\t{user.role}\t{'active' if user.is_active else 'disabled'}")
+        return 0
+    if not args.name:
+        raise LabelwiseError(f"'user {args.action}' needs a NAME.")
+    if args.action == "add":
+        role = Role.ADMIN if args.admin else Role.ANNOTATOR
+        add_user(settings, args.name, _read_password(args), role)
+        print(f"Added {role.value} {args.name!r}.")
+    elif args.action == "passwd":
+        set_password(settings, args.name, _read_password(args))
+        print(f"Password of {args.name!r} changed.")
+    else:
+        set_active(settings, args.name, args.action == "enable")
+        print(f"{args.name!r} {args.action}d.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app",
@@ -395,6 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--epochs", type=int, help="training epochs per round")
     p.add_argument("--out", required=True, help="output folder")
+
+    p = add("user", cmd_user, "manage accounts: add, list, disable, enable, passwd",
+            "Accounts for the web app. Passwords are read from the terminal, or from one line of "
+            "standard input with --password-stdin.")
+    p.add_argument("action", choices=["add", "list", "disable", "enable", "passwd"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--admin", action="store_true", help="with add: an admin, not an annotator")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
     p = add("serve", cmd_serve, "start the web app")
     p.add_argument("--port", type=int, default=8501)

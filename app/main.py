@@ -22,7 +22,8 @@ def page(name: str, title: str, icon: str, default: bool = False) -> st.Page:
                    url_path=name)
 
 
-if not ui.annotator():
+user = ui.current_user()
+if user is None:
     st.navigation([page("signin", "Sign in", ":material/login:", default=True)]).run()
     st.stop()
 
@@ -32,15 +33,18 @@ with st.sidebar:
         if st.session_state.get(ui.PROJECT) not in names:
             st.session_state[ui.PROJECT] = names[0]
         st.selectbox("Project", names, key=ui.PROJECT)
-    st.caption(f"Signed in as {ui.annotator()}")
+    st.caption(f"Signed in as {ui.md_escape(user.name)} ({user.role})")
     if st.button("Sign out", key="signout"):
         st.session_state.clear()
         st.rerun()
 
-st.navigation([
-    page("annotate", "Annotate", ":material/edit:", default=True),
-    page("data", "Data", ":material/table:"),
-    page("model", "Model", ":material/monitoring:"),
-    page("export", "Export", ":material/download:"),
-    page("settings", "Settings", ":material/settings:"),
-]).run()
+pages = [page("annotate", "Annotate", ":material/edit:", default=True)]
+if user.is_admin:  # the role decides the page list; admin pages check it again themselves
+    pages += [
+        page("data", "Data", ":material/table:"),
+        page("model", "Model", ":material/monitoring:"),
+        page("export", "Export", ":material/download:"),
+        page("settings", "Settings", ":material/settings:"),
+        page("users", "Users", ":material/group:"),
+    ]
+st.navigation(pages).run()

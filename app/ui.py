@@ -15,6 +15,8 @@ from db.engine import read_unit
 from db.errors import LabelwiseError
 from db.projects import ProjectInfo, find_project, list_projects
 from db.settings import Settings, get_settings
+from db.users import Forbidden, User, get_user
+from db.users import require_admin as db_require_admin
 
 T = TypeVar("T")
 
@@ -40,6 +42,26 @@ def settings() -> Settings:
 
 def annotator() -> str:
     return str(st.session_state.get(ANNOTATOR, ""))
+
+
+def current_user() -> User | None:
+    """The signed-in account as the database has it now; a disabled one is signed out."""
+    name = annotator()
+    user = get_user(settings(), name) if name else None
+    if user is None or not user.is_active:
+        st.session_state.pop(ANNOTATOR, None)
+        return None
+    return user
+
+
+def require_admin() -> User:
+    """Stop the page unless the signed-in user is an active admin (checked in the database)."""
+    try:
+        return db_require_admin(settings(), annotator())
+    except Forbidden as exc:
+        st.error(str(exc))
+        st.stop()
+        raise
 
 
 def projects() -> list[ProjectInfo]:

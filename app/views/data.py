@@ -14,6 +14,7 @@ from db.projects import project_stats
 
 PAGE_SIZE = 25
 settings = ui.settings()
+ui.require_admin()
 project = ui.current_project()
 
 st.title("Data", anchor=False)

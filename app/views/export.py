@@ -12,6 +12,7 @@ from db.exporting import ExportFilters, export
 
 project = ui.require_project()
 settings = ui.settings()
+ui.require_admin()
 MIME = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/octet-stream"}
 
 st.title("Export", anchor=False)

@@ -11,6 +11,7 @@ from db.runs import active_run, cancel_run, list_runs, list_versions, request_tr
 
 project = ui.require_project()
 settings = ui.settings()
+ui.require_admin()
 
 st.title("Model", anchor=False)
 ui.show_flash()

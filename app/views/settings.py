@@ -19,6 +19,7 @@ from db.projects import (
 
 project = ui.require_project()
 settings = ui.settings()
+ui.require_admin()
 config = project.config
 
 st.title("Settings", anchor=False)

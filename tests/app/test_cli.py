@@ -13,7 +13,7 @@ from app.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["migrate", "import", "export", "projects", "stats", "demo", "worker", "train",
-            "simulate", "serve"]
+            "simulate", "user", "serve"]
 
 
 @pytest.fixture
@@ -115,3 +115,28 @@ def test_unreachable_database_is_a_clear_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:9/none")
     assert main(["projects"]) == 1
     assert "database problem (127.0.0.1:9/none)" in capsys.readouterr().err
+
+
+def test_user_add_list_disable(env, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-password\n"))
+    assert main(["user", "add", "root", "--admin", "--password-stdin"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["user", "add", "eve", "--password-stdin"]) == 1
+    assert "at least 8 characters" in capsys.readouterr().err
+    assert main(["user", "disable", "root"]) == 0
+    capsys.readouterr()
+    assert main(["user", "list"]) == 0
+    assert capsys.readouterr().out.strip() == "root\tadmin\tdisabled"
+    from db.users import AuthFailed, authenticate
+
+    with pytest.raises(AuthFailed, match="disabled"):
+        authenticate(env, "root", "a-long-password")
+    from db.engine import read_unit
+    from db.models import Annotator
+    from sqlalchemy import select
+
+    with read_unit(env) as session:
+        stored = session.scalar(select(Annotator.password_hash))
+    assert stored.startswith("$argon2id$") and "a-long-password" not in stored

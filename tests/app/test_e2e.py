@@ -24,7 +24,9 @@ from sqlalchemy import func, select
 
 from db.engine import read_unit
 from db.models import Annotation, QueueItem
+from db.models import Role
 from db.runs import list_runs
+from db.users import add_user
 from tests.learner.test_rounds_worker import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +64,7 @@ def running_app(settings, tiny_model_dir):
         pytest.fail(f"Chromium is needed for the browser test ({CHROMIUM}); .ci/run installs it")
     project_id, rows = make_project(settings, tiny_model_dir, n_per_class=30, retrain_every=0,
                                     cold_start_k=1)
+    add_user(settings, "e2e", "e2e-password", Role.ADMIN)
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": settings.database_url,
            "LABELWISE_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(ROOT)}
@@ -103,9 +106,10 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         page.set_default_timeout(60_000)
         page.goto(url)
-        page.get_by_label("Your name", exact=True).fill("e2e")
+        page.get_by_label("Name", exact=True).fill("e2e")
+        page.get_by_label("Password", exact=True).fill("e2e-password")
         page.screenshot(path=str(SHOTS / "0-sign-in.png"))
-        page.get_by_role("button", name="Start labelling").click()
+        page.get_by_role("button", name="Sign in").click()
 
         shown = page.locator(".st-key-item-text").get_by_test_id("stText")
         labels = ["fruit", "vehicle"]

@@ -13,7 +13,9 @@ from db.importing import import_file
 from db.models import Annotation
 from db.projects import get_project
 from db.queue import QueueEntry, replace_queue
+from db.models import Role
 from db.runs import list_runs
+from db.users import add_user, set_active
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 TEXTS = [
@@ -34,6 +36,7 @@ def app(settings, monkeypatch, tmp_path):
 
     source.write_text("\n".join(json.dumps({"text": t, "label": y or None}) for t, y in TEXTS))
     import_file(settings, source, "News", label_field="label", labels=["sport", "business"])
+    add_user(settings, "alice", "alice-password", Role.ADMIN)
     with read_unit(settings) as session:
         project = get_project(session, "News")
     at = AppTest.from_file(MAIN, default_timeout=60)
@@ -57,19 +60,73 @@ def _annotations(settings) -> int:
         return session.scalar(select(func.count()).select_from(Annotation))
 
 
-def test_sign_in_gate_shows_only_sign_in(settings, monkeypatch):
+@pytest.fixture
+def fresh(settings, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    monkeypatch.setenv("LABELWISE_DATA_DIR", str(settings.data_dir))
+    return AppTest.from_file(MAIN, default_timeout=60)
+
+
+def _sign_in(at: AppTest, name: str, password: str) -> AppTest:
+    at.text_input[0].input(name)
+    at.text_input[1].input(password)
+    return _button(at, "Sign in").click().run()
+
+
+def test_first_run_offers_an_admin_account_only_on_loopback(fresh, settings, monkeypatch):
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    request_address = lambda value: config.set_option("server.address", value)  # noqa: E731
+    request_address("0.0.0.0")
+    try:
+        _first_run(fresh, request_address)
+    finally:
+        request_address(before)
+
+
+def _first_run(fresh, request_address) -> None:
+    at = fresh.run()
     assert not at.exception
-    assert [b.label for b in at.button] == ["Start labelling"]
-    at.text_input[0].input("  ")
-    at.button[0].click().run()
-    assert at.error and "name" in at.error[0].value
+    assert "python -m app user add" in at.warning[0].value  # no sign-up form on a public bind
+    assert [b.label for b in at.button] == ["Sign in"]
+    request_address("localhost")
+    at.run()
+    at.text_input[0].input("root")
+    at.text_input[1].input("long-password")
+    at.text_input[2].input("long-password")
+    _button(at, "Create admin").click().run()
+    assert not at.exception and at.session_state["annotator"] == "root"
+    at2 = AppTest.from_file(MAIN, default_timeout=60).run()  # an admin exists: no first-run form
+    assert "Create admin" not in [b.label for b in at2.button]
+
+
+def test_sign_in_needs_the_password_and_an_active_account(fresh, settings):
+    add_user(settings, "bob", "bob-password")
+    at = fresh.run()
+    _sign_in(at, "bob", "wrong-password")
+    assert at.error and "Wrong name or password" in at.error[0].value
     assert "annotator" not in at.session_state
-    at.text_input[0].input("bob")
-    at.button[0].click().run()
-    assert at.session_state["annotator"] == "bob"
-    assert not at.exception and "Sign out" in [b.label for b in at.button]
+    _sign_in(at, "nobody", "bob-password")
+    assert at.error and "Wrong name or password" in at.error[0].value
+    _sign_in(at, "bob", "bob-password")
+    assert not at.exception and at.session_state["annotator"] == "bob"
+    assert "Sign out" in [b.label for b in at.button]
+    set_active(settings, "bob", False)  # disabled: signed out on the next run
+    at.run()
+    assert "annotator" not in at.session_state and "Sign in" in [b.label for b in at.button]
+    _sign_in(at, "bob", "bob-password")
+    assert "disabled" in at.error[0].value
+
+
+def test_annotator_gets_only_the_annotate_page(app, settings):
+    at, _ = app
+    add_user(settings, "ann", "ann-password")
+    at.session_state["annotator"] = "ann"
+    at.run()
+    assert not at.exception
+    with pytest.raises(ValueError, match="Known pages: .*annotate.py'\\]"):
+        at.switch_page("views/model.py").run()  # only Annotate is in an annotator's navigation
 
 
 def test_annotate_serves_queue_labels_undoes_and_shows_text_literally(app, settings):
@@ -173,6 +230,7 @@ def test_ui_process_never_imports_torch(settings, tmp_path):
     env = {"DATABASE_URL": settings.database_url, "LABELWISE_DATA_DIR": str(settings.data_dir)}
     import os
 
+    add_user(settings, "alice", "alice-password", Role.ADMIN)
     subprocess.run([sys.executable, str(script)], check=True, env={**os.environ, **env},
                    cwd=Path(MAIN).parents[1])
 

@@ -1,0 +1,152 @@
+"""Accounts: annotators and admins with argon2-hashed passwords. No open sign-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from db.engine import read_unit, write_unit
+from db.errors import LabelwiseError, NotFound
+from db.models import Annotator, Role
+from db.settings import Settings
+
+MIN_PASSWORD = 8
+LOGIN_ROLES = (Role.ADMIN.value, Role.ANNOTATOR.value)
+
+
+class AuthFailed(LabelwiseError):
+    """Wrong name or password, or a disabled account (the message does not say which)."""
+
+
+class Forbidden(LabelwiseError):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    is_active: bool = True
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN.value
+
+
+def _hasher():  # type: ignore[no-untyped-def]
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 100 or any(not ch.isprintable() for ch in name):
+        raise LabelwiseError("A user name is 1 to 100 printable characters.")
+    return name
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise LabelwiseError(f"A password needs at least {MIN_PASSWORD} characters.")
+
+
+def add_user(settings: Settings, name: str, password: str, role: Role = Role.ANNOTATOR) -> User:
+    """Create an account (or give a password to an annotator known only by name)."""
+    name = _check_name(name)
+    _check_password(password)
+    if role.value not in LOGIN_ROLES:
+        raise LabelwiseError(f"Accounts are {' or '.join(LOGIN_ROLES)}.")
+    digest = _hasher().hash(password)
+    with write_unit(settings) as session:
+        user = session.scalar(select(Annotator).where(Annotator.name == name))
+        if user is not None and user.password_hash is not None:
+            raise LabelwiseError(f"A user named {name!r} already exists.")
+        if user is not None and user.role not in LOGIN_ROLES:
+            raise LabelwiseError(f"{name!r} is reserved.")
+        if user is None:
+            user = Annotator(name=name)
+            session.add(user)
+        user.role, user.password_hash, user.is_active = role.value, digest, True
+    return User(name, role.value)
+
+
+def authenticate(settings: Settings, name: str, password: str) -> User:
+    """The user if the name and password match an active account; else `AuthFailed`."""
+    with read_unit(settings) as session:
+        user = session.scalar(select(Annotator).where(Annotator.name == name.strip()))
+        found = None if user is None else (user.password_hash, user.role, user.is_active)
+    from argon2.exceptions import VerificationError
+
+    hasher = _hasher()
+    if found is None or found[0] is None:
+        # Spend the time of a real check, so response times do not tell which names exist.
+        try:
+            hasher.verify(hasher.hash("labelwise-dummy"), password)
+        except VerificationError:
+            pass
+        raise AuthFailed("Wrong name or password.")
+    digest, role, active = found
+    try:
+        hasher.verify(digest, password)
+    except VerificationError:
+        raise AuthFailed("Wrong name or password.") from None
+    if not active:
+        raise AuthFailed("This account is disabled; ask an admin.")
+    return User(name.strip(), role)
+
+
+def set_active(settings: Settings, name: str, active: bool) -> None:
+    with write_unit(settings) as session:
+        user = session.scalar(select(Annotator).where(Annotator.name == name.strip()))
+        if user is None or user.role not in LOGIN_ROLES:
+            raise NotFound(f"No user named {name!r}.")
+        user.is_active = active
+
+
+def set_password(settings: Settings, name: str, password: str) -> None:
+    _check_password(password)
+    digest = _hasher().hash(password)
+    with write_unit(settings) as session:
+        user = session.scalar(select(Annotator).where(Annotator.name == name.strip()))
+        if user is None or user.role not in LOGIN_ROLES:
+            raise NotFound(f"No user named {name!r}.")
+        user.password_hash = digest
+
+
+def list_users(settings: Settings) -> list[User]:
+    with read_unit(settings) as session:
+        rows = session.execute(
+            select(Annotator.name, Annotator.role, Annotator.is_active)
+            .where(Annotator.role.in_(LOGIN_ROLES), Annotator.password_hash.is_not(None))
+            .order_by(Annotator.name)
+        ).all()
+    return [User(*row) for row in rows]
+
+
+def has_admin(settings: Settings) -> bool:
+    with read_unit(settings) as session:
+        return bool(session.scalar(
+            select(func.count()).select_from(Annotator).where(
+                Annotator.role == Role.ADMIN.value, Annotator.password_hash.is_not(None),
+                Annotator.is_active.is_(True))
+        ))
+
+
+def get_user(settings: Settings, name: str) -> User | None:
+    """The account as it is now (a disabled or demoted user loses access on the next page)."""
+    with read_unit(settings) as session:
+        row = session.execute(
+            select(Annotator.name, Annotator.role, Annotator.is_active)
+            .where(Annotator.name == name, Annotator.password_hash.is_not(None))
+        ).first()
+    return None if row is None else User(*row)
+
+
+def require_admin(settings: Settings, name: str) -> User:
+    """Re-check, in the service layer, that ``name`` is an active admin."""
+    user = get_user(settings, name)
+    if user is None or not user.is_active or not user.is_admin:
+        raise Forbidden("Only an admin may do this.")
+    return user

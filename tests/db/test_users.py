@@ -1,0 +1,66 @@
+"""Accounts: hashed passwords, no duplicates, disabled users and roles re-checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from db.engine import write_unit
+from db.errors import LabelwiseError
+from db.models import Role
+from db.projects import IMPORT_ANNOTATOR, get_or_create_annotator
+from db.users import (
+    AuthFailed,
+    Forbidden,
+    add_user,
+    authenticate,
+    has_admin,
+    list_users,
+    require_admin,
+    set_active,
+    set_password,
+)
+
+
+def test_accounts_life_cycle(any_settings):
+    assert not has_admin(any_settings)
+    add_user(any_settings, "root", "root-password", Role.ADMIN)
+    add_user(any_settings, "ann", "ann-password")
+    assert has_admin(any_settings)
+    assert authenticate(any_settings, " ann ", "ann-password").role == "annotator"
+    with pytest.raises(AuthFailed, match="Wrong name or password"):
+        authenticate(any_settings, "ann", "root-password")
+    with pytest.raises(LabelwiseError, match="already exists"):
+        add_user(any_settings, "ann", "other-password")
+    set_password(any_settings, "ann", "new-password")
+    with pytest.raises(AuthFailed):
+        authenticate(any_settings, "ann", "ann-password")
+    assert authenticate(any_settings, "ann", "new-password").name == "ann"
+    assert require_admin(any_settings, "root").is_admin
+    with pytest.raises(Forbidden):
+        require_admin(any_settings, "ann")
+    set_active(any_settings, "root", False)
+    with pytest.raises(Forbidden):
+        require_admin(any_settings, "root")
+    assert not has_admin(any_settings)
+    assert [(u.name, u.is_active) for u in list_users(any_settings)] == [("ann", True),
+                                                                       ("root", False)]
+
+
+def test_no_login_as_the_import_pseudo_user_or_with_bad_names(settings):
+    with write_unit(settings) as session:
+        get_or_create_annotator(session, IMPORT_ANNOTATOR, Role.SYSTEM)
+    with pytest.raises(LabelwiseError, match="reserved"):
+        add_user(settings, IMPORT_ANNOTATOR, "a-long-password")
+    with pytest.raises(AuthFailed):
+        authenticate(settings, IMPORT_ANNOTATOR, "")
+    with pytest.raises(LabelwiseError, match="printable"):
+        add_user(settings, "bad\x1bname", "a-long-password")
+    with pytest.raises(LabelwiseError, match="at least 8"):
+        add_user(settings, "short", "1234567")
+
+
+def test_annotator_known_by_name_can_get_an_account(settings):
+    with write_unit(settings) as session:
+        get_or_create_annotator(session, "legacy")
+    add_user(settings, "legacy", "legacy-password")
+    assert authenticate(settings, "legacy", "legacy-password").name == "legacy"
