@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError, NotFound
-from db.models import Annotation, Annotator, Example, Label, Project, Role, utcnow
+from db.models import Annotation, Annotator, Example, Label, Lease, Project, Role, utcnow
 from db.projects import label_ids
 from db.settings import Settings
 
@@ -195,6 +195,9 @@ def annotate(
             table.c.created_at, table.c.updated_at, table.c.seconds_spent, table.c.queue_reason
         )
         row = session.execute(stmt).one()
+        # the text is answered: its lease (see db.queue.claim_next) ends with this unit
+        session.execute(delete(Lease).where(
+            Lease.example_id == example_id, Lease.annotator_id == annotator_id))
     return AnnotationInfo(
         example_id=example_id,
         annotator=annotator_name,

@@ -209,7 +209,11 @@ class TrainingRun(Base):
 
 
 class QueueItem(Base):
-    """An example waiting to be labelled, ranked (lower ``rank`` is served first)."""
+    """An example waiting to be labelled, ranked (lower ``rank`` is served first).
+
+    ``needed`` is how many annotators should label it (the project's overlap, or two for the
+    share double-labelled to measure agreement).
+    """
 
     __tablename__ = "queue_items"
     __table_args__ = (
@@ -228,4 +232,19 @@ class QueueItem(Base):
     )
     predicted_label: Mapped[str | None] = mapped_column(String(200))
     confidence: Mapped[float | None] = mapped_column(Float)
+    needed: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lease(Base):
+    """An annotator's claim on a text while they label it; it lapses at ``expires_at``."""
+
+    __tablename__ = "leases"
+    __table_args__ = (UniqueConstraint("example_id", "annotator_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(
+        ForeignKey("annotators.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column()

@@ -34,6 +34,8 @@ class ProjectConfig:
         queue_size: how many ranked items a round leaves in the queue.
         warm_start: start each round from the last version instead of the backbone.
         seed: random seed for sampling and training.
+        overlap: how many annotators label each text.
+        agreement_share: share of texts labelled by at least two annotators (agreement).
     """
 
     strategy: str = "margin"
@@ -47,6 +49,8 @@ class ProjectConfig:
     queue_size: int = 500
     warm_start: bool = False
     seed: int = 0
+    overlap: int = 1
+    agreement_share: float = 0.1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "ProjectConfig":
@@ -66,6 +70,10 @@ class ProjectConfig:
         for name in ("batch_size", "max_length", "pool_cap", "queue_size", "cold_start_k"):
             if int(getattr(self, name)) < 1:
                 raise LabelwiseError(f"{name} must be at least 1.")
+        if not 1 <= self.overlap <= 20:
+            raise LabelwiseError("overlap must be between 1 and 20 annotators.")
+        if not 0.0 <= self.agreement_share <= 1.0:
+            raise LabelwiseError("The agreement share must be between 0 and 1.")
         if self.retrain_every < 0:
             raise LabelwiseError("retrain_every cannot be negative.")
         return self

@@ -1,8 +1,8 @@
 """The labelling queue: what an annotator sees next, and why.
 
-Serving is one indexed query and never waits for training: rounds replace the whole queue of a
-project in one short write unit, and when the queue runs dry an unlabelled text is served at
-random until the worker builds the next one.
+Serving is one short write unit (the claim and its lease) and never waits for training: rounds
+replace the whole queue of a project in one short write unit, and when the queue runs dry an
+unlabelled text is served at random until the worker builds the next one.
 """
 
 from __future__ import annotations
@@ -10,12 +10,24 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy import delete, exists, func, insert, select, true
 from sqlalchemy.orm import Session
 
-from db.engine import read_unit
-from db.models import Annotation, Example, ModelVersion, QueueItem, QueueReason
+from db.engine import read_unit, write_unit
+from db.models import (
+    Annotation,
+    Annotator,
+    Example,
+    Lease,
+    ModelVersion,
+    QueueItem,
+    QueueReason,
+    utcnow,
+)
+from db.projects import get_or_create_annotator
 from db.settings import Settings
 
 
@@ -28,6 +40,7 @@ class QueueEntry:
     score: float | None = None
     predicted_label: str | None = None
     confidence: float | None = None
+    needed: int = 1
 
 
 @dataclass(frozen=True)
@@ -64,10 +77,22 @@ def replace_queue(
                     "model_version_id": model_version_id,
                     "predicted_label": e.predicted_label,
                     "confidence": e.confidence,
+                    "needed": e.needed,
                 }
                 for rank, e in enumerate(entries)
             ],
         )
+
+
+def assign_overlap(
+    entries: Sequence[QueueEntry], overlap: int, agreement_share: float, rng: Any
+) -> list[QueueEntry]:
+    """Set how many annotators label each entry: ``overlap``, and at least two for a random
+    ``agreement_share`` of them (to measure agreement)."""
+    from dataclasses import replace
+
+    double = rng.random(len(entries)) < agreement_share
+    return [replace(e, needed=max(overlap, 2) if d else overlap) for e, d in zip(entries, double)]
 
 
 def interleave_audit(
@@ -98,60 +123,114 @@ def _unlabelled(project_id: int):  # type: ignore[no-untyped-def]
     )
 
 
-def next_item(
-    settings: Settings, project_id: int, exclude: Sequence[int] = ()
+LEASE_SECONDS = 600
+_CLAIM_LOCK = 0x4C57  # PostgreSQL advisory-lock namespace for claims ("LW")
+
+
+def _served_to_others(example_id: Any, me: int, now: datetime):  # type: ignore[no-untyped-def]
+    """How many annotators other than me have labelled the text or hold a live lease on it."""
+    labelled = (
+        select(func.count()).select_from(Annotation)
+        .where(Annotation.example_id == example_id, Annotation.annotator_id != me)
+        .scalar_subquery()
+    )
+    leased = (
+        select(func.count()).select_from(Lease)
+        .where(Lease.example_id == example_id, Lease.expires_at > now, Lease.annotator_id != me)
+        .scalar_subquery()
+    )
+    return labelled + leased
+
+
+def claim_next(
+    settings: Settings,
+    project_id: int,
+    annotator: str,
+    exclude: Sequence[int] = (),
+    lease_s: float = LEASE_SECONDS,
 ) -> QueuedItem | None:
-    """The best-ranked queued text nobody has labelled yet, else a random unlabelled one."""
-    with read_unit(settings) as session:
-        query = (
-            select(
-                QueueItem.example_id,
-                Example.text,
-                QueueItem.reason,
-                QueueItem.score,
-                QueueItem.predicted_label,
-                QueueItem.confidence,
-                ModelVersion.version,
-            )
-            .join(Example, Example.id == QueueItem.example_id)
-            .outerjoin(ModelVersion, ModelVersion.id == QueueItem.model_version_id)
-            .where(
-                QueueItem.project_id == project_id,
-                ~exists().where(Annotation.example_id == QueueItem.example_id),
-            )
-            .order_by(QueueItem.rank)
-            .limit(1)
+    """Atomically give ``annotator`` the next text and a lease on it; None when all is done.
+
+    In rank order, the first queued text that ``annotator`` has not labelled and that still
+    needs labels once the others' labels and live leases are counted (``needed`` is the
+    overlap). A live lease of their own (after a page refresh, say) comes back first. When the
+    queue is spent, a random text nobody has labelled or holds. Claims of one project are
+    serialised (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so two
+    annotators never receive the same text beyond the overlap.
+    """
+    now = utcnow()
+    with write_unit(settings) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK, project_id)))
+        me = get_or_create_annotator(session, annotator)
+        mine = ~exists().where(Annotation.example_id == Example.id, Annotation.annotator_id == me)
+        skip = Example.id.not_in(list(exclude)) if exclude else true()
+        example_id = session.scalar(
+            select(Lease.example_id)
+            .join(Example, Example.id == Lease.example_id)
+            .where(Lease.annotator_id == me, Lease.expires_at > now,
+                   Example.project_id == project_id, mine, skip)
+            .order_by(Lease.id.desc()).limit(1)
         )
-        if exclude:
-            query = query.where(QueueItem.example_id.not_in(list(exclude)))
-        row = session.execute(query).first()
-        if row is not None:
-            return QueuedItem(*row)
-        return _random_unlabelled(session, project_id, exclude)
+        if example_id is None:
+            example_id = session.scalar(
+                select(QueueItem.example_id)
+                .join(Example, Example.id == QueueItem.example_id)
+                .where(QueueItem.project_id == project_id, mine, skip,
+                       _served_to_others(QueueItem.example_id, me, now) < QueueItem.needed)
+                .order_by(QueueItem.rank).limit(1)
+            )
+        if example_id is None:
+            example_id = _random_free(session, project_id, me, now, skip)
+        if example_id is None:
+            return None
+        _lease(session, example_id, me, now + timedelta(seconds=lease_s))
+    return item_for(settings, project_id, example_id)
 
 
-def _random_unlabelled(
-    session: Session, project_id: int, exclude: Sequence[int]
-) -> QueuedItem | None:
-    """A uniformly random unlabelled text, found with index range probes (no full scan)."""
+def _lease(session: Session, example_id: int, me: int, until: datetime) -> None:
+    lease = session.scalar(
+        select(Lease).where(Lease.example_id == example_id, Lease.annotator_id == me))
+    if lease is None:
+        session.add(Lease(example_id=example_id, annotator_id=me, expires_at=until))
+    else:
+        lease.expires_at = until
+
+
+def release(settings: Settings, example_id: int, annotator: str) -> None:
+    """Give a text back (skip): others may be served it at once."""
+    with write_unit(settings) as session:
+        session.execute(delete(Lease).where(
+            Lease.example_id == example_id,
+            Lease.annotator_id.in_(select(Annotator.id).where(Annotator.name == annotator))))
+
+
+def _random_free(session: Session, project_id: int, me: int, now: datetime,
+                 skip: Any) -> int | None:
+    """A uniformly random text nobody has labelled or leased, found by index range probes."""
     bounds = session.execute(
         select(func.min(Example.id), func.max(Example.id)).where(Example.project_id == project_id)
     ).one()
     if bounds[0] is None:
         return None
-    condition = _unlabelled(project_id)
-    if exclude:
-        condition = condition & Example.id.not_in(list(exclude))
-    for start in [random.randint(bounds[0], bounds[1]), bounds[0]]:
-        row = session.execute(
-            select(Example.id, Example.text)
-            .where(condition, Example.id >= start)
-            .order_by(Example.id)
-            .limit(1)
-        ).first()
-        if row is not None:
-            return QueuedItem(row.id, row.text, QueueReason.RANDOM.value, None, None, None, None)
+    nobody = ~exists().where(Annotation.example_id == Example.id)
+    free = (Example.project_id == project_id) & skip & nobody & (
+        _served_to_others(Example.id, me, now) == 0)
+    for start in (random.randint(bounds[0], bounds[1]), bounds[0]):
+        found = session.scalar(
+            select(Example.id).where(free, Example.id >= start).order_by(Example.id).limit(1))
+        if found is not None:
+            return int(found)
     return None
+
+
+def queue_version(session: Session, project_id: int) -> int | None:
+    """The model version the project's queue comes from (None: cold start or no queue)."""
+    return session.scalar(
+        select(func.max(ModelVersion.version))
+        .join(QueueItem, QueueItem.model_version_id == ModelVersion.id)
+        .where(QueueItem.project_id == project_id)
+    )
 
 
 def queue_remaining(session: Session, project_id: int) -> int:

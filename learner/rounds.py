@@ -23,7 +23,7 @@ from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError
 from db.models import Annotation, Example, Label, ModelVersion, QueueReason, RunStatus
 from db.projects import ProjectConfig
-from db.queue import QueueEntry, interleave_audit, replace_queue
+from db.queue import QueueEntry, assign_overlap, interleave_audit, replace_queue
 from db.runs import finish_run
 from db.settings import Settings
 from learner.errors import LearnerError
@@ -299,6 +299,7 @@ def run_round(
         progress=report,
     )
     timings.update(result.timings)
+    result.ranking = assign_overlap(result.ranking, config.overlap, config.agreement_share, rng)
 
     t0 = time.perf_counter()
     report("write", 0.95)

@@ -20,7 +20,14 @@ from sqlalchemy import select
 from db.engine import read_unit, write_unit
 from db.models import Example, ModelVersion, Project, QueueReason
 from db.projects import ProjectConfig
-from db.queue import QueueEntry, interleave_audit, queue_remaining, replace_queue, unlabelled_ids
+from db.queue import (
+    QueueEntry,
+    assign_overlap,
+    interleave_audit,
+    queue_remaining,
+    replace_queue,
+    unlabelled_ids,
+)
 from db.runs import (
     RunInfo,
     active_run,
@@ -143,11 +150,11 @@ def build_cold_start_queue(settings: Settings, project_id: int, config: ProjectC
     rest = np.setdiff1d(np.arange(len(pool)), picked)
     n_audit = int(np.ceil(size * config.audit_share)) if config.audit_share > 0 else 0
     audit = rng.choice(rest, size=min(n_audit, len(rest)), replace=False) if n_audit else []
-    entries = interleave_audit(
+    entries = assign_overlap(interleave_audit(
         [QueueEntry(pool[i], QueueReason.COLD_START.value) for i in picked],
         [QueueEntry(pool[int(i)], QueueReason.AUDIT.value) for i in audit],
         config.audit_share,
-    )
+    ), config.overlap, config.agreement_share, rng)
     with write_unit(settings) as session:
         if queue_remaining(session, project_id) == 0:  # nobody filled it meanwhile
             replace_queue(session, project_id, entries)

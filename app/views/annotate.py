@@ -17,7 +17,7 @@ from db.annotations import annotate, recent_annotations, remove_annotation
 from db.engine import read_unit
 from db.errors import LabelwiseError
 from db.projects import project_stats
-from db.queue import QueuedItem, item_for, next_item
+from db.queue import QueuedItem, claim_next, item_for, queue_version, release
 from db.runs import active_run, labels_since_last_version, latest_version
 
 REASONS = {
@@ -47,12 +47,14 @@ def _current() -> QueuedItem | None:
         st.session_state[HISTORY] = []
         st.session_state[CURRENT] = None
     current = st.session_state.get(CURRENT)
+    if current is not None and not st.session_state.get("ann_pinned"):
+        with read_unit(settings) as session:
+            newest = queue_version(session, project.id) or 0
+        if newest > (current.model_version or 0):  # a round finished: serve its queue
+            release(settings, current.example_id, me)
+            current = None
     if current is None:
-        _serve(next_item(settings, project.id, exclude=st.session_state[SKIPPED]))
-    elif not st.session_state.get("ann_pinned"):  # a round finished: serve the new queue
-        fresh = next_item(settings, project.id, exclude=st.session_state[SKIPPED])
-        if fresh is not None and (fresh.model_version or 0) > (current.model_version or 0):
-            _serve(fresh)
+        _serve(claim_next(settings, project.id, me, exclude=st.session_state[SKIPPED]))
     return st.session_state[CURRENT]
 
 
@@ -74,6 +76,7 @@ def _submit(example_id: int, label: str, reason: str) -> None:
 
 
 def _skip(example_id: int) -> None:
+    release(settings, example_id, me)
     skipped = st.session_state.setdefault(SKIPPED, [])
     skipped.append(example_id)
     del skipped[:-500]

@@ -96,10 +96,15 @@ with st.form("project_settings"):
     max_length = c2.number_input("Max length (tokens)", min_value=16, max_value=512, value=config.max_length)
     cold_k = c1.number_input("Cold start: labels needed per class", min_value=1, value=config.cold_start_k)
     warm = c2.checkbox("Warm-start each round from the last version", value=config.warm_start)
+    overlap = c1.number_input("Annotators per text (overlap)", min_value=1, max_value=20,
+                              value=config.overlap)
+    agreement = c2.slider("Share labelled twice (agreement)", 0.0, 1.0,
+                          float(config.agreement_share), 0.01)
     if st.form_submit_button("Save", type="primary"):
         values = {"strategy": strategy, "batch_size": int(batch), "retrain_every": int(every),
                   "audit_share": float(audit), "model_path": model_path.strip(),
-                  "max_length": int(max_length), "cold_start_k": int(cold_k), "warm_start": warm}
+                  "max_length": int(max_length), "cold_start_k": int(cold_k), "warm_start": warm,
+                  "overlap": int(overlap), "agreement_share": float(agreement)}
         try:
             with write_unit(settings) as session:
                 update_project(session, project.name, guidelines=guidelines, settings=values)

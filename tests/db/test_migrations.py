@@ -83,3 +83,32 @@ def test_backup_of_a_live_database_while_writing(settings):
     assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert copy.execute("SELECT name FROM projects").fetchall() == [("p",)]
     copy.close()
+
+
+def test_upgrade_of_a_populated_database_keeps_every_row_and_backs_up(tmp_path):
+    """Data written under 0001 survives the upgrade to head; the file was copied first."""
+    s = sqlite_settings(tmp_path)
+    upgrade(s, "0001")
+    engine = create_db_engine(s.database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO projects (id, name, guidelines, settings, created_at) "
+                             "VALUES (1, 'p', '', '{}', '2026-01-01 00:00:00')")
+        for i in range(1, 51):
+            conn.exec_driver_sql(
+                "INSERT INTO examples (id, project_id, text, text_hash, created_at) VALUES "
+                f"({i}, 1, 'text {i}', 'h{i}', '2026-01-01 00:00:00')")
+            conn.exec_driver_sql(
+                "INSERT INTO queue_items (project_id, example_id, rank, reason, created_at) VALUES "
+                f"(1, {i}, {i}, 'cold_start', '2026-01-01 00:00:00')")
+    engine.dispose()
+    backup = upgrade(s)
+    assert backup is not None and backup.exists()
+    assert current_revision(s.database_url) == head_revision()
+    db = sqlite3.connect(sqlite_path(s.database_url))
+    assert db.execute("SELECT count(*) FROM examples").fetchone() == (50,)
+    assert db.execute("SELECT count(*), min(needed), max(needed) FROM queue_items").fetchone() == (
+        50, 1, 1)
+    db.close()
+    copy = sqlite3.connect(backup)
+    assert copy.execute("SELECT count(*) FROM examples").fetchone() == (50,)
+    copy.close()

@@ -11,7 +11,14 @@ from sqlalchemy import insert, update
 from db.engine import read_unit, write_unit
 from db.models import Example, RunStatus, TrainingRun, utcnow
 from db.projects import create_project, get_or_create_annotator, label_ids
-from db.queue import QueueEntry, interleave_audit, next_item, queue_remaining, replace_queue
+from db.queue import (
+    QueueEntry,
+    claim_next,
+    interleave_audit,
+    queue_remaining,
+    release,
+    replace_queue,
+)
 from db.runs import (
     active_run,
     cancel_run,
@@ -58,7 +65,7 @@ def test_interleave_audit_spreads_audit_items():
     assert len(interleave_audit(ranked[:2], audit, 0.5)) == 4
 
 
-def test_next_item_follows_rank_skips_labelled_and_excluded(any_settings):
+def test_claims_follow_rank_skip_labelled_and_excluded(any_settings):
     project_id, ids = _project(any_settings)
     with write_unit(any_settings) as session:
         replace_queue(session, project_id, [
@@ -66,25 +73,44 @@ def test_next_item_follows_rank_skips_labelled_and_excluded(any_settings):
             QueueEntry(ids[1], "audit"),
             QueueEntry(ids[7], "uncertain", 0.5, "b", 0.7),
         ])
-    item = next_item(any_settings, project_id)
+    item = claim_next(any_settings, project_id, "ann")
     assert (item.example_id, item.reason, item.predicted_label) == (ids[3], "uncertain", "a")
     assert item.text == "text 3"
+    assert claim_next(any_settings, project_id, "ann").example_id == ids[3]  # my lease returns
+    assert claim_next(any_settings, project_id, "bob").example_id == ids[1]  # leased: not twice
     _label(any_settings, project_id, ids[3])
-    assert next_item(any_settings, project_id).example_id == ids[1]
-    assert next_item(any_settings, project_id, exclude=[ids[1]]).example_id == ids[7]
+    assert claim_next(any_settings, project_id, "ann", exclude=[ids[1]]).example_id == ids[7]
+    release(any_settings, ids[1], "bob")  # bob skips it: free for others at once
+    assert claim_next(any_settings, project_id, "cy").example_id == ids[1]
     with read_unit(any_settings) as session:
         assert queue_remaining(session, project_id) == 2
+
+
+def test_overlap_serves_a_text_to_as_many_annotators_as_needed(settings):
+    project_id, ids = _project(settings, n=2)
+    with write_unit(settings) as session:
+        replace_queue(session, project_id, [QueueEntry(ids[0], "uncertain", needed=2)])
+    assert claim_next(settings, project_id, "ann").example_id == ids[0]
+    assert claim_next(settings, project_id, "bob").example_id == ids[0]  # second of two
+    assert claim_next(settings, project_id, "cy").example_id == ids[1]  # random fallback
+    assert claim_next(settings, project_id, "dee") is None  # everything held or done
+
+
+def test_expired_lease_frees_the_text(settings):
+    project_id, ids = _project(settings, n=1)
+    assert claim_next(settings, project_id, "ann", lease_s=-1).example_id == ids[0]
+    assert claim_next(settings, project_id, "bob").example_id == ids[0]
 
 
 def test_empty_queue_serves_a_random_unlabelled_text(settings):
     project_id, ids = _project(settings, n=3)
     _label(settings, project_id, ids[0])
     _label(settings, project_id, ids[2])
-    for _ in range(5):
-        item = next_item(settings, project_id)
+    for _ in range(3):
+        item = claim_next(settings, project_id, "ann")
         assert (item.example_id, item.reason) == (ids[1], "random")
     _label(settings, project_id, ids[1])
-    assert next_item(settings, project_id) is None
+    assert claim_next(settings, project_id, "ann") is None
 
 
 def test_replace_queue_swaps_everything(settings):

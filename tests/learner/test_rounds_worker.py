@@ -16,7 +16,7 @@ from db.annotations import annotate
 from db.engine import read_unit, write_unit
 from db.models import Annotation, Example, ModelVersion, QueueItem
 from db.projects import create_project, update_project
-from db.queue import next_item, queue_remaining
+from db.queue import claim_next, queue_remaining
 from db.runs import claim_next_run, fail_stale_runs, get_run, list_runs, request_training
 from db.texts import text_hash
 from learner.rounds import NotEnoughLabels, run_round
@@ -77,7 +77,7 @@ def test_round_trains_evaluates_on_audit_and_replaces_queue(settings, tiny_model
     assert {q.reason for q in queue} == {"uncertain", "audit"}
     assert all(q.predicted_label in ("fruit", "vehicle") for q in queue)
     assert (Path(artefact) / "model.safetensors").exists()
-    served = next_item(settings, project_id)
+    served = claim_next(settings, project_id, "bob")
     assert served.model_version == 1 and served.reason in ("uncertain", "audit")
 
     from learner.model import TransformerClassifier
@@ -180,7 +180,7 @@ def test_killed_worker_leaves_labels_queue_and_model_intact(settings, tiny_model
             select(QueueItem.example_id, QueueItem.rank, QueueItem.model_version_id)
             .order_by(QueueItem.rank)).all() == queue_before
         assert session.execute(select(ModelVersion.id, ModelVersion.artefact_path)).all() == versions_before
-    assert next_item(settings, project_id).model_version == 1
+    assert claim_next(settings, project_id, "bob").model_version == 1
     partial = [p for p in (settings.models_dir / f"project-{project_id}").iterdir()
                if p.name != Path(versions_before[0][1]).name]
     # at most an unfinished ".partial" folder, never a second finished artefact
