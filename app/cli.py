@@ -197,7 +197,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
          "--server.port", str(args.port), "--server.address", args.host,
          "--server.headless", "true", "--browser.gatherUsageStats", "false",
          "--server.enableXsrfProtection", "true", "--server.fileWatcherType", "none",
-         "--client.toolbarMode", "minimal"],
+         "--client.toolbarMode", "minimal", "--server.maxUploadSize", str(settings.max_upload_mb)],
         env=env, cwd=ROOT))
     print(f"Labelwise on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     interrupted = False
@@ -304,6 +304,29 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
               f"{s['accuracy_mean'][-1]:.3f} ± {s['accuracy_std'][-1]:.3f}, "
               f"reaches random's final accuracy at {s.get('labels_to_reach_random_final')} labels")
     print(f"Wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'curve.png'}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    import sqlite3
+
+    from db.engine import sqlite_path
+    from db.migrate import backup_sqlite
+
+    db_file = sqlite_path(settings.database_url)
+    if db_file is None:
+        raise LabelwiseError("backup copies SQLite files; for PostgreSQL use pg_dump.")
+    if not db_file.exists():
+        raise LabelwiseError(f"No database at {db_file}.")
+    copy = backup_sqlite(db_file, Path(args.out) if args.out else settings.backups_dir, "manual")
+    check = sqlite3.connect(copy)
+    try:
+        verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        check.close()
+    if verdict != "ok":
+        raise LabelwiseError(f"The copy {copy} failed its integrity check: {verdict}")
+    print(f"Backed up to {copy} (integrity check: ok).")
     return 0
 
 
@@ -438,6 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--admin", action="store_true", help="with add: an admin, not an annotator")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    p = add("backup", cmd_backup, "copy the SQLite database while it is in use",
+            "An online copy (SQLite backup API) that annotators can keep writing through; the "
+            "copy is checked with PRAGMA integrity_check.")
+    p.add_argument("--out", help="folder for the copy (default: DATA_DIR/backups)")
 
     p = add("serve", cmd_serve, "start the web app")
     p.add_argument("--port", type=int, default=8501)

@@ -183,6 +183,7 @@ def import_file(
     reference_label_field: str | None = None,
     annotator: str = IMPORT_ANNOTATOR,
     batch_size: int = 2000,
+    max_rows: int | None = None,
 ) -> ImportReport:
     """Import a file into ``project`` (created if it does not exist), in one transaction.
 
@@ -204,6 +205,7 @@ def import_file(
             simulations; not an annotation).
         annotator: who the imported labels are by (created with the system role if missing).
         batch_size: records per INSERT batch.
+        max_rows: refuse (and write nothing) past this many records.
 
     Returns:
         The report of what was written.
@@ -228,6 +230,7 @@ def import_file(
             reference_label_field=reference_label_field,
             annotator=annotator,
             batch_size=batch_size,
+            max_rows=max_rows,
         )
 
 
@@ -247,6 +250,7 @@ def import_stream(
     reference_label_field: str | None = None,
     annotator: str = IMPORT_ANNOTATOR,
     batch_size: int = 2000,
+    max_rows: int | None = None,
 ) -> ImportReport:
     """Import from a binary file-like object (e.g. a Streamlit upload); see `import_file`.
 
@@ -257,7 +261,7 @@ def import_stream(
     try:
         options = _options(
             fmt, filename, text_field, label_field, reference_label_field, encoding,
-            skip_bad_rows, add_labels, labels, annotator, batch_size,
+            skip_bad_rows, add_labels, labels, annotator, batch_size, max_rows,
         )
         with write_unit(settings) as session, _sqlite_cache(session, _SQLITE_CACHE_KIB):
             _run(session, project, _Source(stream, filename, options.encoding), options, report)
@@ -344,6 +348,7 @@ class _Options:
     labels: tuple[str, ...] | None
     annotator: str
     batch_size: int
+    max_rows: int | None = None
 
 
 def _options(
@@ -358,6 +363,7 @@ def _options(
     labels: Sequence[str] | None,
     annotator: str,
     batch_size: int,
+    max_rows: int | None = None,
 ) -> _Options:
     options = _Options(
         fmt=detect_format(filename, fmt),
@@ -370,6 +376,7 @@ def _options(
         labels=None if labels is None else tuple(labels),
         annotator=annotator,
         batch_size=max(1, int(batch_size)),
+        max_rows=max_rows,
     )
     _check_fields(options)
     return options
@@ -932,6 +939,10 @@ def _run(
         raise ImportFailed(str(exc), report) from None
     batch: list[_Row] = []
     for row in _rows(source, options, report):
+        if options.max_rows is not None and report.rows_read > options.max_rows:
+            raise ImportFailed(
+                f"{source.name}: more than {options.max_rows:,} rows (the limit for one import); "
+                "nothing was imported.", report)
         if not target.check_label(row) or _failing(report, target, options):
             continue  # keep reading, to report every problem; write nothing more
         batch.append(row)

