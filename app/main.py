@@ -44,6 +44,7 @@ if user.is_admin:  # the role decides the page list; admin pages check it again 
         page("data", "Data", ":material/table:"),
         page("model", "Model", ":material/monitoring:"),
         page("export", "Export", ":material/download:"),
+        page("team", "Team", ":material/diversity_3:"),
         page("settings", "Settings", ":material/settings:"),
         page("users", "Users", ":material/group:"),
     ]

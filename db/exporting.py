@@ -456,12 +456,15 @@ def _annotation_conditions(plan: _Plan, *, with_since_and_label: bool) -> list[A
 
 
 def _example_batches(conn: Connection, plan: _Plan, batch_rows: int) -> Iterator[Sequence[Any]]:
-    """The project's examples ``(id, text, source_row, meta JSON text)`` in id order, batched.
+    """The project's examples ``(id, text, source_row, meta JSON text, gold label id)`` in id
+    order, batched.
 
     Without ``include_unlabelled``, only examples with at least one annotation that could
     make them pass the filters are read (a cheap index probe each).
     """
-    stmt = select(_E.c.id, _E.c.text, _E.c.source_row, cast(_E.c.meta, Text)).where(
+    stmt = select(
+        _E.c.id, _E.c.text, _E.c.source_row, cast(_E.c.meta, Text), _E.c.gold_label_id
+    ).where(
         _NoIndex(_E.c.project_id) == plan.project_id
     )
     if not plan.include_unlabelled:
@@ -540,7 +543,7 @@ def _example_rows(
             if since and ann[2]:
                 recent.add(ann[0])
         out: list[tuple[Any, ...]] = []
-        for example_id, text, source_row, meta in examples:
+        for example_id, text, source_row, meta, gold in examples:
             if meta == "null":
                 meta = None
             labels = labels_of.get(example_id)
@@ -550,7 +553,8 @@ def _example_rows(
                 continue
             if since and example_id not in recent:
                 continue
-            label_id = labels[0] if len(labels) == 1 else final_label(labels)
+            # a reviewer's gold label overrides the vote
+            label_id = gold if gold is not None else final_label(labels)
             if label_filter is not None and label_id not in label_filter:
                 continue
             out.append((example_id, text, names[label_id], source_row, len(labels), meta))
@@ -569,7 +573,7 @@ def _annotation_rows(
         for ann in _annotations_of(conn, plan, examples[0][0], examples[-1][0]):
             by_example.setdefault(ann[0], []).append(ann)
         out: list[tuple[Any, ...]] = []
-        for example_id, text, _source_row, _meta in examples:
+        for example_id, text, _source_row, _meta, _gold in examples:
             anns = by_example.get(example_id)
             if anns is None:
                 if plan.include_unlabelled:

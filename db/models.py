@@ -113,7 +113,8 @@ class Example(Base):
     """A text to label. ``text_hash`` is of the normalised text, unique per project.
 
     ``reference_label`` is a true label kept aside (the demo corpus, simulations); it is never
-    shown to annotators nor used for training outside a simulation.
+    shown to annotators nor used for training outside a simulation. ``gold_label_id`` is a
+    reviewer's adjudicated label: it overrides the annotators' vote in exports and training.
     """
 
     __tablename__ = "examples"
@@ -126,6 +127,11 @@ class Example(Base):
     source_row: Mapped[int | None] = mapped_column(Integer)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     reference_label: Mapped[str | None] = mapped_column(String(200))
+    gold_label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("labels.id", ondelete="SET NULL")
+    )
+    gold_by: Mapped[str | None] = mapped_column(String(100))
+    gold_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

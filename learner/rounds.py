@@ -59,6 +59,7 @@ class RoundInput:
     eval_y: list[str]
     pool_ids: list[int]
     pool_texts: list[str]
+    train_ids: list[int] = field(default_factory=list)  # given: look for likely mislabels
 
 
 @dataclass
@@ -94,6 +95,20 @@ def missing_labels(labels: Sequence[str], train_y: Sequence[str], k: int) -> dic
     return {label: counts.get(label, 0) for label in labels if counts.get(label, 0) < k}
 
 
+def likely_mislabels(model: Any, data: RoundInput, min_confidence: float = 0.8,
+                     limit: int = 100) -> list[dict[str, Any]]:
+    """Labelled texts the model confidently puts elsewhere, most confident first (for review)."""
+    proba = model.predict_proba(data.train_texts)
+    best = np.argmax(proba, axis=1)
+    found = [
+        {"example_id": data.train_ids[i], "given": data.train_y[i],
+         "predicted": str(model.classes_[best[i]]), "confidence": float(proba[i, best[i]])}
+        for i in range(len(data.train_texts))
+        if str(model.classes_[best[i]]) != data.train_y[i] and proba[i, best[i]] >= min_confidence
+    ]
+    return sorted(found, key=lambda s: -s["confidence"])[:limit]
+
+
 def train_and_rank(
     data: RoundInput,
     factory: Callable[[], Any],
@@ -126,6 +141,8 @@ def train_and_rank(
         metrics = evaluate(data.labels, data.eval_y, [str(p) for p in predicted])
     metrics["label_counts"] = dict(Counter(data.train_y))
     metrics["n_train"] = len(data.train_y)
+    if data.train_ids:
+        metrics["suspects"] = likely_mislabels(model, data)
     timings["evaluate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -182,7 +199,8 @@ class Snapshot:
 def final_labels(session: Any, project_id: int) -> dict[int, tuple[str, bool]]:
     """Per labelled example: (final label, whether it was labelled from the audit slice).
 
-    The final label follows `db.annotations.final_label`, the rule exports use too.
+    The final label is a reviewer's gold label where there is one, else the vote of
+    `db.annotations.final_label`: the rules exports use too.
     """
     from sqlalchemy import select
 
@@ -201,7 +219,12 @@ def final_labels(session: Any, project_id: int) -> dict[int, tuple[str, bool]]:
         given.setdefault(example_id, []).append(label)
         if reason == QueueReason.AUDIT.value:
             audit.add(example_id)
-    return {i: (final_label(labels), i in audit) for i, labels in given.items()}
+    gold = dict(session.execute(
+        select(Example.id, Label.name)
+        .join(Label, Label.id == Example.gold_label_id)
+        .where(Example.project_id == project_id)
+    ).all())
+    return {i: (gold.get(i) or final_label(labels), i in audit) for i, labels in given.items()}
 
 
 def take_snapshot(settings: Settings, project_id: int, rng: np.random.Generator) -> Snapshot:
@@ -220,7 +243,7 @@ def take_snapshot(settings: Settings, project_id: int, rng: np.random.Generator)
         finals = final_labels(session, project_id)
         ids = sorted(finals)
         texts = dict(session.execute(select(Example.id, Example.text).where(Example.id.in_(ids))).all()) if ids else {}
-        train = [(texts[i], finals[i][0]) for i in ids if not finals[i][1]]
+        train = [(i, texts[i], finals[i][0]) for i in ids if not finals[i][1]]
         held = [(texts[i], finals[i][0]) for i in ids if finals[i][1]]
         pool = unlabelled_ids(session, project_id)
         if len(pool) > config.pool_cap:
@@ -234,8 +257,9 @@ def take_snapshot(settings: Settings, project_id: int, rng: np.random.Generator)
         ).scalar()
     data = RoundInput(
         labels=labels,
-        train_texts=[t for t, _ in train],
-        train_y=[y for _, y in train],
+        train_texts=[t for _, t, _ in train],
+        train_y=[y for _, _, y in train],
+        train_ids=[i for i, _, _ in train],
         eval_texts=[t for t, _ in held],
         eval_y=[y for _, y in held],
         pool_ids=list(pool),

@@ -44,10 +44,25 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_db_engine(_url())
+    url = _url()
+    engine = create_db_engine(url)
     try:
         with engine.connect() as conn:
-            _run(conn)
+            if not is_sqlite(url):
+                _run(conn)
+                return
+            # Batch mode rebuilds SQLite tables (copy, drop, rename): with foreign keys on, the
+            # drop would cascade into the rows that point at the table. Off while migrating
+            # (a PRAGMA outside any transaction), then every reference is checked.
+            raw = conn.connection.dbapi_connection
+            raw.execute("PRAGMA foreign_keys = OFF")
+            try:
+                _run(conn)
+                broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left broken references: {broken[:5]}")
+            finally:
+                raw.execute("PRAGMA foreign_keys = ON")
     finally:
         engine.dispose()
 

@@ -244,3 +244,19 @@ def test_model_page_cancel_and_history(app, settings):
     assert not at.exception
     assert list_runs(settings, project.id)[0].status == "cancelled"
     assert not at.button(key="train_now").disabled
+
+
+def test_team_page_shows_agreement_and_records_gold(app, settings):
+    at, project = app
+    from db.annotations import annotate
+
+    annotate(settings, project.id, 3, "bob", "business")  # text 3 was imported as "sport"
+    _open(at, "team")
+    assert "alpha" in at.metric[0].label
+    gold = at.selectbox(key="gold-3")
+    gold.select("business").run()
+    assert not at.exception
+    with read_unit(settings) as session:
+        from db.models import Example
+
+        assert session.get(Example, 3).gold_by == "alice"

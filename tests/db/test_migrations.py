@@ -100,6 +100,13 @@ def test_upgrade_of_a_populated_database_keeps_every_row_and_backs_up(tmp_path):
             conn.exec_driver_sql(
                 "INSERT INTO queue_items (project_id, example_id, rank, reason, created_at) VALUES "
                 f"(1, {i}, {i}, 'cold_start', '2026-01-01 00:00:00')")
+        conn.exec_driver_sql("INSERT INTO labels (id, project_id, name, position) VALUES (1,1,'a',0)")
+        conn.exec_driver_sql("INSERT INTO annotators (id, name, role, is_active, created_at) "
+                             "VALUES (1, 'ann', 'annotator', 1, '2026-01-01 00:00:00')")
+        for i in range(1, 21):
+            conn.exec_driver_sql(
+                "INSERT INTO annotations (example_id, annotator_id, label_id, created_at, updated_at)"
+                f" VALUES ({i}, 1, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
     engine.dispose()
     backup = upgrade(s)
     assert backup is not None and backup.exists()
@@ -108,6 +115,8 @@ def test_upgrade_of_a_populated_database_keeps_every_row_and_backs_up(tmp_path):
     assert db.execute("SELECT count(*) FROM examples").fetchone() == (50,)
     assert db.execute("SELECT count(*), min(needed), max(needed) FROM queue_items").fetchone() == (
         50, 1, 1)
+    assert db.execute("SELECT count(*) FROM annotations").fetchone() == (20,)
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
     db.close()
     copy = sqlite3.connect(backup)
     assert copy.execute("SELECT count(*) FROM examples").fetchone() == (50,)
