@@ -16,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.errors import StorageError
 from db.settings import Settings, get_settings
 
 _IMMEDIATE = "labelwise_immediate"
@@ -102,9 +104,26 @@ def write_unit(settings: Settings | None = None) -> Iterator[Session]:
     Everything done in the block is committed together or, on any exception, not at all.
     """
     factory = session_factory(settings)
-    with factory() as session, session.begin():
-        session.connection(execution_options={_IMMEDIATE: True})
-        yield session
+    try:
+        with factory() as session, session.begin():
+            session.connection(execution_options={_IMMEDIATE: True})
+            yield session
+    except OperationalError as exc:
+        raise StorageError(_storage_message(exc)) from exc
+
+
+def _storage_message(exc: OperationalError) -> str:
+    cause = str(getattr(exc, "orig", exc)).strip()
+    lowered = cause.lower()
+    if "readonly" in lowered or "read-only" in lowered:
+        why = "the database is read-only"
+    elif "full" in lowered:
+        why = "the disk (or the database's size limit) is full"
+    elif "locked" in lowered or "busy" in lowered:
+        why = "the database stayed busy too long; try again"
+    else:
+        why = cause
+    return f"Nothing was saved: {why}."
 
 
 @contextmanager

@@ -23,3 +23,7 @@ class ExportFailed(LabelwiseError):
 
 class MigrationFailed(LabelwiseError):
     pass
+
+
+class StorageError(LabelwiseError):
+    """The database refused a write (read-only, disk full, locked too long); nothing was written."""

@@ -19,6 +19,7 @@ from db.models import Annotation, Example, ModelVersion, Project, RunStatus, Tra
 from db.settings import Settings
 
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+_REQUEST_LOCK = 0x4C58  # PostgreSQL advisory-lock namespace for run requests
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def request_training(
 ) -> RunInfo:
     """Queue a round for the project, or return the queued one it coalesces with."""
     with write_unit(settings) as session:
+        if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE did it
+            session.execute(select(func.pg_advisory_xact_lock(_REQUEST_LOCK, project_id)))
         if session.get(Project, project_id) is None:
             raise NotFound(f"No project with id {project_id}.")
         queued = session.scalar(
@@ -176,17 +179,17 @@ def cancel_run(settings: Settings, run_id: int) -> bool:
 
 
 def fail_stale_runs(settings: Settings, max_silence_s: float) -> list[int]:
-    """Mark running runs whose heartbeat stopped as failed (their worker died)."""
+    """Mark running runs whose heartbeat stopped as failed (their worker died), and queue a
+    takeover round for their projects, which any live worker then claims."""
     cutoff = utcnow() - timedelta(seconds=max_silence_s)
     with write_unit(settings) as session:
-        stale = list(
-            session.scalars(
-                select(TrainingRun.id).where(
-                    TrainingRun.status == RunStatus.RUNNING.value,
-                    TrainingRun.heartbeat_at < cutoff,
-                )
+        rows = session.execute(
+            select(TrainingRun.id, TrainingRun.project_id).where(
+                TrainingRun.status == RunStatus.RUNNING.value,
+                TrainingRun.heartbeat_at < cutoff,
             )
-        )
+        ).all()
+        stale = [run_id for run_id, _ in rows]
         if stale:
             session.execute(
                 update(TrainingRun)
@@ -198,7 +201,9 @@ def fail_stale_runs(settings: Settings, max_silence_s: float) -> list[int]:
                     "the previous model and queue are still in use.",
                 )
             )
-        return stale
+    for project_id in sorted({project_id for _, project_id in rows}):
+        request_training(settings, project_id, trigger="takeover")
+    return stale
 
 
 def get_run(settings: Settings, run_id: int) -> RunInfo:

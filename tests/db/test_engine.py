@@ -85,3 +85,77 @@ def test_concurrent_writers_serialise_without_lost_updates(settings):
     with read_unit(settings) as session:
         labels = get_project(session, "p").labels
     assert len(labels) == 80 and len(set(labels)) == 80
+
+
+def _annotate_one(settings) -> None:
+    from sqlalchemy import insert as sql_insert
+
+    from db.annotations import annotate
+    from db.models import Example
+    from db.texts import text_hash
+
+    with write_unit(settings) as session:
+        project = create_project(session, "p", labels=["a"])
+        session.execute(sql_insert(Example), [{"project_id": project.id, "text": "t",
+                                               "text_hash": text_hash("t")}])
+    annotate(settings, "p", 1, "ann", "a")
+
+
+def _integrity(settings) -> str:
+    import sqlite3
+
+    from db.engine import sqlite_path
+
+    db = sqlite3.connect(sqlite_path(settings.database_url))
+    try:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_read_only_database_is_a_clear_error_and_nothing_breaks(settings):
+    from dataclasses import replace
+
+    from db.annotations import annotate
+    from db.engine import dispose_all
+    from db.errors import StorageError
+
+    _annotate_one(settings)
+    dispose_all()
+    path = settings.database_url.removeprefix("sqlite:///")
+    read_only = replace(settings, database_url=f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(StorageError, match="Nothing was saved: the database is read-only"):
+        annotate(read_only, "p", 1, "bob", "a")
+    dispose_all()
+    assert _integrity(settings) == "ok"
+    annotate(settings, "p", 1, "bob", "a")  # writable again: works
+
+
+def test_full_disk_is_a_clear_error_and_nothing_is_half_written(settings):
+    from db.errors import StorageError
+    from db.importing import import_file
+
+    _annotate_one(settings)
+    with read_unit(settings) as session:
+        pages = session.execute(text("PRAGMA page_count")).scalar()
+    engine = get_engine(settings)
+
+    @event.listens_for(engine, "connect")
+    def cap(dbapi_connection, _record):  # the "disk" holds one more page than now
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages + 1}")
+
+    engine.dispose()
+    import tempfile
+    from pathlib import Path
+
+    big = Path(tempfile.mkdtemp()) / "big.txt"
+    big.write_text("\n".join(f"a long enough line of text number {i} " * 20 for i in range(2000)))
+    with pytest.raises(StorageError, match="full"):
+        import_file(settings, big, "p")
+    event.remove(engine, "connect", cap)
+    engine.dispose()
+    assert _integrity(settings) == "ok"
+    from db.projects import project_stats
+
+    with read_unit(settings) as session:
+        assert project_stats(session, "p").examples == 1  # the import left nothing behind

@@ -170,6 +170,8 @@ def test_stale_runs_fail_and_heartbeats_notice_cancel(settings):
     failed = get_run(settings, run.id)
     assert failed.status == RunStatus.FAILED.value and "heartbeat" in failed.error
     assert not heartbeat(settings, run.id)
+    takeover = active_run(settings, project_id)  # another worker will take the round over
+    assert (takeover.status, takeover.trigger) == ("queued", "takeover")
 
     second = request_training(settings, project_id)
     claim_next_run(settings, "w")
