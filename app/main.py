@@ -23,6 +23,7 @@ def page(name: str, title: str, icon: str, default: bool = False) -> st.Page:
 
 
 user = ui.current_user()
+ui.write_cookie()
 if user is None:
     st.navigation([page("signin", "Sign in", ":material/login:", default=True)]).run()
     st.stop()
@@ -35,7 +36,7 @@ with st.sidebar:
         st.selectbox("Project", names, key=ui.PROJECT)
     st.caption(f"Signed in as {ui.md_escape(user.name)} ({user.role})")
     if st.button("Sign out", key="signout"):
-        st.session_state.clear()
+        ui.sign_out()
         st.rerun()
 
 pages = [page("annotate", "Annotate", ":material/edit:", default=True)]

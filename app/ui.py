@@ -6,6 +6,7 @@ Session or an ORM object.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from db.engine import read_unit
 from db.errors import LabelwiseError
 from db.projects import ProjectInfo, find_project, list_projects
 from db.settings import Settings, get_settings
-from db.users import Forbidden, User, get_user
+from db.users import SESSION_HOURS, Forbidden, User, get_user, issue_token, verify_token
 from db.users import require_admin as db_require_admin
 
 T = TypeVar("T")
@@ -44,14 +45,55 @@ def annotator() -> str:
     return str(st.session_state.get(ANNOTATOR, ""))
 
 
+COOKIE = "labelwise_session"
+
+
 def current_user() -> User | None:
-    """The signed-in account as the database has it now; a disabled one is signed out."""
+    """The signed-in account as the database has it now; a disabled one is signed out.
+
+    After a page refresh the session comes back from a signed, expiring cookie.
+    """
     name = annotator()
+    if not name and not st.session_state.get("_signed_out"):
+        token = st.context.cookies.get(COOKIE)
+        name = verify_token(settings(), token) if isinstance(token, str) and token else None
+        if name:
+            st.session_state[ANNOTATOR] = name
     user = get_user(settings(), name) if name else None
     if user is None or not user.is_active:
         st.session_state.pop(ANNOTATOR, None)
         return None
     return user
+
+
+def _set_cookie(value: str, max_age: int) -> None:
+    import streamlit.components.v1 as components
+
+    # The component's iframe is same-origin, so the cookie belongs to the app's own address.
+    components.html(
+        "<script>document.cookie = " + json.dumps(
+            f"{COOKIE}={value}; path=/; max-age={max_age}; SameSite=Strict") + ";</script>",
+        height=0,
+    )
+
+
+def sign_in(name: str) -> None:
+    st.session_state[ANNOTATOR] = name
+    st.session_state.pop("_signed_out", None)
+    st.session_state["_set_cookie"] = issue_token(settings(), name)
+
+
+def sign_out() -> None:
+    st.session_state.clear()
+    st.session_state["_signed_out"] = True  # the old cookie must not sign in again
+    st.session_state["_set_cookie"] = ""
+
+
+def write_cookie() -> None:
+    """Send a pending cookie change to the browser (after a sign-in or sign-out)."""
+    value = st.session_state.pop("_set_cookie", None)
+    if value is not None:
+        _set_cookie(value, SESSION_HOURS * 3600 if value else 0)
 
 
 def require_admin() -> User:

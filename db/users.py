@@ -144,6 +144,54 @@ def get_user(settings: Settings, name: str) -> User | None:
     return None if row is None else User(*row)
 
 
+SESSION_HOURS = 12
+
+
+def _secret(settings: Settings) -> bytes:
+    """This install's signing key, made on first use (never committed, never shared)."""
+    import os
+    import secrets
+
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def issue_token(settings: Settings, name: str, hours: float = SESSION_HOURS) -> str:
+    """A signed session token for ``name`` that expires (kept in a cookie by the UI)."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    payload = f"{name}\n{int(time.time() + hours * 3600)}".encode()
+    mac = hmac.new(_secret(settings), payload, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(payload + b"\n" + mac).decode().rstrip("=")
+
+
+def verify_token(settings: Settings, token: str) -> str | None:
+    """The user name a valid, unexpired token was issued for, else None."""
+    import base64
+    import binascii
+    import hashlib
+    import hmac
+    import time
+
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        name, expires, mac = raw.split(b"\n", 2)
+        good = hmac.new(_secret(settings), name + b"\n" + expires, hashlib.sha256).digest()
+        if hmac.compare_digest(mac, good) and int(expires) > time.time():
+            return name.decode()
+    except (ValueError, binascii.Error):
+        pass
+    return None
+
+
 def require_admin(settings: Settings, name: str) -> User:
     """Re-check, in the service layer, that ``name`` is an active admin."""
     user = get_user(settings, name)

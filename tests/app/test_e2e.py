@@ -143,6 +143,10 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         assert _count(settings, Annotation) == 10
         page.screenshot(path=str(SHOTS / "2-annotate-after-undo.png"))
 
+        page.reload()  # the signed session cookie keeps us in after a refresh
+        expect(shown).to_be_visible()
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
         page.get_by_role("link", name="Model").click()
         page.get_by_role("button", name="Train now").click()
         deadline = time.monotonic() + 180
@@ -179,6 +183,10 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
             page.get_by_role("button", name="Download CSV").click()
         page.screenshot(path=str(SHOTS / "7-export.png"))
         data = Path(info.value.path()).read_text(encoding="utf-8")
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        page.reload()  # signed out stays signed out
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         browser.close()
 
     exported = list(csv.DictReader(io.StringIO(data)))

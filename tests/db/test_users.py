@@ -64,3 +64,18 @@ def test_annotator_known_by_name_can_get_an_account(settings):
         get_or_create_annotator(session, "legacy")
     add_user(settings, "legacy", "legacy-password")
     assert authenticate(settings, "legacy", "legacy-password").name == "legacy"
+
+
+def test_session_tokens_are_signed_and_expire(settings):
+    from db.users import issue_token, verify_token
+
+    token = issue_token(settings, "ann")
+    assert verify_token(settings, token) == "ann"
+    assert (settings.data_dir / "secret.key").stat().st_mode & 0o777 == 0o600
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert verify_token(settings, forged) is None
+    assert verify_token(settings, "not-a-token") is None
+    assert verify_token(settings, issue_token(settings, "ann", hours=-1)) is None
+    other = settings.__class__(database_url=settings.database_url,
+                               data_dir=settings.data_dir / "elsewhere")
+    assert verify_token(other, token) is None  # another install's secret
