@@ -110,9 +110,13 @@ def _insert(session: Session, table: Any) -> Any:
 
 def _annotator_id(session: Session, name: str) -> int:
     """The annotator's id, created on first use without racing a concurrent creator."""
-    found = session.scalar(select(Annotator.id).where(Annotator.name == name))
-    if found is not None:
-        return found
+    row = session.execute(
+        select(Annotator.id, Annotator.is_active).where(Annotator.name == name)
+    ).first()
+    if row is not None:
+        if not row.is_active:
+            raise LabelwiseError(f"The account {name!r} is disabled; its labels are refused.")
+        return row.id
     stmt = (
         _insert(session, Annotator)
         .values(name=name, role=Role.ANNOTATOR.value, is_active=True, created_at=utcnow())

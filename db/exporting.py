@@ -47,6 +47,7 @@ from db.errors import ExportFailed, LabelwiseError
 from db.models import Annotation, Annotator, Example, Label
 from db.projects import get_project, label_ids
 from db.settings import Settings
+from db.users import require_admin
 
 FORMATS = ("jsonl", "csv", "parquet")
 BATCH_ROWS = 5_000
@@ -630,6 +631,7 @@ def export(
     all_annotations: bool = False,
     *,
     batch_rows: int = BATCH_ROWS,
+    actor: str | None = None,
 ) -> int:
     """Write a project's labels to ``out``; returns the number of rows written.
 
@@ -659,12 +661,15 @@ def export(
         filters: which rows; all labelled examples (or all annotations) when None.
         all_annotations: one row per annotation instead of one per example.
         batch_rows: examples read per batch.
+        actor: who asks (the web app passes the signed-in user, who must be an active admin).
 
     Raises:
         NotFound: no such project.
         LabelwiseError: unknown format, or a label filter naming a label not in the project.
         ExportFailed: the output could not be written.
     """
+    if actor is not None:
+        require_admin(settings, actor)
     fmt = fmt.lower().lstrip(".")
     if fmt not in FORMATS:
         raise LabelwiseError(f"Unknown export format {fmt!r} (formats: {', '.join(FORMATS)}).")

@@ -57,7 +57,8 @@ from db.projects import (
     get_or_create_annotator,
     label_ids,
 )
-from db.settings import Settings
+from db.settings import Settings, get_settings
+from db.users import require_admin
 from db.texts import text_hash
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "txt")
@@ -251,12 +252,16 @@ def import_stream(
     annotator: str = IMPORT_ANNOTATOR,
     batch_size: int = 2000,
     max_rows: int | None = None,
+    actor: str | None = None,
 ) -> ImportReport:
     """Import from a binary file-like object (e.g. a Streamlit upload); see `import_file`.
 
     ``filename`` names the source in messages and gives the format when ``fmt`` is None. The
     stream is read from its current position with ``read(n)`` only, and is not closed.
+    ``actor`` (the web app's signed-in user), when given, must be an active admin.
     """
+    if actor is not None:
+        require_admin(settings or get_settings(), actor)
     report = ImportReport()
     try:
         options = _options(

@@ -17,6 +17,7 @@ from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError, NotFound
 from db.models import Annotation, Example, ModelVersion, Project, RunStatus, TrainingRun, utcnow
 from db.settings import Settings
+from db.users import require_admin
 
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 _REQUEST_LOCK = 0x4C58  # PostgreSQL advisory-lock namespace for run requests
@@ -67,9 +68,21 @@ def _info(session: Session, run: TrainingRun) -> RunInfo:
 
 
 def request_training(
-    settings: Settings, project_id: int, trigger: str = "manual", requested_by: str | None = None
+    settings: Settings,
+    project_id: int,
+    trigger: str = "manual",
+    requested_by: str | None = None,
+    *,
+    actor: str | None = None,
 ) -> RunInfo:
-    """Queue a round for the project, or return the queued one it coalesces with."""
+    """Queue a round for the project, or return the queued one it coalesces with.
+
+    ``actor``, when given (the web app), must be an active admin; the CLI and the worker act
+    with the machine owner's authority and pass none.
+    """
+    if actor is not None:
+        require_admin(settings, actor)
+        requested_by = actor
     with write_unit(settings) as session:
         if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE did it
             session.execute(select(func.pg_advisory_xact_lock(_REQUEST_LOCK, project_id)))
@@ -167,8 +180,10 @@ def fail_run(settings: Settings, run_id: int, error: str) -> bool:
         return finish_run(session, run_id, RunStatus.FAILED, error=error)
 
 
-def cancel_run(settings: Settings, run_id: int) -> bool:
+def cancel_run(settings: Settings, run_id: int, actor: str | None = None) -> bool:
     """Cancel a queued or running run; a running one stops at its next heartbeat."""
+    if actor is not None:
+        require_admin(settings, actor)
     with write_unit(settings) as session:
         result = session.execute(
             update(TrainingRun)

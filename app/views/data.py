@@ -60,6 +60,7 @@ with st.expander("Import a file", expanded=project is None):
                         text_field=text_field.strip() or "text",
                         label_field=label_field.strip() or None, encoding=encoding.strip(),
                         skip_bad_rows=skip, add_labels=add, max_rows=settings.max_import_rows,
+                        actor=ui.annotator(),
                     )
                 except ImportFailed as exc:
                     st.error("Nothing was imported. " + ui.md_escape(str(exc)))

@@ -35,7 +35,7 @@ if prepared:
     )
     buffer = io.BytesIO()
     n = ui.attempt(export, settings, project.name, buffer, fmt, filters,
-                   shape == "one per annotation")
+                   shape == "one per annotation", actor=ui.annotator())
     if n is not None:
         st.session_state["export_file"] = (buffer.getvalue(), fmt, n)
 

@@ -18,7 +18,7 @@ ui.show_flash()
 
 
 def _train() -> None:
-    run = ui.attempt(request_training, settings, project.id, "manual", ui.annotator())
+    run = ui.attempt(request_training, settings, project.id, "manual", actor=ui.annotator())
     if run is not None:
         ui.flash(f"Training run {run.id} queued; the worker picks it up within seconds.")
 
@@ -36,10 +36,11 @@ def live() -> None:
         return
     if run.status == "queued":
         st.info(f"Run {run.id} is queued: waiting for the worker (`python -m app worker`).")
-        st.button("Cancel", key=f"cancel-{run.id}", on_click=cancel_run, args=(settings, run.id))
+        st.button("Cancel", key=f"cancel-{run.id}", on_click=cancel_run,
+                  args=(settings, run.id, ui.annotator()))
         return
     st.button("Cancel this round", key=f"cancel-{run.id}", on_click=cancel_run,
-              args=(settings, run.id))
+              args=(settings, run.id, ui.annotator()))
     started = run.started_at or run.created_at
     elapsed = (datetime.now(timezone.utc) - started).total_seconds()
     st.progress(run.progress, text=f"Run {run.id}: {run.stage or 'starting'} · "

@@ -28,6 +28,7 @@ ui.show_flash()
 
 def change(action, *args, done: str = "Saved.") -> bool:  # type: ignore[no-untyped-def]
     try:
+        ui.require_admin()  # again at the moment of acting, not only when the page opened
         with write_unit(settings) as session:
             action(session, *args)
     except LabelInUse as exc:

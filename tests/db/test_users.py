@@ -79,3 +79,31 @@ def test_session_tokens_are_signed_and_expire(settings):
     other = settings.__class__(database_url=settings.database_url,
                                data_dir=settings.data_dir / "elsewhere")
     assert verify_token(other, token) is None  # another install's secret
+
+
+def test_services_recheck_the_role_of_the_web_user(settings, tmp_path):
+    import io
+
+    from db.annotations import annotate
+    from db.exporting import export
+    from db.importing import import_stream
+    from db.runs import cancel_run, request_training
+
+    add_user(settings, "root", "root-password", Role.ADMIN)
+    add_user(settings, "ann", "ann-password")
+    report = import_stream(settings, io.BytesIO(b"one\ntwo\n"), "t.txt", "p", labels=["a", "b"],
+                           actor="root")
+    assert report.accepted == 2
+    with pytest.raises(Forbidden):
+        import_stream(settings, io.BytesIO(b"three\n"), "t.txt", "p", actor="ann")
+    with pytest.raises(Forbidden):
+        export(settings, "p", io.BytesIO(), "csv", actor="ann")
+    with pytest.raises(Forbidden):
+        request_training(settings, 1, actor="ann")
+    run = request_training(settings, 1, actor="root")
+    with pytest.raises(Forbidden):
+        cancel_run(settings, run.id, actor="ann")
+    annotate(settings, "p", 1, "ann", "a")  # annotators label
+    set_active(settings, "ann", False)
+    with pytest.raises(LabelwiseError, match="disabled"):
+        annotate(settings, "p", 2, "ann", "a")
