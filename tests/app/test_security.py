@@ -91,3 +91,25 @@ def test_exports_neutralise_formulas_and_keep_texts_exact(settings, tmp_path):
     export(settings, "H", out, "jsonl", ExportFilters(include_unlabelled=True))
     texts = [json.loads(line)["text"] for line in out.getvalue().splitlines()]
     assert texts == TEXTS  # JSON keeps every text exactly
+
+
+def test_very_long_and_control_character_labels_are_refused_clearly(settings, tmp_path):
+    import pytest
+
+    from db.errors import ImportFailed, LabelwiseError
+    from db.projects import create_project
+
+    for bad, why in (("x" * 201, "too long"), ("bell\x07", "control characters"),
+                     ("new\nline", "control characters"), ("   ", "empty")):
+        with pytest.raises(LabelwiseError, match=why):
+            with write_unit(settings) as session:
+                create_project(session, f"p{len(bad)}", labels=[bad])
+    source = tmp_path / "labels.csv"
+    source.write_text('text,label\nfine,ok\nnasty,"esc\x1b[31mred"\n', encoding="utf-8")
+    with pytest.raises(ImportFailed) as info:
+        import_file(settings, source, "q", label_field="label")
+    assert "line 3" in str(info.value) and "\x1b" not in str(info.value)
+    with read_unit(settings) as session:
+        from db.projects import find_project
+
+        assert find_project(session, "q") is None
