@@ -2,8 +2,8 @@
 
 Keys: 1-9 give the label in that position, S skips, U undoes the last answer. Each answer is
 committed in one short transaction by a button callback bound to the text it was shown for; the
-buttons' keys carry that text's id, so a double click or a late key press either upserts the same
-(example, annotator) row again or hits a button that is gone: never the next text unseen.
+buttons' keys carry that text's id and an answer counts only for the text on screen, so a double
+click or a late key press can never label the next text unseen.
 """
 
 from __future__ import annotations
@@ -33,11 +33,17 @@ settings = ui.settings()
 me = ui.annotator()
 
 
+def _queue_version() -> int:
+    with read_unit(settings) as session:
+        return queue_version(session, project.id) or 0
+
+
 def _serve(item: QueuedItem | None, pinned: bool = False) -> None:
     """Show ``item`` next; a pinned one (brought back by undo) stays when the queue changes."""
     st.session_state[CURRENT] = item
     st.session_state[SHOWN_AT] = time.monotonic()
     st.session_state["ann_pinned"] = pinned
+    st.session_state["ann_queue_version"] = _queue_version()
 
 
 def _current() -> QueuedItem | None:
@@ -48,10 +54,8 @@ def _current() -> QueuedItem | None:
         st.session_state[CURRENT] = None
     current = st.session_state.get(CURRENT)
     if current is not None and not st.session_state.get("ann_pinned"):
-        with read_unit(settings) as session:
-            newest = queue_version(session, project.id) or 0
-        if newest > (current.model_version or 0):  # a round finished: serve its queue
-            release(settings, current.example_id, me)
+        if _queue_version() > st.session_state.get("ann_queue_version", 0):
+            release(settings, current.example_id, me)  # a round finished: serve its queue
             current = None
     if current is None:
         _serve(claim_next(settings, project.id, me, exclude=st.session_state[SKIPPED]))

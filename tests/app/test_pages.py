@@ -260,3 +260,24 @@ def test_team_page_shows_agreement_and_records_gold(app, settings):
         from db.models import Example
 
         assert session.get(Example, 3).gold_by == "alice"
+
+
+def test_text_on_screen_stays_put_across_reruns_until_a_new_round(app, settings):
+    at, project = app
+    at.run()  # no queue: a random unlabelled text, leased to alice
+    first = at.text[0].value
+    for _ in range(3):
+        at.run()
+        assert at.text[0].value == first
+    with write_unit(settings) as session:  # a round lands: its queue is served next
+        from db.models import ModelVersion
+
+        version = ModelVersion(project_id=project.id, version=1, base_model="m",
+                               artefact_path="/nowhere", metrics={})
+        session.add(version)
+        session.flush()
+        replace_queue(session, project.id, [QueueEntry(5, "uncertain", 0.9, "sport", 0.6)],
+                      version.id)
+    at.run()
+    assert at.text[0].value == "A plain unlabelled text" and not at.exception
+    assert any("Model v1 predicts" in c.value for c in at.caption)
