@@ -118,7 +118,11 @@ class Example(Base):
     """
 
     __tablename__ = "examples"
-    __table_args__ = (UniqueConstraint("project_id", "text_hash"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "text_hash"),
+        # (project_id, id): a project's id range and id-ordered walks without scanning it all
+        Index("ix_examples_project_id", "project_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
