@@ -1,6 +1,7 @@
 """Run the benchmarks: ``make bench`` (1,000,000 rows) or ``make bench-quick`` (100,000 rows).
 
-Each benchmark is its own module (``python -m bench.bench_import``, ``bench.bench_export``) and
+Each benchmark is its own module (``bench.bench_import``, ``bench.bench_export``,
+``bench.bench_queue``) and
 runs in a child process so that peak memory is its own. Figures go to ``bench/out/*.json``;
 ``docs/benchmarks.md`` records them with the command, the machine and the date.
 """
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     run("bench.bench_import", "--rows", rows, "--out", str(OUT / "import.json"))
     run("bench.bench_export", "--rows", rows, "--out", str(OUT / "export.json"))
-    for name in ("import", "export"):
+    sizes = "10000,100000" if args.quick else "10000,100000,1000000"
+    run("bench.bench_queue", "--sizes", sizes, "--out", str(OUT / "queue.json"))
+    for name in ("import", "export", "queue"):
         print(name, json.dumps(json.loads((OUT / f"{name}.json").read_text()), indent=1)[:2000])
     return 0
 
