@@ -7,6 +7,7 @@ import streamlit as st
 from app import ui
 from db.engine import write_unit
 from db.errors import LabelwiseError
+from learner.errors import LearnerError
 from db.projects import (
     STRATEGY_NAMES,
     LabelInUse,
@@ -107,9 +108,14 @@ with st.form("project_settings"):
                   "max_length": int(max_length), "cold_start_k": int(cold_k), "warm_start": warm,
                   "overlap": int(overlap), "agreement_share": float(agreement)}
         try:
+            ui.require_admin()
+            if values["model_path"] != config.model_path:
+                from learner.model import resolve_model_path  # no torch: checks files only
+
+                resolve_model_path(values["model_path"])
             with write_unit(settings) as session:
                 update_project(session, project.name, guidelines=guidelines, settings=values)
-        except LabelwiseError as exc:
+        except (LabelwiseError, LearnerError) as exc:
             st.error(ui.md_escape(str(exc)))
         else:
             ui.flash("Settings saved.")

@@ -281,3 +281,15 @@ def test_text_on_screen_stays_put_across_reruns_until_a_new_round(app, settings)
     at.run()
     assert at.text[0].value == "A plain unlabelled text" and not at.exception
     assert any("Model v1 predicts" in c.value for c in at.caption)
+
+
+def test_settings_refuses_a_model_that_cannot_be_loaded_offline(app, settings):
+    at, _ = app
+    _open(at, "settings")
+    box = next(t for t in at.text_input if t.label.startswith("Model"))
+    box.input("no-such-org/no-such-model")
+    _button(at, "Save").click().run()
+    assert not at.exception
+    assert at.error and "local Hugging Face cache" in at.error[0].value
+    with read_unit(settings) as session:
+        assert get_project(session, "News").config.model_path == "builtin:minilm-l6"
