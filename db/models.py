@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    LargeBinary,
     DateTime,
     Float,
     ForeignKey,
@@ -258,3 +259,18 @@ class Lease(Base):
         ForeignKey("annotators.id", ondelete="CASCADE"), index=True
     )
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class Embedding(Base):
+    """A text's embedding from one model version (float16 bytes), for the fast loop between
+    rounds: a cheap model on these re-ranks the pool after every few answers."""
+
+    __tablename__ = "embeddings"
+
+    example_id: Mapped[int] = mapped_column(
+        ForeignKey("examples.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

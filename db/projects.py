@@ -34,6 +34,8 @@ class ProjectConfig:
         queue_size: how many ranked items a round leaves in the queue.
         warm_start: start each round from the last version instead of the backbone.
         seed: random seed for sampling and training.
+        fast_loop_every: between rounds, re-rank the queue with a cheap model on the last
+            round's embeddings after this many new labels (0: off).
         overlap: how many annotators label each text.
         agreement_share: share of texts labelled by at least two annotators (agreement).
     """
@@ -49,6 +51,7 @@ class ProjectConfig:
     queue_size: int = 500
     warm_start: bool = False
     seed: int = 0
+    fast_loop_every: int = 5
     overlap: int = 1
     agreement_share: float = 0.1
 
@@ -74,8 +77,8 @@ class ProjectConfig:
             raise LabelwiseError("overlap must be between 1 and 20 annotators.")
         if not 0.0 <= self.agreement_share <= 1.0:
             raise LabelwiseError("The agreement share must be between 0 and 1.")
-        if self.retrain_every < 0:
-            raise LabelwiseError("retrain_every cannot be negative.")
+        if self.retrain_every < 0 or self.fast_loop_every < 0:
+            raise LabelwiseError("retrain_every and fast_loop_every cannot be negative.")
         return self
 
     def with_changes(self, **changes: Any) -> "ProjectConfig":

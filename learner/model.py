@@ -459,6 +459,42 @@ class TransformerClassifier:
         )
         return _softmax(logits)
 
+    def predict_proba_and_embed(self, X: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and mean-pooled embeddings from one forward pass per batch.
+
+        Args:
+            X: The texts.
+
+        Returns:
+            ``(proba, embeddings)`` as from :meth:`predict_proba` and :meth:`embed` (the fitted
+            encoder's), at the cost of one pass instead of two.
+
+        Raises:
+            NotFitted: Called before ``fit`` or ``load``.
+        """
+        model, tokenizer = self._fitted()
+        texts = _as_texts(X)
+        hidden_size = int(model.config.hidden_size)
+        if not texts:
+            return (np.zeros((0, len(self.classes_)), dtype=np.float64),
+                    np.zeros((0, hidden_size), dtype=np.float32))
+        encoded = _encode(tokenizer, texts, self.config.max_length)
+
+        def both(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            import torch
+
+            out = model(**batch, output_hidden_states=True)
+            hidden = out.hidden_states[-1].float()
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            return torch.cat([out.logits.float(), pooled], dim=1)
+
+        out = _run_sorted(model, tokenizer, encoded, np.arange(len(texts)),
+                          self.config.scoring_batch_size, self._device or "cpu",
+                          self._precision or "fp32", both)
+        n_classes = len(self.classes_)
+        return _softmax(out[:, :n_classes]), out[:, n_classes:].astype(np.float32, copy=False)
+
     def predict(self, X: Sequence[str]) -> np.ndarray:
         """Most probable label per text.
 

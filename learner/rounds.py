@@ -68,6 +68,8 @@ class RoundResult:
     metrics: dict[str, Any]
     ranking: list[QueueEntry]
     timings: dict[str, float] = field(default_factory=dict)
+    pool_embeddings: np.ndarray | None = None  # rows as data.pool_ids
+    train_embeddings: np.ndarray | None = None  # rows as data.train_ids
 
 
 def evaluate(labels: Sequence[str], y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
@@ -95,10 +97,9 @@ def missing_labels(labels: Sequence[str], train_y: Sequence[str], k: int) -> dic
     return {label: counts.get(label, 0) for label in labels if counts.get(label, 0) < k}
 
 
-def likely_mislabels(model: Any, data: RoundInput, min_confidence: float = 0.8,
-                     limit: int = 100) -> list[dict[str, Any]]:
+def likely_mislabels(model: Any, data: RoundInput, proba: np.ndarray,
+                     min_confidence: float = 0.8, limit: int = 100) -> list[dict[str, Any]]:
     """Labelled texts the model confidently puts elsewhere, most confident first (for review)."""
-    proba = model.predict_proba(data.train_texts)
     best = np.argmax(proba, axis=1)
     found = [
         {"example_id": data.train_ids[i], "given": data.train_y[i],
@@ -141,22 +142,25 @@ def train_and_rank(
         metrics = evaluate(data.labels, data.eval_y, [str(p) for p in predicted])
     metrics["label_counts"] = dict(Counter(data.train_y))
     metrics["n_train"] = len(data.train_y)
+    train_embeddings = None
     if data.train_ids:
-        metrics["suspects"] = likely_mislabels(model, data)
+        train_proba, train_embeddings = model.predict_proba_and_embed(data.train_texts)
+        metrics["suspects"] = likely_mislabels(model, data, train_proba)
     timings["evaluate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     report("score", 0.75)
     ranking: list[QueueEntry] = []
+    pool_embeddings = None
     if data.pool_texts:
         n_audit = math.ceil(n_queue * audit_share) if audit_share > 0 else 0
         n_ranked = min(n_queue, len(data.pool_texts))
-        proba = model.predict_proba(data.pool_texts)
-        embeddings = labelled_embeddings = None
+        proba, pool_embeddings = model.predict_proba_and_embed(data.pool_texts)
+        labelled_embeddings = None
         if strategy in NEEDS_EMBEDDINGS:
-            embeddings = model.embed(data.pool_texts)
-            labelled_embeddings = model.embed(data.train_texts)
-        order = select(strategy, proba, n_ranked, rng=rng, embeddings=embeddings,
+            labelled_embeddings = (train_embeddings if train_embeddings is not None
+                                   else model.embed(data.train_texts))
+        order = select(strategy, proba, n_ranked, rng=rng, embeddings=pool_embeddings,
                        labeled_embeddings=labelled_embeddings)
         scores = uncertainty_scores(proba, strategy)
         reason = QueueReason.RANDOM.value if strategy == "random" else QueueReason.UNCERTAIN.value
@@ -180,7 +184,8 @@ def train_and_rank(
             audit_share,
         )
     timings["score_s"] = time.perf_counter() - t0
-    return RoundResult(model=model, metrics=metrics, ranking=ranking, timings=timings)
+    return RoundResult(model=model, metrics=metrics, ranking=ranking, timings=timings,
+                       pool_embeddings=pool_embeddings, train_embeddings=train_embeddings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +376,27 @@ def _stability(session: Any, project_id: int, ranking: Sequence[QueueEntry],
     }
 
 
+def store_embeddings(session: Any, project_id: int, version_id: int, data: RoundInput,
+                     result: RoundResult) -> None:
+    """Keep this version's embeddings of the scored pool and the training texts (float16), for
+    the fast loop; the previous version's go."""
+    from sqlalchemy import delete, insert, select
+
+    from db.models import Embedding
+
+    session.execute(delete(Embedding).where(Embedding.example_id.in_(
+        select(Example.id).where(Example.project_id == project_id))))
+    rows = []
+    for ids, vectors in ((data.pool_ids, result.pool_embeddings),
+                         (data.train_ids, result.train_embeddings)):
+        if vectors is not None:
+            half = np.asarray(vectors, dtype=np.float16)
+            rows += [{"example_id": i, "model_version_id": version_id, "vector": v.tobytes()}
+                     for i, v in zip(ids, half)]
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(Embedding), rows[start:start + 5000])
+
+
 def _commit_round(
     settings: Settings,
     run_id: int,
@@ -406,6 +432,7 @@ def _commit_round(
         session.add(row)
         session.flush()
         replace_queue(session, project_id, result.ranking, row.id)
+        store_embeddings(session, project_id, row.id, snap.data, result)
         timings["write_s"] = time.perf_counter() - write_started
         closed = finish_run(
             session,

@@ -170,11 +170,27 @@ def fill_empty_queues(settings: Settings) -> None:
             build_cold_start_queue(settings, project_id, config)
 
 
+def refresh_fast_loops(settings: Settings) -> list[int]:
+    """Re-rank queues on embeddings where enough labels came in since they were written."""
+    from learner.fastloop import fast_rerank, labels_since_queue
+
+    done = []
+    for project_id, config in _project_configs(settings):
+        if config.fast_loop_every <= 0 or active_run(settings, project_id) is not None:
+            continue
+        with read_unit(settings) as session:
+            due = labels_since_queue(session, project_id) >= config.fast_loop_every
+        if due and fast_rerank(settings, project_id, config) is not None:
+            done.append(project_id)
+    return done
+
+
 def work_once(settings: Settings, options: WorkerOptions, me: str) -> bool:
     """One pass of the loop; True if a round ran."""
     for run_id in fail_stale_runs(settings, options.stale_after_s):
         log.warning("run %s marked failed: its worker stopped heartbeating", run_id)
     queue_automatic_rounds(settings)
+    refresh_fast_loops(settings)
     fill_empty_queues(settings)
     run = claim_next_run(settings, me)
     if run is None:

@@ -469,3 +469,14 @@ def test_real_default_model_fine_tunes_on_a_few_dozen_sentences(tmp_path: Path) 
     np.testing.assert_allclose(reloaded, proba[:4], rtol=0, atol=1e-5)  # other batch, other padding
     if os.cpu_count() and os.cpu_count() <= 2:
         assert elapsed < 120
+
+
+def test_predict_proba_and_embed_match_the_separate_calls(tiny_model_dir):
+    texts, labels = synthetic_texts(12, seed=4)
+    model = TransformerClassifier(str(tiny_model_dir), TrainConfig(epochs=2, max_length=16))
+    model.fit(texts, labels)
+    proba, emb = model.predict_proba_and_embed(texts)
+    np.testing.assert_allclose(proba, model.predict_proba(texts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(emb, model.embed(texts), rtol=1e-4, atol=1e-5)
+    empty_proba, empty_emb = model.predict_proba_and_embed([])
+    assert empty_proba.shape == (0, 2) and empty_emb.shape == (0, emb.shape[1])

@@ -195,3 +195,47 @@ def test_cold_start_queue_is_diverse_and_has_audit_share(settings, tiny_model_di
     with read_unit(settings) as session:
         reasons = list(session.scalars(select(QueueItem.reason).order_by(QueueItem.rank)))
     assert n == len(reasons) == 22 and reasons.count("audit") == 2
+
+
+def test_round_keeps_embeddings_and_the_fast_loop_reranks_between_rounds(settings,
+                                                                         tiny_model_dir):
+    from db.models import Embedding
+    from db.projects import ProjectConfig
+    from learner.fastloop import fast_rerank, labels_since_queue
+
+    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0, fast_loop_every=3)
+    label(settings, project_id, rows, 12)
+    request_training(settings, project_id)
+    assert work_once(settings, WorkerOptions(poll_s=0.01), "w") is True
+    with read_unit(settings) as session:
+        stored = session.scalar(select(func.count()).select_from(Embedding))
+        n_examples = session.scalar(select(func.count()).select_from(Example))
+        first_queue = session.execute(select(QueueItem.example_id).order_by(QueueItem.rank)).scalars().all()
+        assert labels_since_queue(session, project_id) == 0
+    assert stored == n_examples  # the scored pool and the 12 training texts
+    truth = {i: y for i, _, y in rows}
+    for example_id in first_queue[:3]:
+        annotate(settings, project_id, example_id, "bob", truth[example_id])
+    assert work_once(settings, WorkerOptions(poll_s=0.01), "w") is False  # no round, a re-rank
+    with read_unit(settings) as session:
+        queue = session.execute(select(QueueItem.example_id, QueueItem.model_version_id,
+                                       QueueItem.reason)).all()
+        assert labels_since_queue(session, project_id) == 0
+    assert {q.model_version_id for q in queue} == {1} and {q.reason for q in queue} <= {
+        "uncertain", "audit"}
+    assert not {q.example_id for q in queue} & set(first_queue[:3])  # answered texts left it
+    timings = fast_rerank(settings, project_id, ProjectConfig.from_dict({"queue_size": 20}))
+    assert timings is not None and timings["queued"] > 0
+
+
+def test_rank_on_embeddings_asks_about_the_boundary():
+    import numpy as np
+
+    from learner.fastloop import rank_on_embeddings
+
+    rng = np.random.default_rng(0)
+    train = np.array([[1, 0.0], [1, 0.1], [0, 1], [0.1, 1]])
+    pool = np.array([[1, 0.02], [0.7, 0.72], [0.05, 1], [0.72, 0.7]])
+    order, proba, classes = rank_on_embeddings(train, ["x", "x", "y", "y"], pool, "margin", 2, rng)
+    assert sorted(order.tolist()) == [1, 3]  # the two texts between the classes
+    assert list(classes) == ["x", "y"] and proba.shape == (4, 2)
