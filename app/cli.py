@@ -281,7 +281,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         config = SimulationConfig(
             strategies=args.strategy or ["margin"], seed_size=args.seed_size, batch=args.batch,
             budget=args.budget, repeats=args.repeats, test_frac=args.test_frac,
-            pool_cap=args.pool_cap,
+            pool_cap=args.pool_cap, fast_loop=args.fast_loop == "on", fast_every=args.fast_every,
         )
     except ValueError as exc:
         raise LabelwiseError(str(exc)) from None
@@ -452,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="backbone (default: LABELWISE_MODEL or builtin:minilm-l6)")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--epochs", type=int, help="training epochs per round")
+    p.add_argument("--fast-loop", choices=["on", "off"], default="off",
+                   help="between rounds, re-rank on the round's embeddings every few answers")
+    p.add_argument("--fast-every", type=int, default=5, help="answers between fast re-ranks")
     p.add_argument("--out", required=True, help="output folder")
 
     p = add("user", cmd_user, "manage accounts: add, list, disable, enable, passwd",

@@ -30,6 +30,8 @@ class SimulationConfig:
     test_frac: float = 0.2
     pool_cap: int | None = None
     seed: int = 0
+    fast_loop: bool = False
+    fast_every: int = 5
 
     def __post_init__(self) -> None:
         if "random" not in self.strategies:
@@ -97,6 +99,7 @@ def run_curve(
             eval_y=[labels[i] for i in test_idx],
             pool_ids=pool,
             pool_texts=[] if last else [texts[i] for i in pool],
+            train_ids=list(labelled) if config.fast_loop else [],
         )
         n_next = min(config.batch, config.budget - len(labelled))
         result = train_and_rank(data, factory, strategy, n_next, rng)
@@ -112,7 +115,34 @@ def run_curve(
             on_round({"strategy": strategy, **point})
         if last or not result.ranking:
             return points
-        labelled.extend(entry.example_id for entry in result.ranking[:n_next])  # the oracle answers
+        if config.fast_loop and strategy != "random":
+            labelled.extend(fast_batch(result, data, labels, n_next, config.fast_every,
+                                       strategy, rng))
+        else:
+            labelled.extend(entry.example_id for entry in result.ranking[:n_next])
+        # (the oracle answers: labels[i] is looked up when the next round is built)
+
+
+def fast_batch(result: Any, data: RoundInput, labels: Sequence[str], n: int, every: int,
+               strategy: str, rng: np.random.Generator) -> list[int]:
+    """Pick the next ``n`` texts as the fast loop would: the round's top ``every``, then, after
+    each ``every`` answers, a logistic regression on the round's embeddings re-ranks the rest."""
+    from learner.fastloop import rank_on_embeddings
+
+    position = {example_id: k for k, example_id in enumerate(data.pool_ids)}
+    picked = [entry.example_id for entry in result.ranking[: min(every, n)]]
+    while len(picked) < n:
+        taken = {position[i] for i in picked}
+        remaining = [k for k in range(len(data.pool_ids)) if k not in taken]
+        if not remaining:
+            break
+        train = np.vstack([result.train_embeddings,
+                           result.pool_embeddings[[position[i] for i in picked]]])
+        answers = list(data.train_y) + [labels[i] for i in picked]
+        order, _, _ = rank_on_embeddings(train, answers, result.pool_embeddings[remaining],
+                                         strategy, min(every, n - len(picked)), rng)
+        picked += [data.pool_ids[remaining[int(o)]] for o in order]
+    return picked
 
 
 def summarise(curves: dict[str, list[list[dict[str, Any]]]]) -> dict[str, Any]:

@@ -98,6 +98,8 @@ with st.form("project_settings"):
     max_length = c2.number_input("Max length (tokens)", min_value=16, max_value=512, value=config.max_length)
     cold_k = c1.number_input("Cold start: labels needed per class", min_value=1, value=config.cold_start_k)
     warm = c2.checkbox("Warm-start each round from the last version", value=config.warm_start)
+    fast_every = c2.number_input("Between rounds, re-rank the queue every N labels (0: off)",
+                                 min_value=0, value=config.fast_loop_every)
     overlap = c1.number_input("Annotators per text (overlap)", min_value=1, max_value=20,
                               value=config.overlap)
     agreement = c2.slider("Share labelled twice (agreement)", 0.0, 1.0,
@@ -106,7 +108,8 @@ with st.form("project_settings"):
         values = {"strategy": strategy, "batch_size": int(batch), "retrain_every": int(every),
                   "audit_share": float(audit), "model_path": model_path.strip(),
                   "max_length": int(max_length), "cold_start_k": int(cold_k), "warm_start": warm,
-                  "overlap": int(overlap), "agreement_share": float(agreement)}
+                  "overlap": int(overlap), "agreement_share": float(agreement),
+                  "fast_loop_every": int(fast_every)}
         try:
             ui.require_admin()
             if values["model_path"] != config.model_path:

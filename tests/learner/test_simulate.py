@@ -54,3 +54,43 @@ def test_summary_measures_labels_needed_to_match_random():
 
 def test_random_is_always_included():
     assert SimulationConfig(strategies=["entropy"]).strategies == ["entropy", "random"]
+
+
+def test_fast_loop_simulation_reranks_within_a_batch(tmp_path, tiny_model_dir):
+    texts, labels = synthetic_texts(40, classes=("fruit", "vehicle", "colour"), seed=6)
+    data = tmp_path / "toy.csv"
+    import csv
+
+    with data.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(texts, labels))
+    out_dir = tmp_path / "fast"
+    assert main(["simulate", "--data", str(data), "--strategy", "entropy", "--seed-size", "6",
+                 "--batch", "6", "--budget", "18", "--repeats", "1", "--model",
+                 str(tiny_model_dir), "--max-length", "16", "--epochs", "2", "--fast-loop", "on",
+                 "--fast-every", "2", "--out", str(out_dir)]) == 0
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["config"]["fast_loop"] is True
+    assert results["summary"]["entropy"]["n_labels"] == [6, 12, 18]
+
+
+def test_fast_batch_takes_the_round_top_then_reranked_picks():
+    import numpy as np
+
+    from db.queue import QueueEntry
+    from learner.rounds import RoundInput, RoundResult
+    from learner.simulate import fast_batch
+
+    pool_ids = [10, 11, 12, 13, 14, 15]
+    vectors = np.array([[1, 0], [0, 1], [0.7, 0.7], [0.9, 0.1], [0.1, 0.9], [0.72, 0.69]])
+    data = RoundInput(("x", "y"), ["a", "b"], ["x", "y"], [], [], pool_ids, ["t"] * 6,
+                      train_ids=[1, 2])
+    result = RoundResult(model=None, metrics={}, ranking=[QueueEntry(13, "uncertain")],
+                         pool_embeddings=vectors, train_embeddings=np.array([[1, 0.05], [0.05, 1]]))
+    labels = {10: "x", 11: "y", 12: "x", 13: "x", 14: "y", 15: "y"}
+    picked = fast_batch(result, data, labels, 3, 1, "margin", np.random.default_rng(0))
+    assert picked[:2] == [13, 12]  # the round's top, then the boundary text
+    # 12 answered "x" moves the boundary towards y: a fixed ranking would now give 15 (next to
+    # 12, now confidently x); the re-ranked one asks about 14 instead
+    assert picked[2] == 14
