@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,38 +17,40 @@ from db.engine import read_unit, write_unit
 from db.models import Annotation, Annotator, Example, QueueItem
 from db.projects import create_project
 from db.queue import QueueEntry, assign_overlap, replace_queue
-from db.settings import Settings
 from db.texts import text_hash
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 N_TEXTS, N_PROCS = 2000, 8
 
 
-def annotator_process(url: str, data_dir: str, project_id: int, name: str, out) -> None:
-    """Claim and answer until nothing is left; a refused write is retried, as a person would."""
-    from db.annotations import annotate
-    from db.errors import StorageError
-    from db.queue import claim_next
+ANNOTATOR = """
+import json, sys
+from pathlib import Path
+from db.annotations import annotate
+from db.errors import StorageError
+from db.queue import claim_next
+from db.settings import Settings
 
-    settings = Settings(database_url=url, data_dir=Path(data_dir), sqlite_busy_timeout_ms=30_000)
+url, data_dir, project_id, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+settings = Settings(database_url=url, data_dir=Path(data_dir), sqlite_busy_timeout_ms=30_000)
 
-    def retried(action, *args):  # type: ignore[no-untyped-def]
-        for attempt in range(5):
-            try:
-                return action(*args)
-            except StorageError:
-                if attempt == 4:
-                    raise
 
-    done = []
-    try:
-        while (item := retried(claim_next, settings, project_id, name)) is not None:
-            retried(annotate, settings, project_id, item.example_id, name, "a")
-            done.append(item.example_id)
-    except BaseException as exc:  # report, so the test fails with the reason, not a timeout
-        out.put((name, f"{type(exc).__name__}: {exc}"))
-        raise
-    out.put((name, done))
+def retried(action, *args):  # a refused write is retried, as a person would
+    for attempt in range(5):
+        try:
+            return action(*args)
+        except StorageError:
+            if attempt == 4:
+                raise
+
+
+done = []
+while (item := retried(claim_next, settings, project_id, name)) is not None:
+    retried(annotate, settings, project_id, item.example_id, name, "a")
+    done.append(item.example_id)
+print(json.dumps(done))
+"""
 
 
 def test_many_annotators_never_collide(any_settings):
@@ -63,19 +68,18 @@ def test_many_annotators_never_collide(any_settings):
     needed = {e.example_id: e.needed for e in entries}
     assert 100 < sum(n == 2 for n in needed.values()) < 300
 
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=annotator_process,
-                         args=(any_settings.database_url, str(any_settings.data_dir), project.id,
-                               f"ann{i}", out)) for i in range(N_PROCS)]
-    for p in procs:
-        p.start()
-    reported = dict(out.get(timeout=600) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-    failures = {name: done for name, done in reported.items() if isinstance(done, str)}
-    assert not failures
-    assert all(p.exitcode == 0 for p in procs)
+    # Separate interpreters (not multiprocessing: it re-imports __main__, which in a test run
+    # can be a Streamlit script that AppTest ran).
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = {f"ann{i}": subprocess.Popen(
+        [sys.executable, "-c", ANNOTATOR, any_settings.database_url, str(any_settings.data_dir),
+         str(project.id), f"ann{i}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for i in range(N_PROCS)}
+    reported = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+        reported[name] = json.loads(out)
 
     with read_unit(any_settings) as session:
         rows = session.execute(select(Annotation.example_id, Annotator.name)
