@@ -584,3 +584,27 @@ def test_row_cap_refuses_and_writes_nothing(settings, tmp_path):
     with read_unit(settings) as session:
         assert find_project(session, "capped") is None
     assert import_file(settings, path, "capped", max_rows=30).accepted == 30
+
+
+def test_sqlite_fast_path_stores_what_the_orm_reads_back(settings, tmp_path):
+    from datetime import timezone
+
+    from sqlalchemy import select
+
+    from db.engine import read_unit
+    from db.models import Example
+
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"text": "caf\\u00e9 \\u00e0 la carte", "n": 1, "tags": ["x", "\\u00e9"]}\n'
+                    '{"text": "plain", "ref": "sport"}\n', encoding="utf-8")
+    import_file(settings, path, "fast", reference_label_field="ref")
+    with read_unit(settings) as session:
+        rows = session.scalars(select(Example).order_by(Example.id)).all()
+        assert [(r.text, r.meta, r.reference_label, r.source_row) for r in rows] == [
+            ("café à la carte", {"n": 1, "tags": ["x", "é"]}, None, 1),
+            ("plain", None, "sport", 2)]
+        assert rows[0].created_at.tzinfo == timezone.utc
+        assert abs((rows[0].created_at - rows[1].created_at).total_seconds()) < 1
+        import datetime as dt
+
+        assert abs((dt.datetime.now(dt.timezone.utc) - rows[0].created_at).total_seconds()) < 60
