@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import read_unit, write_unit
-from db.errors import LabelwiseError, NotFound
+from db.errors import NotFound
 from db.models import Annotation, Example, ModelVersion, Project, RunStatus, TrainingRun, utcnow
 from db.settings import Settings
 from db.users import require_admin
@@ -266,12 +266,6 @@ def labels_since_last_version(session: Session, project_id: int) -> int:
     if since is not None:
         query = query.where(Annotation.updated_at > since)
     return int(session.scalar(query) or 0)
-
-
-def require_idle(settings: Settings, project_id: int) -> None:
-    run = active_run(settings, project_id)
-    if run is not None:
-        raise LabelwiseError(f"A training run is already {run.status} for this project.")
 
 
 @dataclass(frozen=True)
