@@ -8,6 +8,7 @@ half-way on a lock upgrade), read units with a plain ``BEGIN``.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,11 +109,11 @@ def write_unit(settings: Settings | None = None) -> Iterator[Session]:
         with factory() as session, session.begin():
             session.connection(execution_options={_IMMEDIATE: True})
             yield session
-    except OperationalError as exc:
+    except (OperationalError, sqlite3.OperationalError) as exc:  # the latter: raw driver calls
         raise StorageError(_storage_message(exc)) from exc
 
 
-def _storage_message(exc: OperationalError) -> str:
+def _storage_message(exc: Exception) -> str:
     cause = str(getattr(exc, "orig", exc)).strip()
     lowered = cause.lower()
     if "readonly" in lowered or "read-only" in lowered:
