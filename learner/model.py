@@ -484,9 +484,7 @@ class TransformerClassifier:
             import torch
 
             out = model(**batch, output_hidden_states=True)
-            hidden = out.hidden_states[-1].float()
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            pooled = _mean_pool(out.hidden_states[-1], batch["attention_mask"])
             return torch.cat([out.logits.float(), pooled], dim=1)
 
         out = _run_sorted(model, tokenizer, encoded, np.arange(len(texts)),
@@ -534,9 +532,7 @@ class TransformerClassifier:
         encoded = _encode(tokenizer, texts, self.config.max_length)
 
         def pool(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            hidden = encoder(**batch).last_hidden_state.float()
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            return _mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
 
         out = _run_sorted(
             encoder, tokenizer, encoded, np.arange(len(texts)), self.config.scoring_batch_size, device, precision, pool
@@ -801,6 +797,13 @@ def _collate(
                 mask[r, : len(ids[i])] = 1
         batch["attention_mask"] = torch.from_numpy(mask).to(device)
     return batch
+
+
+def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the last hidden states over real tokens (padding excluded), in float32."""
+    hidden = hidden.float()
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 def _run_sorted(
