@@ -114,8 +114,9 @@ def _progress(project_id: int, name: str, url: str) -> tuple:  # type: ignore[ty
     return stats, since, latest_version(settings, project_id), active_run(settings, project_id)
 
 
-@st.fragment(run_every="5s")
 def progress_line() -> None:
+    """Redrawn with every answer. Not a polling fragment: an auto-rerun in flight could swallow
+    a key press on this page, the one where speed matters."""
     stats, since, version, run = _progress(project.id, project.name, settings.database_url)
     parts = [f"{stats.labelled:,} / {stats.examples:,} labelled",
              f"{since} since the last round"]
