@@ -7,6 +7,7 @@ unlabelled text is served at random until the worker builds the next one.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,6 +94,18 @@ def assign_overlap(
 
     double = rng.random(len(entries)) < agreement_share
     return [replace(e, needed=max(overlap, 2) if d else overlap) for e, d in zip(entries, double)]
+
+
+def audit_picks(pool_size: int, chosen: Sequence[int], share: float, rng: Any) -> list[int]:
+    """Pool positions for the audit slice: uniform over the pool outside the ranked ``chosen``,
+    as many as ``share`` of them (rounded up)."""
+    import numpy as np
+
+    wanted = math.ceil(len(chosen) * share) if share > 0 else 0
+    rest = np.setdiff1d(np.arange(pool_size), np.asarray(chosen, dtype=int))
+    if not wanted or not len(rest):
+        return []
+    return [int(i) for i in rng.choice(rest, size=min(wanted, len(rest)), replace=False)]
 
 
 def interleave_audit(

@@ -277,18 +277,18 @@ class VersionInfo:
     artefact_path: str
 
 
-def list_versions(settings: Settings, project_id: int) -> list[VersionInfo]:
+def list_versions(settings: Settings, project_id: int, latest_only: bool = False
+                  ) -> list[VersionInfo]:
     """The project's model versions, oldest first (one point per round on the learning curve)."""
+    query = select(ModelVersion).where(ModelVersion.project_id == project_id)
+    if latest_only:
+        query = query.order_by(ModelVersion.version.desc()).limit(1)
     with read_unit(settings) as session:
-        rows = session.scalars(
-            select(ModelVersion)
-            .where(ModelVersion.project_id == project_id)
-            .order_by(ModelVersion.version)
-        ).all()
+        rows = session.scalars(query.order_by(ModelVersion.version)).all()
         return [VersionInfo(r.version, r.n_labels, dict(r.metrics or {}), r.created_at,
                             r.artefact_path) for r in rows]
 
 
 def latest_version(settings: Settings, project_id: int) -> VersionInfo | None:
-    versions = list_versions(settings, project_id)
-    return versions[-1] if versions else None
+    versions = list_versions(settings, project_id, latest_only=True)
+    return versions[0] if versions else None

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from db.engine import read_unit, write_unit
 from db.models import Annotation, Embedding, Example, ModelVersion, QueueItem, QueueReason
 from db.projects import ProjectConfig
-from db.queue import QueueEntry, assign_overlap, interleave_audit, replace_queue
+from db.queue import QueueEntry, assign_overlap, audit_picks, interleave_audit, replace_queue
 from db.settings import Settings
 
 
@@ -110,12 +110,10 @@ def fast_rerank(settings: Settings, project_id: int, config: ProjectConfig,
                           float(proba[k, best]))
 
     chosen = [int(k) for k in order]
-    rest = np.setdiff1d(np.arange(len(pool)), chosen)
-    n_audit = int(np.ceil(n * config.audit_share)) if config.audit_share > 0 else 0
-    audit = rng.choice(rest, size=min(n_audit, len(rest)), replace=False) if n_audit else []
     entries = assign_overlap(interleave_audit(
         [entry(k, reason) for k in chosen],
-        [entry(int(k), QueueReason.AUDIT.value) for k in audit],
+        [entry(k, QueueReason.AUDIT.value)
+         for k in audit_picks(len(pool), chosen, config.audit_share, rng)],
         config.audit_share), config.overlap, config.agreement_share, rng)
     rank_s = time.perf_counter() - t0
 

@@ -8,7 +8,6 @@ records the model version, the run's metrics and timings, and replaces the queue
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError
 from db.models import Annotation, Example, Label, ModelVersion, QueueReason, RunStatus
 from db.projects import ProjectConfig
-from db.queue import QueueEntry, assign_overlap, interleave_audit, replace_queue
+from db.queue import QueueEntry, assign_overlap, audit_picks, interleave_audit, replace_queue
 from db.runs import finish_run
 from db.settings import Settings
 from learner.errors import LearnerError
@@ -153,7 +152,6 @@ def train_and_rank(
     ranking: list[QueueEntry] = []
     pool_embeddings = None
     if data.pool_texts:
-        n_audit = math.ceil(n_queue * audit_share) if audit_share > 0 else 0
         n_ranked = min(n_queue, len(data.pool_texts))
         proba, pool_embeddings = model.predict_proba_and_embed(data.pool_texts)
         labelled_embeddings = None
@@ -176,11 +174,10 @@ def train_and_rank(
             )
 
         chosen = [int(i) for i in order]
-        rest = np.setdiff1d(np.arange(len(data.pool_texts)), chosen)
-        audit_idx = rng.choice(rest, size=min(n_audit, len(rest)), replace=False) if n_audit else []
         ranking = interleave_audit(
             [entry(i, reason) for i in chosen],
-            [entry(int(i), QueueReason.AUDIT.value) for i in audit_idx],
+            [entry(i, QueueReason.AUDIT.value)
+             for i in audit_picks(len(data.pool_texts), chosen, audit_share, rng)],
             audit_share,
         )
     timings["score_s"] = time.perf_counter() - t0

@@ -115,12 +115,12 @@ def run_curve(
             on_round({"strategy": strategy, **point})
         if last or not result.ranking:
             return points
+        # the oracle answers: the labels of the picked texts are read from the file
         if config.fast_loop and strategy != "random":
             labelled.extend(fast_batch(result, data, labels, n_next, config.fast_every,
                                        strategy, rng))
         else:
             labelled.extend(entry.example_id for entry in result.ranking[:n_next])
-        # (the oracle answers: labels[i] is looked up when the next round is built)
 
 
 def fast_batch(result: Any, data: RoundInput, labels: Sequence[str], n: int, every: int,

@@ -23,6 +23,7 @@ from db.projects import ProjectConfig
 from db.queue import (
     QueueEntry,
     assign_overlap,
+    audit_picks,
     interleave_audit,
     queue_remaining,
     replace_queue,
@@ -100,7 +101,10 @@ def execute(settings: Settings, run: RunInfo, options: WorkerOptions) -> None:
         fail_run(settings, run.id, f"{type(exc).__name__}: {exc}")
 
 
-def _project_configs(settings: Settings) -> list[tuple[int, ProjectConfig]]:
+Configs = list[tuple[int, ProjectConfig]]
+
+
+def _project_configs(settings: Settings) -> Configs:
     with read_unit(settings) as session:
         return [(p.id, ProjectConfig.from_dict(p.settings)) for p in session.scalars(select(Project))]
 
@@ -113,10 +117,10 @@ def _ready_to_train(session, project_id: int, config: ProjectConfig) -> bool:  #
     return len(labels) >= 2 and not missing_labels(labels, train_y, config.cold_start_k)
 
 
-def queue_automatic_rounds(settings: Settings) -> list[int]:
+def queue_automatic_rounds(settings: Settings, configs: Configs | None = None) -> list[int]:
     """Queue a round where cold start just ended, or after ``retrain_every`` new labels."""
     queued = []
-    for project_id, config in _project_configs(settings):
+    for project_id, config in configs or _project_configs(settings):
         if config.retrain_every <= 0 or active_run(settings, project_id) is not None:
             continue
         with read_unit(settings) as session:
@@ -145,14 +149,11 @@ def build_cold_start_queue(settings: Settings, project_id: int, config: ProjectC
         texts = dict(session.execute(select(Example.id, Example.text).where(Example.id.in_(pool))).all()) if pool else {}
     if not pool:
         return 0
-    size = min(config.queue_size, len(pool))
-    picked = diverse_sample([texts[i] for i in pool], size, rng)
-    rest = np.setdiff1d(np.arange(len(pool)), picked)
-    n_audit = int(np.ceil(size * config.audit_share)) if config.audit_share > 0 else 0
-    audit = rng.choice(rest, size=min(n_audit, len(rest)), replace=False) if n_audit else []
+    picked = diverse_sample([texts[i] for i in pool], min(config.queue_size, len(pool)), rng)
+    audit = audit_picks(len(pool), picked, config.audit_share, rng)
     entries = assign_overlap(interleave_audit(
         [QueueEntry(pool[i], QueueReason.COLD_START.value) for i in picked],
-        [QueueEntry(pool[int(i)], QueueReason.AUDIT.value) for i in audit],
+        [QueueEntry(pool[i], QueueReason.AUDIT.value) for i in audit],
         config.audit_share,
     ), config.overlap, config.agreement_share, rng)
     with write_unit(settings) as session:
@@ -161,21 +162,21 @@ def build_cold_start_queue(settings: Settings, project_id: int, config: ProjectC
     return len(entries)
 
 
-def fill_empty_queues(settings: Settings) -> None:
+def fill_empty_queues(settings: Settings, configs: Configs | None = None) -> None:
     """Give each project whose queue ran dry, with no round coming, a cold-start queue."""
-    for project_id, config in _project_configs(settings):
+    for project_id, config in configs or _project_configs(settings):
         with read_unit(settings) as session:
             empty = queue_remaining(session, project_id) == 0
         if empty and active_run(settings, project_id) is None:
             build_cold_start_queue(settings, project_id, config)
 
 
-def refresh_fast_loops(settings: Settings) -> list[int]:
+def refresh_fast_loops(settings: Settings, configs: Configs | None = None) -> list[int]:
     """Re-rank queues on embeddings where enough labels came in since they were written."""
     from learner.fastloop import fast_rerank, labels_since_queue
 
     done = []
-    for project_id, config in _project_configs(settings):
+    for project_id, config in configs or _project_configs(settings):
         if config.fast_loop_every <= 0 or active_run(settings, project_id) is not None:
             continue
         with read_unit(settings) as session:
@@ -189,9 +190,10 @@ def work_once(settings: Settings, options: WorkerOptions, me: str) -> bool:
     """One pass of the loop; True if a round ran."""
     for run_id in fail_stale_runs(settings, options.stale_after_s):
         log.warning("run %s marked failed: its worker stopped heartbeating", run_id)
-    queue_automatic_rounds(settings)
-    refresh_fast_loops(settings)
-    fill_empty_queues(settings)
+    configs = _project_configs(settings)  # read once per pass
+    queue_automatic_rounds(settings, configs)
+    refresh_fast_loops(settings, configs)
+    fill_empty_queues(settings, configs)
     run = claim_next_run(settings, me)
     if run is None:
         return False
