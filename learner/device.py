@@ -86,3 +86,37 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[A
     if precision != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+CHECK = "check"
+"""Scoring precision still to be decided: bf16 if it agrees with fp32 on a sample, else fp32."""
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 matrix units (AMX tiles or AVX-512 BF16)."""
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def scoring_precision(precision: str, device: str) -> str:
+    """Returns the precision to score (not train) in: ``"fp32"``, ``"bf16"`` or :data:`CHECK`.
+
+    Scoring may take bf16 where training stays fp32: on a CPU with bf16 units, ``"auto"``
+    gives :data:`CHECK`, and the classifier uses bf16 only after it has agreed with fp32 on a
+    sample of the texts it scores (see ``TransformerClassifier``).
+
+    Args:
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
+        device: A device string as returned by :func:`resolve_device`.
+
+    Returns:
+        ``"fp32"``, ``"bf16"`` or :data:`CHECK`.
+    """
+    import torch
+
+    resolved = resolve_precision(precision, device)
+    if precision == "auto" and torch.device(device).type == "cpu" and cpu_has_fast_bf16():
+        return CHECK
+    return resolved

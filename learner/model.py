@@ -23,14 +23,14 @@ import math
 import os
 import random
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from learner.device import PRECISIONS, autocast, resolve_device, resolve_precision
+from learner.device import CHECK, PRECISIONS, autocast, resolve_device, resolve_precision, scoring_precision
 from learner.errors import InvalidArtefact, LearnerError, ModelNotFound, NotFitted
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -52,6 +52,15 @@ ARTEFACT_FORMAT = 1
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 
 ProgressCallback = Callable[[float], None]
+
+SCORING_CHUNK = 8192
+"""Texts tokenised and scored at a time: memory stays bounded however large the pool."""
+
+AGREEMENT_SAMPLE = 256
+"""Texts scored in both fp32 and bf16 before bf16 is trusted for scoring on a CPU."""
+
+AGREEMENT_MIN = 0.99
+"""Share of the sample whose predicted class must be the same in bf16 as in fp32."""
 
 
 # --------------------------------------------------------------------------- model specs
@@ -149,8 +158,11 @@ class TrainConfig:
         patience: Epochs without a better validation score before training stops. The
             weights of the best epoch are kept.
         device: ``None`` for CUDA when available, else CPU; or a torch device string.
-        precision: ``"auto"`` (bf16 autocast on CUDA where supported, fp32 elsewhere),
-            ``"fp32"`` or ``"bf16"``.
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"``. ``"auto"`` trains and scores with
+            bf16 autocast on CUDA where supported; on a CPU it trains in fp32 and scores in
+            bf16 only where the CPU has bf16 units (AMX, AVX-512 BF16) and bf16 predicts the
+            same class as fp32 for at least ``AGREEMENT_MIN`` of a sample of the first large
+            batch it scores (``scoring_precision_`` and ``scoring_agreement_`` tell).
         scoring_batch_size: Texts per forward pass when scoring or embedding.
         max_grad_norm: Gradients are clipped to this norm; 0 turns clipping off.
         head_lr_multiplier: The task head (everything outside ``model.base_model``) learns at
@@ -236,6 +248,10 @@ class TransformerClassifier:
             validation split, ``val_accuracy`` and ``val_loss``).
         best_epoch_: After ``fit``: the 1-based epoch whose weights were kept.
         validation_size_: After ``fit``: how many texts were held out (0: none).
+        scoring_precision_: ``"fp32"`` or ``"bf16"`` once decided; ``"check"`` until the
+            agreement check has run.
+        scoring_agreement_: Share of the check's sample on which bf16 and fp32 agreed, or
+            ``None`` when no check ran.
     """
 
     classes_: np.ndarray
@@ -264,6 +280,8 @@ class TransformerClassifier:
         self._encoder: Any = None  # (encoder, tokenizer, device, precision) for embed() before fit
         self._device: str | None = None
         self._precision: str | None = None
+        self.scoring_precision_ = "fp32"
+        self.scoring_agreement_: float | None = None
 
     def __repr__(self) -> str:
         state = f"classes={self.classes_.tolist()!r}" if self.is_fitted else "unfitted"
@@ -386,6 +404,7 @@ class TransformerClassifier:
 
         self._model, self._tokenizer = model, tokenizer
         self._device, self._precision = device, precision
+        self._reset_scoring()
         self._encoder = None
         self.classes_ = _classes_array(class_list)
         self.history_ = history
@@ -443,21 +462,28 @@ class TransformerClassifier:
         Raises:
             NotFitted: Called before ``fit`` or ``load``.
         """
-        model, tokenizer = self._fitted()
-        texts = _as_texts(X)
-        if not texts:
-            return np.zeros((0, len(self.classes_)), dtype=np.float64)
-        encoded = _encode(tokenizer, texts, self.config.max_length)
-        logits = _logits(
-            model,
-            tokenizer,
-            encoded,
-            np.arange(len(texts)),
-            self.config.scoring_batch_size,
-            self._device or "cpu",
-            self._precision or "fp32",
-        )
-        return _softmax(logits)
+        parts = list(self.predict_proba_stream(X))
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes_)), dtype=np.float64)
+
+    def predict_proba_stream(self, texts: Iterable[str], chunk_size: int = SCORING_CHUNK) -> Iterator[np.ndarray]:
+        """Class probabilities for a stream of texts, one array per chunk.
+
+        Only one chunk's tokens are held at a time, so a pool of any size is scored in
+        bounded memory; within a chunk, batches are sorted by length.
+
+        Args:
+            texts: The texts, in any iterable (a generator reading a file or a database).
+            chunk_size: Texts tokenised and scored at a time.
+
+        Yields:
+            float64 arrays of shape ``(len(chunk), len(classes_))``, in input order.
+
+        Raises:
+            NotFitted: Called before ``fit`` or ``load``.
+        """
+        model, _ = self._fitted()
+        for chunk in _chunks(texts, chunk_size):
+            yield _softmax(self._score(chunk, lambda b: model(**b).logits, len(self.classes_)))
 
     def predict_proba_and_embed(self, X: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and mean-pooled embeddings from one forward pass per batch.
@@ -472,13 +498,12 @@ class TransformerClassifier:
         Raises:
             NotFitted: Called before ``fit`` or ``load``.
         """
-        model, tokenizer = self._fitted()
+        model, _ = self._fitted()
         texts = _as_texts(X)
-        hidden_size = int(model.config.hidden_size)
+        n_classes = len(self.classes_)
         if not texts:
-            return (np.zeros((0, len(self.classes_)), dtype=np.float64),
-                    np.zeros((0, hidden_size), dtype=np.float32))
-        encoded = _encode(tokenizer, texts, self.config.max_length)
+            return (np.zeros((0, n_classes), dtype=np.float64),
+                    np.zeros((0, int(model.config.hidden_size)), dtype=np.float32))
 
         def both(batch: dict[str, torch.Tensor]) -> torch.Tensor:
             import torch
@@ -487,11 +512,44 @@ class TransformerClassifier:
             pooled = _mean_pool(out.hidden_states[-1], batch["attention_mask"])
             return torch.cat([out.logits.float(), pooled], dim=1)
 
-        out = _run_sorted(model, tokenizer, encoded, np.arange(len(texts)),
-                          self.config.scoring_batch_size, self._device or "cpu",
-                          self._precision or "fp32", both)
-        n_classes = len(self.classes_)
+        out = np.concatenate([self._score(chunk, both, n_classes) for chunk in _chunks(texts, SCORING_CHUNK)])
         return _softmax(out[:, :n_classes]), out[:, n_classes:].astype(np.float32, copy=False)
+
+    def _score(self, texts: list[str], fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+               n_logits: int) -> np.ndarray:
+        """Applies ``fn`` to ``texts`` in the scoring precision, deciding it first if needed.
+
+        The decision (see ``TrainConfig.precision``) is taken on the first call with at least
+        twice ``AGREEMENT_SAMPLE`` texts: the sample is scored in fp32 (those rows are kept)
+        and in bf16, and the first ``n_logits`` columns of ``fn``'s output are compared.
+        """
+        model, tokenizer = self._fitted()
+        encoded = _encode(tokenizer, texts, self.config.max_length)
+
+        def run(idx: np.ndarray, precision: str) -> np.ndarray:
+            return _run_sorted(model, tokenizer, encoded, idx, self.config.scoring_batch_size,
+                               self._device or "cpu", precision, fn)
+
+        everything = np.arange(len(texts))
+        if self.scoring_precision_ != CHECK:
+            return run(everything, self.scoring_precision_)
+        if len(texts) < 2 * AGREEMENT_SAMPLE:
+            return run(everything, "fp32")  # too few to be worth a check: decide on a larger call
+        sample = np.unique(np.linspace(0, len(texts) - 1, AGREEMENT_SAMPLE).astype(np.int64))
+        exact = run(sample, "fp32")
+        fast = run(sample, "bf16")
+        agreement = float(np.mean(exact[:, :n_logits].argmax(1) == fast[:, :n_logits].argmax(1)))
+        self.scoring_agreement_ = agreement
+        self.scoring_precision_ = "bf16" if agreement >= AGREEMENT_MIN else "fp32"
+        out = np.empty((len(texts), exact.shape[1]), dtype=exact.dtype)
+        out[sample] = exact
+        rest = np.setdiff1d(everything, sample)
+        out[rest] = run(rest, self.scoring_precision_)
+        return out
+
+    def _reset_scoring(self) -> None:
+        self.scoring_precision_ = scoring_precision(self.config.precision, self._device or "cpu")
+        self.scoring_agreement_ = None
 
     def predict(self, X: Sequence[str]) -> np.ndarray:
         """Most probable label per text.
@@ -642,6 +700,7 @@ class TransformerClassifier:
         clf._tokenizer = tokenizer
         clf._device = resolved
         clf._precision = resolve_precision(config.precision, resolved)
+        clf._reset_scoring()
         clf.classes_ = _classes_array(list(meta["classes"]))
         clf.history_ = list(meta.get("history") or [])
         clf.best_epoch_ = int(meta.get("best_epoch") or len(clf.history_))
@@ -680,6 +739,24 @@ def _as_texts(X: Sequence[str]) -> list[str]:
         if not isinstance(text, str):
             raise LearnerError(f"Text #{i} is a {type(text).__name__}, not a string")
     return texts
+
+
+def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Lists of ``size`` texts (the last may be shorter), each checked to be a string."""
+    if isinstance(texts, (str, bytes)):
+        raise LearnerError("Expected a sequence of texts, got a single string")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise LearnerError(f"chunk_size must be a positive integer, not {size!r}")
+    chunk: list[str] = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise LearnerError(f"Text #{i} is a {type(text).__name__}, not a string")
+        chunk.append(text)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _resolve_classes(labels: list[Any], classes: Sequence[Any] | None) -> list[Any]:

@@ -351,6 +351,64 @@ def test_bf16_on_cpu_when_asked(tiny_model_dir: Path) -> None:
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
 
 
+def test_scoring_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import learner.device as device
+
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    assert device.scoring_precision("auto", "cpu") == device.CHECK
+    assert device.scoring_precision("fp32", "cpu") == "fp32"
+    assert device.scoring_precision("bf16", "cpu") == "bf16"
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    assert device.scoring_precision("auto", "cpu") == "fp32"
+
+
+@pytest.mark.parametrize("threshold, expected", [(0.5, "bf16"), (1.01, "fp32")])
+def test_cpu_scores_in_bf16_only_after_agreeing_with_fp32(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, threshold: float, expected: str
+) -> None:
+    import learner.device as device
+    import learner.model as model
+
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(model, "AGREEMENT_MIN", threshold)
+    monkeypatch.setattr(model, "AGREEMENT_SAMPLE", 16)
+    X, y = synthetic_texts(10)
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
+    assert clf.scoring_precision_ == device.CHECK
+    clf.predict_proba(X[:20])  # too few texts to decide on: fp32, still undecided
+    assert clf.scoring_precision_ == device.CHECK and clf.scoring_agreement_ is None
+    pool, _ = synthetic_texts(40, seed=3)
+    proba = clf.predict_proba(pool)
+    assert clf.scoring_precision_ == expected
+    assert clf.scoring_agreement_ is not None and 0.0 <= clf.scoring_agreement_ <= 1.0
+    exact = TransformerClassifier.predict_proba(_with_precision(clf, "fp32"), pool)
+    sample = np.unique(np.linspace(0, len(pool) - 1, 16).astype(np.int64))
+    np.testing.assert_array_equal(proba[sample], exact[sample])  # the check's fp32 rows are kept
+    if expected == "fp32":
+        np.testing.assert_array_equal(proba, exact)
+    else:
+        assert not np.array_equal(proba, exact) and np.allclose(proba, exact, atol=0.05)
+
+
+def _with_precision(clf: TransformerClassifier, precision: str) -> TransformerClassifier:
+    import copy
+
+    twin = copy.copy(clf)
+    twin.scoring_precision_ = precision
+    return twin
+
+
+def test_predict_proba_stream_matches_predict_proba(fitted: TransformerClassifier) -> None:
+    X, _ = synthetic_texts(9, seed=5)
+    chunks = list(fitted.predict_proba_stream((t for t in X), chunk_size=7))
+    assert [len(c) for c in chunks] == [7, 7, 4]
+    np.testing.assert_allclose(np.concatenate(chunks), fitted.predict_proba(X), atol=1e-6)
+    with pytest.raises(LearnerError, match="single string"):
+        next(fitted.predict_proba_stream("one text"))
+    with pytest.raises(LearnerError, match="not a string"):
+        next(fitted.predict_proba_stream(["fine", 3]))
+
+
 # --------------------------------------------------------------------------- persistence
 
 
