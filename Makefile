@@ -1,5 +1,7 @@
-# Labelwise: `make run` starts the app with the demo project, `make test` runs the suite.
-# Both create .venv and install requirements.txt first (only when it changed).
+# Labelwise: `make run` starts the app with the demo project, `make test` runs the suite,
+# `make bench` runs bench/ and rewrites docs/benchmarks.md (BENCH_ARGS=--with-sim adds the
+# simulation on a CPU; `make bench-quick` runs smaller sizes).
+# All create .venv and install requirements.txt first (only when it changed).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -31,10 +33,10 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
-	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,40 +1,353 @@
-"""Run the benchmarks: ``make bench`` (1,000,000 rows) or ``make bench-quick`` (100,000 rows).
+"""Run the benchmarks and rewrite docs/benchmarks.md: ``make bench`` (or ``make bench-quick``).
 
-Each benchmark is its own module (``bench.bench_import``, ``bench.bench_export``,
-``bench.bench_queue``) and
-runs in a child process so that peak memory is its own. Figures go to ``bench/out/*.json``;
-``docs/benchmarks.md`` records them with the command, the machine and the date.
+Steps, in order: import, export, queue (SQLite), queue-postgresql, scoring, round, sim. Each runs
+in a child process, so that peak memory is its own, and writes its figures to
+``OUT_DIR/raw/<step>.json``; this script wraps them as ``OUT_DIR/<step>.json``::
+
+    {"meta": {"step", "command", "date", "commit", "machine", "machine_tag", "quick",
+              "exit_code", "seconds", ...},
+     "result": <what the benchmark wrote>}          # or "skipped": "<why not measured>"
+
+plus ``"files": {"curve": "sim/curve.png"}`` (paths relative to OUT_DIR) where a step leaves
+more than figures. A full run (not ``--quick``) then copies the wrapped files into
+``docs/results/<machine-tag>/`` (a skip never replaces a measured result there), and
+``bench.report`` rewrites ``docs/benchmarks.md`` from those folders.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import importlib.util
 import json
+import os
+import re
+import shlex
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-OUT = Path("bench/out")
+from bench import meta, report
+
+ROOT = meta.ROOT
+INITDB_GLOB = "/usr/lib/postgresql/*/bin/initdb"
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
 
 
-def run(module: str, *args: str) -> None:
-    print(f"$ python -m {module} {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", module, *args], check=True)
+@dataclass(frozen=True)
+class Context:
+    """What every step needs to know about this run."""
+
+    out_dir: Path
+    quick: bool
+    with_sim: bool
+    cuda: bool
+
+    def rows(self) -> str:
+        return "100000" if self.quick else "1000000"
+
+    def sizes(self) -> str:
+        return "10000,100000" if self.quick else "10000,100000,1000000"
+
+
+@dataclass
+class Outcome:
+    """One step's result, or why there is none; ``meta`` adds step-specific facts."""
+
+    command: str | None = None
+    result: Any = None
+    skipped: str | None = None
+    exit_code: int | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.result is None and bool(self.exit_code)
+
+
+def _shown(argv: list[str]) -> str:
+    """The command as one would type it in the repository root (passwords hidden)."""
+    prefix = f"{ROOT}{os.sep}"
+    line = shlex.join(a[len(prefix):] if a.startswith(prefix) else a for a in argv)
+    return re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", line)
+
+
+def _python(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def _call(argv: list[str]) -> int:
+    print(f"$ {_shown(argv)}", flush=True)
+    env = {**OFFLINE_ENV, **os.environ}
+    return subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode
+
+
+def _finish(command: str, code: int, raw: Path, files: dict[str, Path] | None = None) -> Outcome:
+    """The figures ``raw`` holds, or a failure if the benchmark wrote none."""
+    if not raw.exists():
+        return Outcome(command, skipped=f"failed: exit code {code} and no figures written",
+                       exit_code=code or 1)
+    kept = {key: path for key, path in (files or {}).items() if path.exists()}
+    return Outcome(command, json.loads(raw.read_text(encoding="utf-8")), exit_code=code,
+                   files=kept)
+
+
+def _bench(ctx: Context, name: str, module: str, *args: str) -> Outcome:
+    """Run ``python -m module ARGS --out OUT_DIR/raw/<name>.json``."""
+    raw = ctx.out_dir / "raw" / f"{name}.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.unlink(missing_ok=True)
+    argv = _python(module, *args, "--out", str(raw))
+    return _finish(_shown(argv), _call(argv), raw)
+
+
+def _has_option(module: str, option: str) -> bool:
+    done = subprocess.run(_python(module, "--help"), cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    return option in done.stdout
+
+
+def _major(initdb: Path) -> int:
+    version = initdb.parent.parent.name
+    return int(version) if version.isdigit() else 0
+
+
+def find_initdb() -> Path | None:
+    """The newest PostgreSQL server's ``initdb`` under INITDB_GLOB, if any."""
+    found = [Path(p) for p in glob.glob(INITDB_GLOB)]
+    return max(found, key=_major) if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def throwaway_postgres(initdb: Path) -> Iterator[str]:
+    """A fresh PostgreSQL cluster in a temporary folder on a free loopback port; yields its URL.
+
+    Default durability settings (fsync on). As root the server runs as ``postgres`` (initdb
+    refuses root). The cluster is stopped and its folder removed on the way out, error or not.
+    """
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    pg_ctl = str(initdb.parent / "pg_ctl")
+    data = Path(tempfile.mkdtemp(prefix="labelwise-bench-pg-"))
+    port = _free_port()
+    try:
+        if as_user:
+            shutil.chown(data, "postgres")
+        subprocess.run([*as_user, str(initdb), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                       check=True, capture_output=True, text=True)
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", "-l", str(data / "server.log"),
+                        "-o", f"-h 127.0.0.1 -p {port} -k {data}", "start"],
+                       check=True, capture_output=True, text=True)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"],
+                       capture_output=True, check=False)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def step_import(ctx: Context) -> Outcome:
+    return _bench(ctx, "import", "bench.bench_import", "--rows", ctx.rows())
+
+
+def step_export(ctx: Context) -> Outcome:
+    return _bench(ctx, "export", "bench.bench_export", "--rows", ctx.rows())
+
+
+def step_queue(ctx: Context) -> Outcome:
+    return _bench(ctx, "queue", "bench.bench_queue", "--sizes", ctx.sizes())
+
+
+def step_queue_postgresql(ctx: Context) -> Outcome:
+    """bench_queue on BENCH_POSTGRES_URL, else on a throwaway local cluster, else skipped."""
+    if not _has_option("bench.bench_queue", "--database-url"):
+        return Outcome(skipped="bench.bench_queue has no --database-url option yet")
+    sizes = ("--sizes", ctx.sizes())
+    url = os.environ.get("BENCH_POSTGRES_URL")
+    if url:
+        outcome = _bench(ctx, "queue-postgresql", "bench.bench_queue", *sizes,
+                         "--database-url", url)
+        outcome.meta["postgres"] = "the server at BENCH_POSTGRES_URL"
+        return outcome
+    initdb = find_initdb()
+    if initdb is None:
+        return Outcome(skipped="no PostgreSQL: BENCH_POSTGRES_URL is not set and no server "
+                               f"binaries match {INITDB_GLOB}")
+    try:
+        with throwaway_postgres(initdb) as url:
+            outcome = _bench(ctx, "queue-postgresql", "bench.bench_queue", *sizes,
+                             "--database-url", url)
+    except subprocess.CalledProcessError as exc:
+        why = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit code {exc.returncode}"]
+        return Outcome(skipped=f"failed: could not start a throwaway PostgreSQL: {why[0]}",
+                       exit_code=exc.returncode or 1)
+    outcome.meta["postgres"] = f"a throwaway cluster from {initdb.parent}, default settings"
+    return outcome
+
+
+def _optional(ctx: Context, name: str, module: str) -> Outcome:
+    if importlib.util.find_spec(module) is None:
+        return Outcome(skipped=f"{module} does not exist yet")
+    return _bench(ctx, name, module, *(["--quick"] if ctx.quick else []))
+
+
+def step_scoring(ctx: Context) -> Outcome:
+    return _optional(ctx, "scoring", "bench.bench_scoring")
+
+
+def step_round(ctx: Context) -> Outcome:
+    return _optional(ctx, "round", "bench.bench_round")
+
+
+def step_sim(ctx: Context) -> Outcome:
+    """The label-efficiency simulation on the demo corpus (hours on a CPU: opt-in there)."""
+    if not (ctx.with_sim or ctx.cuda):
+        return Outcome(skipped="the simulation takes hours on a CPU; it runs with --with-sim, "
+                               "or by default where torch sees a CUDA GPU")
+    data, sim_dir = ctx.out_dir / "bbc.jsonl", ctx.out_dir / "sim"
+    strategies = ["margin"] if ctx.quick else ["margin", "entropy", "least_confidence"]
+    demo = _python("app", "demo", "--write", str(data))
+    simulate = _python(
+        "app", "simulate", "--data", str(data),
+        *[arg for name in strategies for arg in ("--strategy", name)],
+        "--seed-size", "20", "--batch", "20", "--budget", "60" if ctx.quick else "300",
+        "--repeats", "1" if ctx.quick else "3", "--test-frac", "0.2", "--epochs", "6",
+        "--max-length", "128", "--out", str(sim_dir))
+    command = f"{_shown(demo)}\n{_shown(simulate)}"
+    code = _call(demo)
+    if code:
+        return Outcome(command, skipped=f"failed: writing the demo corpus exited with {code}",
+                       exit_code=code)
+    (sim_dir / "results.json").unlink(missing_ok=True)
+    return _finish(command, _call(simulate), sim_dir / "results.json",
+                   {"curve": sim_dir / "curve.png"})
+
+
+STEPS: dict[str, Callable[[Context], Outcome]] = {
+    "import": step_import,
+    "export": step_export,
+    "queue": step_queue,
+    "queue-postgresql": step_queue_postgresql,
+    "scoring": step_scoring,
+    "round": step_round,
+    "sim": step_sim,
+}
+
+
+def select_steps(only: str | None) -> list[str]:
+    """The steps to run, in STEPS order; ``only`` is a comma-separated subset.
+
+    Raises:
+        ValueError: a name that is not a step.
+    """
+    if not only:
+        return list(STEPS)
+    wanted = {name.strip() for name in only.split(",") if name.strip()}
+    unknown = sorted(wanted - STEPS.keys())
+    if unknown:
+        raise ValueError(f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(STEPS)}")
+    return [name for name in STEPS if name in wanted]
+
+
+def wrap(outcome: Outcome, run_meta: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """The wrapped result file's content: ``meta`` and ``result`` (or ``skipped``)."""
+    doc: dict[str, Any] = {"meta": {**run_meta, "command": outcome.command,
+                                    "exit_code": outcome.exit_code, **outcome.meta}}
+    if outcome.result is not None:
+        doc["result"] = outcome.result
+    else:
+        doc["skipped"] = outcome.skipped
+    if outcome.files:
+        doc["files"] = {key: path.relative_to(out_dir).as_posix()
+                        for key, path in outcome.files.items()}
+    return doc
+
+
+def publish(out_dir: Path, names: list[str], dest: Path) -> None:
+    """Copy the wrapped results (and their files) of ``names`` into ``dest``.
+
+    A skipped or failed step does not replace a measured result already there. Attached files
+    become ``<step>.<key><suffix>`` (``sim.curve.png``) beside the json.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        doc = json.loads((out_dir / f"{name}.json").read_text(encoding="utf-8"))
+        target = dest / f"{name}.json"
+        if "result" not in doc and target.exists() and "result" in json.loads(
+                target.read_text(encoding="utf-8")):
+            continue
+        files = {}
+        for key, rel in doc.get("files", {}).items():
+            copied = dest / f"{name}.{key}{Path(rel).suffix}"
+            shutil.copyfile(out_dir / rel, copied)
+            files[key] = copied.name
+        if files:
+            doc["files"] = files
+        target.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 rows instead of 1,000,000")
+    parser.add_argument("--quick", action="store_true",
+                        help="100,000 rows instead of 1,000,000 (and a short simulation); "
+                             "not copied to docs/results")
+    parser.add_argument("--only", metavar="NAME[,NAME...]",
+                        help=f"run only these steps ({', '.join(STEPS)})")
+    parser.add_argument("--out-dir", type=Path, default=Path("bench/out"),
+                        help="where the results go (default: bench/out)")
+    parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR,
+                        help="committed results, one folder per machine (default: docs/results)")
+    parser.add_argument("--with-sim", action="store_true",
+                        help="run the simulation on a CPU too (hours)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
-    rows = "100000" if args.quick else "1000000"
-    OUT.mkdir(parents=True, exist_ok=True)
-    run("bench.bench_import", "--rows", rows, "--out", str(OUT / "import.json"))
-    run("bench.bench_export", "--rows", rows, "--out", str(OUT / "export.json"))
-    sizes = "10000,100000" if args.quick else "10000,100000,1000000"
-    run("bench.bench_queue", "--sizes", sizes, "--out", str(OUT / "queue.json"))
-    for name in ("import", "export", "queue"):
-        print(name, json.dumps(json.loads((OUT / f"{name}.json").read_text()), indent=1)[:2000])
-    return 0
+    try:
+        names = select_steps(args.only)
+    except ValueError as exc:
+        parser.error(str(exc))
+    machine = meta.machine()
+    tag = meta.machine_tag(machine)
+    out_dir = args.out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(out_dir, args.quick, args.with_sim, cuda=bool(machine["cuda_gpu"]))
+    print(f"Machine {tag}: {json.dumps(machine)}", flush=True)
+    failed = []
+    for name in names:
+        run_meta = {"step": name, "date": meta.utc_now(), "commit": meta.git_commit(),
+                    "machine": machine, "machine_tag": tag, "quick": args.quick}
+        started = time.perf_counter()
+        outcome = STEPS[name](ctx)
+        run_meta["seconds"] = round(time.perf_counter() - started, 1)
+        doc = wrap(outcome, run_meta, out_dir)
+        (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        print(f"{name}: " + ("measured" if outcome.result is not None else outcome.skipped or ""),
+              flush=True)
+        if outcome.failed:
+            failed.append(name)
+    if not args.quick:
+        publish(out_dir, names, args.results_dir / tag)
+    if not args.no_report:
+        written = report.write_report(report.OUT, run_dir=out_dir, results_dir=args.results_dir)
+        print(f"Wrote {written}.")
+    if failed:
+        print(f"Failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,102 @@
+"""What a benchmark figure needs beside itself: the machine, the commit and the date.
+
+`machine` describes the computer (CPU, flags, memory, OS, Python, SQLite, torch and the CUDA
+GPU torch sees); torch is asked in a child process, so this process never loads it nor holds
+GPU memory while benchmarks run. `machine_tag` names the machine for ``docs/results/<tag>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_TORCH_PROBE = (
+    "import json, torch\n"
+    "gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None\n"
+    "print(json.dumps({'torch': torch.__version__, 'cuda_gpu': gpu}))\n"
+)
+
+
+def _cpuinfo() -> tuple[str | None, set[str]]:
+    """The CPU's model name and flags from ``/proc/cpuinfo`` (None and no flags elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None, set()
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
+    return (model.group(1).strip() if model else None,
+            set(flags.group(1).split()) if flags else set())
+
+
+def _ram_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def torch_info() -> dict[str, str | None]:
+    """``torch`` (its version, or why it is not importable) and ``cuda_gpu`` (a name or None)."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _TORCH_PROBE], capture_output=True,
+                              text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return {"torch": "not importable: the import took over 300 s", "cuda_gpu": None}
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
+        return {"torch": f"not importable: {lines[-1]}", "cuda_gpu": None}
+    info: dict[str, str | None] = json.loads(done.stdout.strip().splitlines()[-1])
+    return info
+
+
+def machine() -> dict[str, Any]:
+    """This computer, as the report shows it; every key is always present."""
+    model, flags = _cpuinfo()
+    return {
+        "cpu_model": model or platform.processor() or None,
+        "logical_cores": os.cpu_count(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "ram_bytes": _ram_bytes(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        **torch_info(),
+    }
+
+
+def machine_tag(info: dict[str, Any]) -> str:
+    """``gpu-<name>`` where torch sees a CUDA GPU (``gpu-h100-80gb-hbm3``), else ``cpu-<n>core``."""
+    gpu = info.get("cuda_gpu")
+    if gpu:
+        slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower().replace("nvidia", "")).strip("-")
+        return f"gpu-{slug or 'unnamed'}"
+    return f"cpu-{info.get('logical_cores') or 0}core"
+
+
+def git_commit() -> str | None:
+    """The short hash of HEAD, with ``+dirty`` when the work tree has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}+dirty" if status.strip() else head
+
+
+def utc_now() -> str:
+    """The date and time in UTC, ISO 8601 to the second: ``2026-11-23T08:42:32Z``."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,514 @@
+"""Render docs/benchmarks.md from benchmark results: ``python -m bench.report [--out FILE]``.
+
+Reads the committed results, ``docs/results/<machine-tag>/<step>.json`` (``make bench`` copies
+each full run there), and this machine's latest run, ``bench/out/<step>.json``, both in the
+wrapped format ``bench.run`` writes (``{"meta": ..., "result": ...}`` or ``"skipped"``). Per
+step and machine one file is shown: a measured result before a skipped one, a full run before a
+quick one, then the newest, then the committed copy.
+
+Each benchmark is a `Section` in SECTIONS: a title, text that stays true whatever the figures,
+and a function from one machine's `Result` to Markdown lines (tables and verdicts computed from
+the figures). Adding a benchmark's renderer is one function and one entry there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "docs" / "results"
+RUN_DIR = ROOT / "bench" / "out"
+OUT = ROOT / "docs" / "benchmarks.md"
+
+IMPORT_TARGET_ROWS_PER_S = 20_000
+EXPORT_TARGET_ROWS_PER_S = 50_000
+QUEUE_P95_TARGET_MS = 20.0
+QUEUE_FLAT_FACTOR = 2.0
+SIM_TARGET_SHARE = 0.6
+NOT_FOUND = "no result file in docs/results/ or bench/out/ yet"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One step's wrapped result file for one machine."""
+
+    step: str
+    tag: str
+    meta: dict[str, Any]
+    result: Any
+    skipped: str | None
+    files: dict[str, Path]
+    source: Path
+    committed: bool
+
+    @property
+    def measured(self) -> bool:
+        return self.skipped is None
+
+    def rank(self) -> tuple[bool, bool, str, bool]:
+        """Higher is shown: measured, a full run, newer, committed."""
+        return (self.measured, not self.meta.get("quick"), str(self.meta.get("date") or ""),
+                self.committed)
+
+
+Renderer = Callable[[Result], list[str]]
+
+
+@dataclass(frozen=True)
+class Section:
+    """How one benchmark appears: title, text true whatever the figures, and a renderer."""
+
+    title: str
+    intro: str
+    render: Renderer
+
+
+def load(path: Path, tag: str | None, committed: bool) -> Result | None:
+    """Read a wrapped result file; None (with a note on stderr) for anything else.
+
+    Args:
+        path: the ``<step>.json`` file.
+        tag: the machine tag (the folder's name under docs/results), or None to take it from
+            the file's meta.
+        committed: whether the file lies under docs/results.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"note: {path} left out: {exc}", file=sys.stderr)
+        return None
+    if not (isinstance(doc, dict) and isinstance(doc.get("meta"), dict)
+            and ("result" in doc or "skipped" in doc)):
+        print(f"note: {path} left out: not a wrapped result (older format?)", file=sys.stderr)
+        return None
+    meta = doc["meta"]
+    return Result(
+        step=meta.get("step") or path.stem,
+        tag=tag or meta.get("machine_tag") or "unknown-machine",
+        meta=meta,
+        result=doc.get("result"),
+        skipped=None if "result" in doc else str(doc["skipped"] or "no reason recorded"),
+        files={key: path.parent / rel for key, rel in doc.get("files", {}).items()},
+        source=path,
+        committed=committed,
+    )
+
+
+def collect(run_dir: Path, results_dir: Path) -> dict[str, dict[str, Result]]:
+    """The result to show per step and machine tag: ``{step: {tag: Result}}``."""
+    found: list[Result | None] = []
+    if results_dir.is_dir():
+        for folder in sorted(p for p in results_dir.iterdir() if p.is_dir()):
+            found += [load(f, folder.name, True) for f in sorted(folder.glob("*.json"))]
+    if run_dir.is_dir():
+        found += [load(f, None, False) for f in sorted(run_dir.glob("*.json"))]
+    best: dict[str, dict[str, Result]] = {}
+    for result in found:
+        if result is None:
+            continue
+        shown = best.setdefault(result.step, {}).get(result.tag)
+        if shown is None or result.rank() > shown.rank():
+            best[result.step][result.tag] = result
+    return best
+
+
+# Markdown helpers -------------------------------------------------------------------------
+
+
+def para(text: str) -> list[str]:
+    """A paragraph wrapped at 99 characters, then a blank line."""
+    return [*textwrap.wrap(text, 99, break_on_hyphens=False, break_long_words=False), ""]
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table, then a blank line."""
+    def cells(row: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+
+    return [cells(header), "|" + "---|" * len(header), *map(cells, rows), ""]
+
+
+def shell(command: str, width: int = 99) -> str:
+    """A command with lines over ``width`` broken before options, as ``\\`` continuations."""
+    out = []
+    for line in command.splitlines():
+        pieces = line.replace(" --", "\0--").split("\0")
+        current = pieces[0]
+        for piece in pieces[1:]:
+            if len(current) + 1 + len(piece) + 2 > width:
+                out.append(current + " \\")
+                current = "    " + piece
+            else:
+                current += " " + piece
+        out.append(current)
+    return "\n".join(out)
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def _against(value: float, target: float, unit: str) -> str:
+    return f"{value:,.0f} {unit}, {value / target - 1:+.0%} against the target"
+
+
+def _when(date: str | None) -> str:
+    """``2026-11-23T08:42:32Z`` as "on 2026-11-23 08:42 UTC"; a bare date as it is."""
+    if not date:
+        return "on a date not recorded"
+    return "on " + (date[:16].replace("T", " ") + " UTC" if "T" in date else date)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _yes_no(value: Any) -> str:
+    return "not recorded" if value is None else ("yes" if value else "no")
+
+
+def machine_fields(machine: dict[str, Any]) -> dict[str, str]:
+    """The machine as table cells; a missing figure reads "not recorded"."""
+    def get(key: str) -> str:
+        value = machine.get(key)
+        return "not recorded" if value in (None, "") else str(value)
+
+    ram = machine.get("ram_bytes")
+    return {
+        "CPU": get("cpu_model"),
+        "logical cores": get("logical_cores"),
+        "AVX-512 BF16": _yes_no(machine.get("avx512_bf16")),
+        "AMX BF16": _yes_no(machine.get("amx_bf16")),
+        "RAM": f"{ram / 2**30:.0f} GiB" if ram else "not recorded",
+        "OS": get("os"),
+        "Python": get("python"),
+        "SQLite": get("sqlite"),
+        "torch": get("torch"),
+        "CUDA GPU": machine.get("cuda_gpu") or "none",
+    }
+
+
+def describe_machine(tag: str, machine: dict[str, Any]) -> str:
+    """One line: ``cpu-2core`` (CPU, cores, RAM; Python, SQLite, torch, GPU)."""
+    f = machine_fields(machine)
+    return (f"`{tag}` ({f['CPU']}, {f['logical cores']} logical cores, {f['RAM']} RAM; "
+            f"Python {f['Python']}, SQLite {f['SQLite']}, torch {f['torch']}, "
+            f"CUDA GPU: {f['CUDA GPU']})")
+
+
+def _relative(path: Path, doc_dir: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), doc_dir)).as_posix()
+
+
+def _link(path: Path, doc_dir: Path) -> str:
+    rel = _relative(path, doc_dir)
+    return f"[`{rel}`]({rel})"
+
+
+def _header(r: Result, doc_dir: Path) -> list[str]:
+    """Machine heading, command, date, commit and machine of one result."""
+    lines = [f"### `{r.tag}`", ""]
+    if r.meta.get("reconstructed"):
+        lines += para("*Reconstructed*: measured by hand before `bench.report` existed; the "
+                      "meta below is what the hand-written page said.")
+    if r.meta.get("quick"):
+        lines += para("*Quick run* (`--quick`): smaller sizes than a full run.")
+    lines += ["```sh", shell(r.meta.get("command") or "(command not recorded)"), "```", ""]
+    commit = r.meta.get("commit")
+    lines += para(f"Run {_when(r.meta.get('date'))}, "
+                  f"{f'commit `{commit}`' if commit else 'commit not recorded'}, on "
+                  f"{describe_machine(r.tag, r.meta.get('machine') or {})}. "
+                  f"Figures: {_link(r.source, doc_dir)}.")
+    return lines
+
+
+# Renderers: one per benchmark -------------------------------------------------------------
+
+
+def render_import(r: Result) -> list[str]:
+    x = r.result
+    rate = x["rows_per_s"]
+    load = x.get("load_average_1min")
+    return [
+        *para(f"{x['rows']:,} synthetic texts of about {x['chars_per_text']:,} characters, "
+              f"written in batches of {x['batch_size']:,} rows"
+              + (f"; 1-minute load average after the import: {load}." if load is not None
+                 else ".")),
+        *table(["file", "time", "rows/s", "CPU s", "peak RSS", "database"], [[
+            f"{x['csv_bytes'] / 1e9:.2f} GB CSV, {x['rows']:,} rows", f"{x['import_s']:.1f} s",
+            f"**{rate:,}**", f"{x['import_cpu_s']:.1f}", f"{x['peak_rss_mb']:,.0f} MB",
+            f"{x['db_bytes'] / 1e9:.2f} GB"]]),
+        *para(f"Target: at least {IMPORT_TARGET_ROWS_PER_S:,} rows/s: "
+              f"{verdict(rate >= IMPORT_TARGET_ROWS_PER_S)} "
+              f"({_against(rate, IMPORT_TARGET_ROWS_PER_S, 'rows/s')})."),
+    ]
+
+
+EXPORT_FORMATS = {"jsonl": "JSONL", "csv": "CSV (formula-safe)", "parquet": "Parquet (snappy)"}
+
+
+def render_export(r: Result) -> list[str]:
+    x = r.result
+    target = x.get("target_rows_per_s") or EXPORT_TARGET_ROWS_PER_S
+    rows, below = [], []
+    for fmt, f in x["results"].items():
+        rows.append([EXPORT_FORMATS.get(fmt, fmt), f"{f['seconds']:.1f} s",
+                     f"**{f['rows_per_s']:,}**", f"{f['rows_per_cpu_s']:,}",
+                     f"{f['bytes'] / 1e9:.2f} GB", f"{f['peak_rss_mb']:,.0f} MB"])
+        if (f["rows_per_s"] or 0) < target:
+            below.append(f"{EXPORT_FORMATS.get(fmt, fmt)} ({f['rows_per_s']:,} rows/s)")
+    peak = max(f["peak_rss_mb"] for f in x["results"].values())
+    detail = f"for {', '.join(below)}" if below else "for every format"
+    return [
+        *para(f"{x['rows']:,} labelled texts of about {x['text_chars']:,} characters."),
+        *table(["format", "time", "rows/s", "rows per CPU s", "output", "peak RSS"], rows),
+        *para(f"Target: at least {target:,} rows/s: {verdict(not below)} {detail}. Peak RSS "
+              f"at most {peak:,.0f} MB for {x['rows']:,} rows."),
+    ]
+
+
+def render_queue(r: Result) -> list[str]:
+    sizes = sorted(r.result, key=lambda s: s["size"])
+    rows = [[f"{s['size']:,}", *(f"{s[op][p]:.2f} ms" for op in ("claim", "submit")
+                                 for p in ("p50_ms", "p95_ms", "p99_ms"))] for s in sizes]
+    worst = max(s[op]["p95_ms"] for s in sizes for op in ("claim", "submit"))
+    server = " ".join(filter(None, [sizes[0].get("server_version"), r.meta.get("postgres")]))
+    lines = [
+        *para(f"{sizes[0]['answers']:,} answers by one annotator per pool size"
+              + (f"; PostgreSQL server: {server}." if server else ".")),
+        *table(["texts", "claim p50", "claim p95", "claim p99", "submit p50", "submit p95",
+                "submit p99"], rows),
+    ]
+    target = (f"Target: p95 under {QUEUE_P95_TARGET_MS:g} ms: "
+              f"{verdict(worst < QUEUE_P95_TARGET_MS)} (worst p95 {worst:.2f} ms)")
+    if len(sizes) < 2:
+        return lines + para(f"{target}; flatness needs two pool sizes.")
+    first, last = sizes[0], sizes[-1]
+    ratios = {op: last[op]["p95_ms"] / first[op]["p95_ms"] for op in ("claim", "submit")}
+    flat = all(ratio <= QUEUE_FLAT_FACTOR for ratio in ratios.values())
+    return lines + para(
+        f"{target}; flat as the pool grows (p95 at {last['size']:,} texts at most "
+        f"{QUEUE_FLAT_FACTOR:g}× that at {first['size']:,}): {verdict(flat)} (claim "
+        f"{ratios['claim']:.2f}×, submit {ratios['submit']:.2f}×).")
+
+
+def _flatten(value: Any, key: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict) and value:
+        return [pair for k, v in value.items() for pair in _flatten(v, f"{key}.{k}" if key else k)]
+    if isinstance(value, list) and 0 < len(value) <= 20 and any(
+            isinstance(v, (dict, list)) for v in value):
+        return [pair for i, v in enumerate(value) for pair in _flatten(v, f"{key}[{i}]")]
+    text = json.dumps(value)
+    return [(key or "(value)", text if len(text) <= 120 else text[:117] + "...")]
+
+
+def render_key_values(r: Result) -> list[str]:
+    """Any JSON as a key/value table, until a benchmark gets a renderer of its own."""
+    return table(["key", "value"], [[f"`{k}`", v] for k, v in _flatten(r.result)])
+
+
+def _mean_sd(s: dict[str, Any], metric: str, n: int) -> str:
+    if n not in s["n_labels"]:
+        return ""
+    i = s["n_labels"].index(n)
+    return f"{s[f'{metric}_mean'][i]:.3f} ± {s[f'{metric}_std'][i]:.3f}"
+
+
+def _versus_random(summary: dict[str, Any], name: str) -> str:
+    s, rnd = summary[name], summary["random"]
+    rnd_at = dict(zip(rnd["n_labels"], rnd["accuracy_mean"]))
+    below = [f"{n} labels ({a:.3f} against {rnd_at[n]:.3f})"
+             for n, a in zip(s["n_labels"], s["accuracy_mean"]) if n in rnd_at and a < rnd_at[n]]
+    if not below:
+        return f"`{name}` is at or above random at every point."
+    return f"`{name}` is below random at {len(below)} of {len(s['n_labels'])} points: " \
+           f"{', '.join(below)}."
+
+
+def render_sim(r: Result) -> list[str]:
+    x = r.result
+    cfg, summary, curves = x.get("config", {}), x["summary"], x.get("curves", {})
+    names = list(summary)
+    counts = sorted({n for s in summary.values() for n in s["n_labels"]})
+    rounds = sum(len(curve) for runs in curves.values() for curve in runs)
+    cap = cfg.get("pool_cap")
+    text = (f"{x['n_texts']:,} texts after removing duplicates, {len(x['labels'])} labels, "
+            f"{cfg['test_frac']:.0%} (about {round(x['n_texts'] * cfg['test_frac']):,}) held "
+            f"out for testing. {_count(cfg['repeats'], 'repeat')}; every strategy of a repeat starts "
+            f"from the same {cfg['seed_size']} random texts, then takes batches of "
+            f"{cfg['batch']} up to {cfg['budget']} labels, each round scoring "
+            + (f"a uniform sample of at most {cap:,} pool texts" if cap else "the whole pool")
+            + (f", with the fast loop re-ranking every {cfg.get('fast_every')} answers"
+               if cfg.get("fast_loop") else "")
+            + f". Wall time {x['wall_seconds'] / 60:.0f} minutes"
+            + (f" ({rounds} rounds, {x['wall_seconds'] / rounds:.0f} s each on average)."
+               if rounds else "."))
+    lines = para(text)
+    for metric, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+        lines += table(["labels", *(f"{n} {label}" for n in names)],
+                       [[str(n), *(_mean_sd(summary[s], metric, n) for s in names)]
+                        for n in counts])
+    lines += para(f"(mean ± standard deviation over {_count(cfg['repeats'], 'repeat')})")
+    if "random" not in summary:
+        return lines + para("No random baseline: label efficiency not computed.")
+    rnd = summary["random"]
+    rows = []
+    for name in names:
+        s = summary[name]
+        share = s.get("share_of_random_budget")
+        if name == "random":
+            rows.append([f"`{name}`", f"{s['auc_accuracy']:.4f}", "—", "—", "baseline"])
+            continue
+        rows.append([f"`{name}`", f"{s['auc_accuracy']:.4f}",
+                     str(s.get("labels_to_reach_random_final") or "never"),
+                     f"{share:.0%}" if share is not None else "",
+                     verdict(share is not None and share <= SIM_TARGET_SHARE)])
+    lines += para(f"Random's final accuracy: {rnd['accuracy_mean'][-1]:.3f} at "
+                  f"{rnd['n_labels'][-1]} labels. Area under the accuracy curve normalised "
+                  f"over {counts[0]} to {counts[-1]} labels.")
+    lines += table(["strategy", "AUC (accuracy)", "labels to reach random's final accuracy",
+                    "share of random's budget", f"target: at most {SIM_TARGET_SHARE:.0%}"], rows)
+    lines += para(" ".join(_versus_random(summary, n) for n in names if n != "random"))
+    if curves:
+        finals = "; ".join(f"`{name}` " + ", ".join(f"{run[-1]['accuracy']:.3f}" for run in runs)
+                           for name, runs in curves.items())
+        lines += para(f"Final accuracy per repeat: {finals}.")
+    return lines
+
+
+SECTIONS: dict[str, Section] = {
+    "import": Section(
+        "Import: a CSV into SQLite (issues 2 and 6)",
+        "`bench.bench_import` writes a CSV of synthetic news-length texts (all distinct) to a "
+        "temporary folder, then times `import_file` into a freshly migrated SQLite database. "
+        "The import is one transaction: a file with a bad row writes nothing. Target: at least "
+        f"{IMPORT_TARGET_ROWS_PER_S:,} rows/s.",
+        render_import),
+    "export": Section(
+        "Export: labelled texts from SQLite (issues 2 and 6)",
+        "`bench.bench_export` builds a SQLite project of labelled texts (every tenth labelled "
+        "twice), then exports it to each format, each export in a fresh process so that its "
+        "peak RSS is its own. Rows stream in batches, so memory stays flat. Target: at least "
+        f"{EXPORT_TARGET_ROWS_PER_S:,} rows/s for every format.",
+        render_export),
+    "queue": Section(
+        'Serving on SQLite: "claim next text" and "submit answer" as the pool grows',
+        "`bench.bench_queue`: for each pool size a fresh database and a ranked queue of 500, "
+        "then one annotator claims and answers texts past the end of the queue, so the random "
+        "fallback is measured too. Server-side latency of the functions the Annotate page "
+        "calls, the first 10 calls left out. Each call is one short write unit; SQLite runs "
+        f"with `synchronous=FULL`. Target: p95 under {QUEUE_P95_TARGET_MS:g} ms and flat as "
+        f"the pool grows (here: p95 at the largest pool at most {QUEUE_FLAT_FACTOR:g}× that "
+        "at the smallest).",
+        render_queue),
+    "queue-postgresql": Section(
+        'Serving on PostgreSQL: "claim next text" and "submit answer" as the pool grows',
+        "The same benchmark with `--database-url` on PostgreSQL: `make bench` uses "
+        "`BENCH_POSTGRES_URL` if set, otherwise a throwaway cluster on a loopback port with "
+        "the server's default durability settings, removed afterwards. Same target.",
+        render_queue),
+    "scoring": Section(
+        "Pool scoring throughput",
+        "`bench.bench_scoring`: texts scored per second by the model over the pool (fp32 "
+        "against bf16, int8 and ONNX where available). Figures shown as they are recorded.",
+        render_key_values),
+    "round": Section(
+        "Training round times",
+        "`bench.bench_round`: the time of one active-learning round (train, evaluate, score "
+        "the pool, rank) on CPU and GPU. Figures shown as they are recorded.",
+        render_key_values),
+    "sim": Section(
+        "Active learning on the demo corpus (issues 3 and 6)",
+        "`python -m app simulate` runs the worker's round code against an oracle that answers "
+        "from the labels of the demo corpus (BBC News): every strategy (random always "
+        "included) starts a repeat from the same seed texts and is scored on the same held-out "
+        "split, so the curves compare like with like. The model is fine-tuned fresh every "
+        "round. Target: an active strategy reaches random's final accuracy with at most "
+        f"{SIM_TARGET_SHARE:.0%} of random's label budget.",
+        render_sim),
+}
+
+
+def render_section(section: Section, results: dict[str, Result], doc_dir: Path) -> list[str]:
+    """One benchmark: its text, then each machine's result, or why there is none."""
+    lines = [f"## {section.title}", "", *para(section.intro)]
+    measured = [results[tag] for tag in sorted(results) if results[tag].measured]
+    skipped = [results[tag] for tag in sorted(results) if not results[tag].measured]
+    if not measured:
+        why = "; ".join(f"{r.skipped} (`{r.tag}`, {_when(r.meta.get('date'))})"
+                        for r in skipped) or NOT_FOUND
+        return lines + para(f"**Not yet measured**: {why}.")
+    for r in measured:
+        lines += _header(r, doc_dir) + section.render(r)
+        for key, path in r.files.items():
+            lines += [f"![{r.step} {key}]({_relative(path, doc_dir)})", ""]
+        for note in r.meta.get("notes", []):
+            lines += para(note)
+    for r in skipped:
+        lines += para(f"Not measured on `{r.tag}`: {r.skipped}.")
+    return lines
+
+
+def render(results: dict[str, dict[str, Result]], doc_dir: Path) -> str:
+    """The whole page; ``doc_dir`` is where it will lie (links are relative to it)."""
+    machines: dict[str, Result] = {}
+    for by_tag in results.values():
+        for tag, r in by_tag.items():
+            if tag not in machines or str(r.meta.get("date")) > str(
+                    machines[tag].meta.get("date")):
+                machines[tag] = r
+    header = list(machine_fields({}))
+    lines = [
+        "# Benchmarks", "",
+        "<!-- Generated by `python -m bench.report` (`make bench` runs it): edit bench/report.py "
+        "or the result files, not this page. -->", "",
+        *para("Every figure below comes with the command that produced it, the machine, the "
+              "date and the commit. `make bench` runs every benchmark, copies the results to "
+              "`docs/results/<machine>/` and rewrites this page from them and from "
+              "`bench/out/` (this machine's latest run, not committed); `make bench-quick` runs "
+              "smaller sizes, which appear only where a machine has no full run. Wall times on "
+              "a shared machine are noisy; CPU seconds are given where a benchmark records "
+              "them."),
+        "## Machines", "",
+        *table(["machine", *header],
+               [[f"`{tag}`", *machine_fields(machines[tag].meta.get("machine") or {}).values()]
+                for tag in sorted(machines)]),
+    ]
+    if not any((r.meta.get("machine") or {}).get("cuda_gpu") for r in machines.values()):
+        lines += para("No machine with a CUDA GPU has results here yet: GPU figures are not yet "
+                      "measured.")
+    for step, section in SECTIONS.items():
+        lines += render_section(section, results.get(step, {}), doc_dir)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(out: Path = OUT, run_dir: Path = RUN_DIR, results_dir: Path = RESULTS_DIR
+                 ) -> Path:
+    """Render the page from ``run_dir`` and ``results_dir`` into ``out``; returns ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(collect(run_dir, results_dir), out.parent.resolve()), encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help="default: docs/benchmarks.md")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR,
+                        help="this machine's latest run (default: bench/out)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="committed results, one folder per machine (default: docs/results)")
+    args = parser.parse_args(argv)
+    print(f"Wrote {write_report(args.out, args.run_dir, args.results_dir)}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""docs/benchmarks.md is rendered from result files: every section, verdicts from the figures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from bench.report import ROOT, SECTIONS, collect, render, write_report
+from tests.bench.conftest import (
+    export_result,
+    import_result,
+    queue_result,
+    sim_result,
+    wrapped,
+    write,
+)
+
+
+def _page(tree: dict[str, Path]) -> str:
+    return render(collect(tree["run"], tree["results"]), tree["doc_dir"])
+
+
+def _section(page: str, step: str) -> str:
+    """One section, from its heading to the next one, with all whitespace runs as one space
+    (paragraphs are wrapped)."""
+    start = page.index(f"## {SECTIONS[step].title}\n")
+    end = page.find("\n## ", start + 1)
+    return " ".join((page[start:] if end == -1 else page[start:end]).split())
+
+
+def test_every_section_is_rendered_in_registry_order(results_tree):
+    page = _page(results_tree)
+    positions = [page.index(f"## {section.title}\n") for section in SECTIONS.values()]
+    assert positions == sorted(positions)
+
+
+def test_header_has_command_machine_date_commit_and_a_relative_link(results_tree):
+    text = _section(_page(results_tree), "import")
+    assert "### `cpu-4core`" in text
+    assert ".venv/bin/python -m bench.bench_import --out x.json" in text
+    assert "on 2026-11-24 10:00 UTC, commit `abc1234`" in text
+    assert "Test CPU, 4 logical cores, 16 GiB RAM" in text
+    assert "[`results/cpu-4core/import.json`](results/cpu-4core/import.json)" in text
+
+
+def test_machines_table_lists_each_machine(results_tree):
+    page = _page(results_tree)
+    assert "| `cpu-4core` | Test CPU | 4 | yes | no | 16 GiB | Linux-test |" in page
+    assert "GPU figures are not yet measured" in page
+
+
+def test_import_table_and_verdict(results_tree):
+    text = _section(_page(results_tree), "import")
+    assert "| 0.21 GB CSV, 100,000 rows | 4.0 s | **25,000** | 3.9 | 150 MB | 0.24 GB |" in text
+    assert "at least 20,000 rows/s: **met** (25,000 rows/s, +25% against the target)" in text
+
+
+@pytest.mark.parametrize(("rate", "word"), [(19_999, "missed"), (20_000, "met")])
+def test_import_verdict_follows_the_figure(tmp_path, rate, word):
+    write(tmp_path / "r" / "m" / "import.json", wrapped("import", import_result(rate)))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "import")
+    assert f"rows/s: **{word}**" in text
+
+
+def test_export_names_the_format_below_target(results_tree):
+    text = _section(_page(results_tree), "export")
+    assert "| CSV (formula-safe) | 2.5 s | **40,000** |" in text
+    assert "**missed** for CSV (formula-safe) (40,000 rows/s)" in text
+
+
+def test_export_met_for_every_format(tmp_path):
+    write(tmp_path / "r" / "m" / "export.json", wrapped("export", export_result()))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "export")
+    assert "**met** for every format" in text
+
+
+def test_queue_table_and_verdicts(results_tree):
+    text = _section(_page(results_tree), "queue")
+    assert "| 100,000 | 3.00 ms | 6.00 ms | 7.00 ms | 3.00 ms | 6.00 ms | 7.00 ms |" in text
+    assert "p95 under 20 ms: **met** (worst p95 6.00 ms)" in text
+    assert "at most 2× that at 10,000): **met** (claim 1.20×, submit 1.20×)" in text
+
+
+@pytest.mark.parametrize(("small", "large", "under", "flat"), [
+    (5.0, 25.0, "missed", "missed"),   # slow and growing
+    (5.0, 15.0, "met", "missed"),      # fast enough but three times slower on the big pool
+    (12.0, 19.0, "met", "met"),
+])
+def test_queue_verdicts_follow_the_figures(tmp_path, small, large, under, flat):
+    write(tmp_path / "r" / "m" / "queue.json", wrapped("queue", queue_result(small, large)))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "queue")
+    assert f"p95 under 20 ms: **{under}**" in text
+    assert re.search(rf"at 10,000\): \*\*{flat}\*\*", text)
+
+
+def test_sim_tables_efficiency_and_curve(results_tree):
+    text = _section(_page(results_tree), "sim")
+    assert "| labels | margin accuracy | random accuracy |" in text
+    assert "| 60 | 0.960 ± 0.010 | 0.710 ± 0.010 |" in text
+    assert "| labels | margin macro-F1 | random macro-F1 |" in text
+    assert "| `margin` | " in text and "| 60 | 60% | **met** |" in text
+    assert "Random's final accuracy: 0.890 at 100 labels" in text
+    assert "500 texts after removing duplicates, 2 labels" in text
+    assert "each round scoring the whole pool" in text
+    assert "Final accuracy per repeat: `margin` 1.000, 1.000; `random` 0.900, 0.880." in text
+    assert "![sim curve](results/cpu-4core/sim.curve.png)" in text
+    assert "A note kept with the figures." in text
+
+
+def test_sim_target_missed_when_active_learning_does_not_pay(tmp_path):
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", sim_result(active_gain=0.05)))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+    assert "| 100 | 100% | **missed** |" in text
+
+
+def test_scoring_and_round_show_the_json_as_key_values(results_tree):
+    page = _page(results_tree)
+    assert "| `cpu.train_s` | 12.5 |" in _section(page, "round")
+    assert ("**Not yet measured**: bench.bench_scoring does not exist yet (`cpu-4core`, on "
+            "2026-11-24 10:00 UTC)." in _section(page, "scoring"))
+
+
+def test_missing_results_say_not_yet_measured(results_tree):
+    text = _section(_page(results_tree), "queue-postgresql")
+    assert f"**Not yet measured**: {report.NOT_FOUND}." in text
+    assert "###" not in text
+
+
+def test_a_skip_never_hides_a_measured_result(results_tree):
+    write(results_tree["run"] / "import.json", wrapped("import", skipped="failed: exit code 1",
+                                                       date="2026-12-01T00:00:00Z"))
+    text = _section(_page(results_tree), "import")
+    assert "**25,000**" in text and "failed" not in text
+
+
+def test_quick_runs_only_where_no_full_run(results_tree):
+    write(results_tree["run"] / "import.json", wrapped("import", import_result(99_999),
+                                                       quick=True, date="2026-12-01T00:00:00Z"))
+    write(results_tree["run"] / "export.json", wrapped("export", export_result(),
+                                                       machine_tag="cpu-8core", quick=True))
+    page = _page(results_tree)
+    assert "99,999" not in _section(page, "import")
+    export = _section(page, "export")
+    assert "### `cpu-8core`" in export and "*Quick run*" in export
+    assert "[`../bench/out/export.json`](../bench/out/export.json)" in export
+
+
+def test_a_newer_full_run_replaces_the_committed_one(results_tree):
+    write(results_tree["run"] / "import.json", wrapped("import", import_result(31_000),
+                                                       date="2026-12-01T00:00:00Z"))
+    assert "**31,000**" in _section(_page(results_tree), "import")
+
+
+def test_reconstructed_results_say_so(tmp_path):
+    write(tmp_path / "r" / "m" / "import.json",
+          wrapped("import", import_result(), reconstructed=True, commit=None))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "import")
+    assert "*Reconstructed*" in text and "commit not recorded" in text
+
+
+def test_files_in_the_older_unwrapped_format_are_left_out(tmp_path, capsys):
+    write(tmp_path / "out" / "import.json", import_result())
+    assert collect(tmp_path / "out", tmp_path / "none") == {}
+    assert "not a wrapped result" in capsys.readouterr().err
+
+
+def test_write_report_and_long_commands_wrap(results_tree):
+    out = write_report(results_tree["doc_dir"] / "benchmarks.md", results_tree["run"],
+                       results_tree["results"])
+    assert out.read_text(encoding="utf-8").startswith("# Benchmarks\n")
+    assert report.shell("python -m app simulate " + "--flag value " * 12).count(" \\\n    --") == 1
+
+
+def test_committed_results_render():
+    """The figures in docs/results render without error, and none of them is left out."""
+    results = collect(ROOT / "no-such-run-dir", ROOT / "docs" / "results")
+    page = render(results, ROOT / "docs")
+    for step, by_tag in results.items():
+        for tag in by_tag:
+            assert f"### `{tag}`" in _section(page, step)

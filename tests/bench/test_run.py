@@ -1,0 +1,162 @@
+"""bench.run: step selection, the wrapped files, publishing, and steps that cannot run here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import meta, report, run
+from tests.bench.conftest import MACHINE, wrapped, write
+
+ORDER = ["import", "export", "queue", "queue-postgresql", "scoring", "round", "sim"]
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> run.Context:
+    return run.Context(tmp_path / "out", quick=True, with_sim=False, cuda=False)
+
+
+def test_steps_in_order_each_with_a_report_section():
+    assert list(run.STEPS) == ORDER
+    assert list(report.SECTIONS) == ORDER
+
+
+def test_only_selects_a_subset_in_step_order():
+    assert run.select_steps(None) == ORDER
+    assert run.select_steps("sim, import") == ["import", "sim"]
+    with pytest.raises(ValueError, match="unknown step.*nope"):
+        run.select_steps("queue,nope")
+
+
+def _fake_steps(monkeypatch, calls: list[str]) -> None:
+    def fake(name: str):
+        def step(ctx: run.Context) -> run.Outcome:
+            calls.append(name)
+            if name == "sim":
+                return run.Outcome(skipped="not here")
+            curve = ctx.out_dir / "fig.png"
+            curve.write_bytes(b"png")
+            return run.Outcome(f"bench {name}", {"figure": 1}, exit_code=0,
+                               files={"curve": curve})
+        return step
+
+    monkeypatch.setattr(run, "STEPS", {name: fake(name) for name in ORDER})
+    monkeypatch.setattr(meta, "machine", lambda: dict(MACHINE))
+
+
+def test_main_runs_only_the_chosen_steps_and_wraps_their_results(monkeypatch, tmp_path):
+    calls: list[str] = []
+    _fake_steps(monkeypatch, calls)
+    out, results = tmp_path / "out", tmp_path / "results"
+    code = run.main(["--quick", "--only", "sim,queue", "--out-dir", str(out), "--results-dir", str(results),
+                     "--no-report"])
+    assert code == 0 and calls == ["queue", "sim"]
+    doc = json.loads((out / "queue.json").read_text())
+    assert doc["result"] == {"figure": 1} and doc["files"] == {"curve": "fig.png"}
+    assert {"step", "command", "date", "commit", "machine", "machine_tag", "quick", "exit_code",
+            "seconds"} <= set(doc["meta"])
+    assert doc["meta"]["command"] == "bench queue" and doc["meta"]["machine_tag"] == "cpu-4core"
+    assert json.loads((out / "sim.json").read_text())["skipped"] == "not here"
+    assert not (out / "import.json").exists()
+    assert not results.exists()  # a quick run is not published
+
+
+def test_a_full_run_is_published_and_a_skip_keeps_the_measured_result(monkeypatch, tmp_path):
+    _fake_steps(monkeypatch, [])
+    results = tmp_path / "results"
+    write(results / "cpu-4core" / "sim.json", wrapped("sim", {"measured": "before"}))
+    code = run.main(["--only", "queue,sim", "--out-dir", str(tmp_path / "out"),
+                     "--results-dir", str(results), "--no-report"])
+    assert code == 0
+    published = json.loads((results / "cpu-4core" / "queue.json").read_text())
+    assert published["files"] == {"curve": "queue.curve.png"}
+    assert (results / "cpu-4core" / "queue.curve.png").read_bytes() == b"png"
+    assert json.loads((results / "cpu-4core" / "sim.json").read_text())["result"] == {
+        "measured": "before"}
+
+
+def test_unknown_step_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--only", "nope", "--no-report"])
+    assert exc.value.code == 2 and "unknown step" in capsys.readouterr().err
+
+
+def test_a_benchmark_that_writes_nothing_fails(monkeypatch, ctx):
+    monkeypatch.setattr(run, "_call", lambda argv: 3)
+    outcome = run.step_queue(ctx)
+    assert outcome.failed and outcome.skipped == "failed: exit code 3 and no figures written"
+
+
+def test_postgres_skipped_without_url_or_server_binaries(monkeypatch, ctx, tmp_path):
+    monkeypatch.setattr(run, "_has_option", lambda module, option: True)
+    monkeypatch.delenv("BENCH_POSTGRES_URL", raising=False)
+    monkeypatch.setattr(run, "INITDB_GLOB", str(tmp_path / "postgresql" / "*" / "bin" / "initdb"))
+    outcome = run.step_queue_postgresql(ctx)
+    assert outcome.result is None and not outcome.failed
+    assert outcome.skipped.startswith("no PostgreSQL: BENCH_POSTGRES_URL is not set and no "
+                                      "server binaries match")
+
+
+def test_postgres_skipped_while_bench_queue_has_no_database_url(monkeypatch, ctx):
+    monkeypatch.setattr(run, "_has_option", lambda module, option: False)
+    assert "no --database-url" in run.step_queue_postgresql(ctx).skipped
+
+
+def test_postgres_url_from_the_environment(monkeypatch, ctx):
+    seen: list[tuple[str, ...]] = []
+    monkeypatch.setattr(run, "_has_option", lambda module, option: True)
+    monkeypatch.setenv("BENCH_POSTGRES_URL", "postgresql+psycopg://u:secret@db/x")
+    monkeypatch.setattr(run, "_bench", lambda ctx, name, module, *args: seen.append(args)
+                        or run.Outcome("cmd", [], exit_code=0))
+    outcome = run.step_queue_postgresql(ctx)
+    assert seen == [("--sizes", "10000,100000", "--database-url",
+                     "postgresql+psycopg://u:secret@db/x")]
+    assert outcome.meta == {"postgres": "the server at BENCH_POSTGRES_URL"}
+
+
+def test_newest_initdb_is_chosen(monkeypatch, tmp_path):
+    for version in ("9", "15", "13"):
+        write(tmp_path / version / "bin" / "initdb", {})
+    monkeypatch.setattr(run, "INITDB_GLOB", str(tmp_path / "*" / "bin" / "initdb"))
+    assert run.find_initdb() == tmp_path / "15" / "bin" / "initdb"
+
+
+def test_module_not_written_yet_is_skipped(ctx):
+    outcome = run._optional(ctx, "scoring", "bench.no_such_benchmark")
+    assert outcome.skipped == "bench.no_such_benchmark does not exist yet" and not outcome.failed
+
+
+def test_sim_needs_with_sim_or_a_gpu(monkeypatch, ctx):
+    assert "--with-sim" in run.step_sim(ctx).skipped
+    calls: list[list[str]] = []
+    monkeypatch.setattr(run, "_call", lambda argv: calls.append(argv) or 0)
+    gpu = run.Context(ctx.out_dir, quick=False, with_sim=False, cuda=True)
+    outcome = run.step_sim(gpu)
+    assert outcome.failed  # the fake wrote no results.json
+    simulate = calls[1]
+    assert simulate[simulate.index("--budget") + 1] == "300"
+    assert [simulate[i + 1] for i, a in enumerate(simulate) if a == "--strategy"] == [
+        "margin", "entropy", "least_confidence"]
+
+
+def test_commands_are_shown_from_the_repository_root_without_passwords():
+    shown = run._shown([sys.executable, "-m", "x", "--out", str(run.ROOT / "bench" / "out"),
+                        "--database-url", "postgresql+psycopg://u:secret@h:5432/db"])
+    assert "secret" not in shown and "u:***@h:5432" in shown
+    assert " --out bench/out " in shown
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(run.find_initdb() is None, reason="no PostgreSQL server binaries here")
+def test_throwaway_postgres_starts_and_is_removed():
+    import psycopg
+
+    with run.throwaway_postgres(run.find_initdb()) as url:
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+            assert conn.execute("SHOW fsync").fetchone() == ("on",)
+            data = Path(conn.execute("SHOW data_directory").fetchone()[0])
+        assert data.is_dir()
+    assert not data.exists()
