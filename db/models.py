@@ -122,7 +122,8 @@ class Example(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "text_hash"),
         # (project_id, id): a project's id range and id-ordered walks without scanning it all
-        Index("ix_examples_project_id", "project_id"),
+        # (SQLite would append the rowid itself; PostgreSQL needs the id spelled out)
+        Index("ix_examples_project_id", "project_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
