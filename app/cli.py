@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a problem with the input or the data (the message says 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -270,6 +271,12 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _show_round(point: dict) -> None:
+    print(f"repeat {point['repeat']} {point['strategy']:>16} n={point['n_labels']:4d} "
+          f"acc={point['accuracy']:.3f} f1={point['macro_f1']:.3f} "
+          f"({point['seconds']:.1f} s)", file=sys.stderr, flush=True)
+
+
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from db.importing import read_labelled
     from learner.model import TrainConfig, TransformerClassifier
@@ -285,20 +292,15 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValueError as exc:
         raise LabelwiseError(str(exc)) from None
+    if args.workers < 1:
+        raise LabelwiseError("--workers must be at least 1")
     train = TrainConfig(max_length=args.max_length, seed=0)
     if args.epochs:
         train = TrainConfig(max_length=args.max_length, seed=0, epochs=args.epochs)
-
-    def factory() -> TransformerClassifier:
-        return TransformerClassifier(args.model or settings.model_path, train)
-
-    def show(point: dict) -> None:
-        print(f"repeat {point['repeat']} {point['strategy']:>16} n={point['n_labels']:4d} "
-              f"acc={point['accuracy']:.3f} f1={point['macro_f1']:.3f} "
-              f"({point['seconds']:.1f} s)", file=sys.stderr, flush=True)
-
+    factory = functools.partial(TransformerClassifier, args.model or settings.model_path, train)
     results = simulate(texts, labels, config, factory, Path(args.out),
-                       title=f"{Path(args.data).name}: {len(set(labels))} labels", on_round=show)
+                       title=f"{Path(args.data).name}: {len(set(labels))} labels",
+                       on_round=_show_round, workers=args.workers)
     for name, s in results["summary"].items():
         print(f"{name:>16}: AUC(acc) {s['auc_accuracy']:.3f}, final acc "
               f"{s['accuracy_mean'][-1]:.3f} ± {s['accuracy_std'][-1]:.3f}, "
@@ -455,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast-loop", choices=["on", "off"], default="off",
                    help="between rounds, re-rank on the round's embeddings every few answers")
     p.add_argument("--fast-every", type=int, default=5, help="answers between fast re-ranks")
+    p.add_argument("--workers", type=int, default=1,
+                   help="curves run in this many processes at once (CPU cores or GPU share)")
     p.add_argument("--out", required=True, help="output folder")
 
     p = add("user", cmd_user, "manage accounts: add, list, disable, enable, passwd",

@@ -33,6 +33,8 @@ EXPORT_TARGET_ROWS_PER_S = 50_000
 QUEUE_P95_TARGET_MS = 20.0
 QUEUE_FLAT_FACTOR = 2.0
 SIM_TARGET_SHARE = 0.6
+SIM_ACCURACY_TARGETS = {50: 0.91, 100: 0.95, 300: 0.97}
+"""Issue 6: mean accuracy at these label counts (TF-IDF + logistic regression's figures)."""
 NOT_FOUND = "no result file in docs/results/ or bench/out/ yet"
 
 
@@ -333,6 +335,27 @@ def _versus_random(summary: dict[str, Any], name: str) -> str:
            f"{', '.join(below)}."
 
 
+def _accuracy_targets(summary: dict[str, Any], seed_size: int | None) -> list[str]:
+    """Issue 6's targets: accuracy at 50/100/300 labels, and at or above random after the seed."""
+    rnd = summary.get("random")
+    rnd_at = dict(zip(rnd["n_labels"], rnd["accuracy_mean"])) if rnd else {}
+    head = ["strategy", *(f"{n} labels (target {t:.0%})" for n, t in SIM_ACCURACY_TARGETS.items()),
+            "at or above random after the seed texts"]
+    rows = []
+    for name, s in summary.items():
+        at = dict(zip(s["n_labels"], s["accuracy_mean"]))
+        cells = [f"{at[n]:.3f} {verdict(at[n] >= t)}" if n in at else "not measured"
+                 for n, t in SIM_ACCURACY_TARGETS.items()]
+        after = [n for n in s["n_labels"] if seed_size is None or n > seed_size]
+        if name == "random" or not rnd_at:
+            cells.append("—")
+        else:
+            below = [n for n in after if n in rnd_at and at[n] < rnd_at[n]]
+            cells.append(verdict(not below) + (f" (below at {', '.join(map(str, below))})" if below else ""))
+        rows.append([f"`{name}`", *cells])
+    return para("Accuracy targets (mean over the repeats):") + table(head, rows)
+
+
 def render_sim(r: Result) -> list[str]:
     x = r.result
     cfg, summary, curves = x.get("config", {}), x["summary"], x.get("curves", {})
@@ -377,6 +400,7 @@ def render_sim(r: Result) -> list[str]:
     lines += table(["strategy", "AUC (accuracy)", "labels to reach random's final accuracy",
                     "share of random's budget", f"target: at most {SIM_TARGET_SHARE:.0%}"], rows)
     lines += para(" ".join(_versus_random(summary, n) for n in names if n != "random"))
+    lines += _accuracy_targets(summary, cfg.get("seed_size"))
     if curves:
         finals = "; ".join(f"`{name}` " + ", ".join(f"{run[-1]['accuracy']:.3f}" for run in runs)
                            for name, runs in curves.items())
@@ -433,6 +457,13 @@ SECTIONS: dict[str, Section] = {
         "split, so the curves compare like with like. The model is fine-tuned fresh every "
         "round. Target: an active strategy reaches random's final accuracy with at most "
         f"{SIM_TARGET_SHARE:.0%} of random's label budget.",
+        render_sim),
+    "sim-fastloop": Section(
+        "Active learning with the fast loop between rounds (issue 6)",
+        "The same simulation with `--fast-loop on`: within each batch the round's top texts "
+        "are answered first, then after every few answers a logistic regression on the "
+        "round's embeddings re-ranks the rest with the same strategy, as the worker does "
+        "between transformer rounds. Compare with the section above (fast loop off).",
         render_sim),
 }
 

@@ -214,20 +214,28 @@ def step_round(ctx: Context) -> Outcome:
     return _optional(ctx, "round", "bench.bench_round")
 
 
-def step_sim(ctx: Context) -> Outcome:
-    """The label-efficiency simulation on the demo corpus (hours on a CPU: opt-in there)."""
+def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
+    """The label-efficiency simulation on the demo corpus (hours on a CPU: opt-in there).
+
+    The product's own training settings (up to 10 epochs, early stopping); every curve (one
+    per strategy and repeat) in its own process, as many at once as the machine has room for.
+    """
     if not (ctx.with_sim or ctx.cuda):
         return Outcome(skipped="the simulation takes hours on a CPU; it runs with --with-sim, "
                                "or by default where torch sees a CUDA GPU")
-    data, sim_dir = ctx.out_dir / "bbc.jsonl", ctx.out_dir / "sim"
-    strategies = ["margin"] if ctx.quick else ["margin", "entropy", "least_confidence"]
+    data, sim_dir = ctx.out_dir / "bbc.jsonl", ctx.out_dir / name
+    strategies = ["margin"] if ctx.quick else ["margin", "entropy", "least_confidence", "diverse"]
+    repeats = 1 if ctx.quick else 3
+    cores = os.cpu_count() or 1
+    workers = (len(strategies) + 1) * repeats if ctx.cuda else max(1, cores // 2)
     demo = _python("app", "demo", "--write", str(data))
     simulate = _python(
         "app", "simulate", "--data", str(data),
-        *[arg for name in strategies for arg in ("--strategy", name)],
-        "--seed-size", "20", "--batch", "20", "--budget", "60" if ctx.quick else "300",
-        "--repeats", "1" if ctx.quick else "3", "--test-frac", "0.2", "--epochs", "6",
-        "--max-length", "128", "--out", str(sim_dir))
+        *[arg for strategy in strategies for arg in ("--strategy", strategy)],
+        "--seed-size", "20", "--batch", "10", "--budget", "60" if ctx.quick else "300",
+        "--repeats", str(repeats), "--test-frac", "0.2", "--max-length", "128",
+        "--fast-loop", "on" if fast_loop else "off", "--workers", str(min(workers, 16)),
+        "--out", str(sim_dir))
     command = f"{_shown(demo)}\n{_shown(simulate)}"
     code = _call(demo)
     if code:
@@ -238,6 +246,14 @@ def step_sim(ctx: Context) -> Outcome:
                    {"curve": sim_dir / "curve.png"})
 
 
+def step_sim(ctx: Context) -> Outcome:
+    return _simulation(ctx, "sim", fast_loop=False)
+
+
+def step_sim_fastloop(ctx: Context) -> Outcome:
+    return _simulation(ctx, "sim-fastloop", fast_loop=True)
+
+
 STEPS: dict[str, Callable[[Context], Outcome]] = {
     "import": step_import,
     "export": step_export,
@@ -246,6 +262,7 @@ STEPS: dict[str, Callable[[Context], Outcome]] = {
     "scoring": step_scoring,
     "round": step_round,
     "sim": step_sim,
+    "sim-fastloop": step_sim_fastloop,
 }
 
 

@@ -163,7 +163,8 @@ class TrainConfig:
             bf16 only where the CPU has bf16 units (AMX, AVX-512 BF16) and bf16 predicts the
             same class as fp32 for at least ``AGREEMENT_MIN`` of a sample of the first large
             batch it scores (``scoring_precision_`` and ``scoring_agreement_`` tell).
-        scoring_batch_size: Texts per forward pass when scoring or embedding.
+        scoring_batch_size: Texts per forward pass when scoring or embedding; ``None`` for 64
+            on a CPU and 256 on CUDA, where larger batches keep the GPU busy.
         max_grad_norm: Gradients are clipped to this norm; 0 turns clipping off.
         head_lr_multiplier: The task head (everything outside ``model.base_model``) learns at
             ``learning_rate`` times this. 10 helped a little with 20 labels and not with 60.
@@ -181,7 +182,7 @@ class TrainConfig:
     patience: int = 2
     device: str | None = None
     precision: str = "auto"
-    scoring_batch_size: int = 64
+    scoring_batch_size: int | None = None
     max_grad_norm: float = 1.0
     head_lr_multiplier: float = 1.0
 
@@ -189,6 +190,8 @@ class TrainConfig:
         positive = ("max_length", "epochs", "batch_size", "scoring_batch_size", "patience")
         for name in positive:
             value = getattr(self, name)
+            if name == "scoring_batch_size" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LearnerError(f"TrainConfig.{name} must be a positive integer, not {value!r}")
         if self.max_length < 3:
@@ -385,7 +388,7 @@ class TransformerClassifier:
                 reporter.update(step)
             record: dict[str, float] = {"epoch": epoch + 1, "train_loss": loss_sum / len(order)}
             if len(val_idx):
-                logits_val = _logits(model, tokenizer, encoded, val_idx, cfg.scoring_batch_size, device, precision)
+                logits_val = _logits(model, tokenizer, encoded, val_idx, scoring_batch(cfg, device), device, precision)
                 val_loss, val_acc = _loss_and_accuracy(logits_val, label_ids[val_idx])
                 record.update(val_accuracy=val_acc, val_loss=val_loss)
                 key = (val_acc, -val_loss)
@@ -527,8 +530,9 @@ class TransformerClassifier:
         encoded = _encode(tokenizer, texts, self.config.max_length)
 
         def run(idx: np.ndarray, precision: str) -> np.ndarray:
-            return _run_sorted(model, tokenizer, encoded, idx, self.config.scoring_batch_size,
-                               self._device or "cpu", precision, fn)
+            device = self._device or "cpu"
+            return _run_sorted(model, tokenizer, encoded, idx, scoring_batch(self.config, device),
+                               device, precision, fn)
 
         everything = np.arange(len(texts))
         if self.scoring_precision_ != CHECK:
@@ -593,7 +597,7 @@ class TransformerClassifier:
             return _mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
 
         out = _run_sorted(
-            encoder, tokenizer, encoded, np.arange(len(texts)), self.config.scoring_batch_size, device, precision, pool
+            encoder, tokenizer, encoded, np.arange(len(texts)), scoring_batch(self.config, device), device, precision, pool
         )
         return out.astype(np.float32, copy=False)
 
@@ -739,6 +743,13 @@ def _as_texts(X: Sequence[str]) -> list[str]:
         if not isinstance(text, str):
             raise LearnerError(f"Text #{i} is a {type(text).__name__}, not a string")
     return texts
+
+
+def scoring_batch(config: TrainConfig, device: str) -> int:
+    """Texts per forward pass when scoring on ``device`` (see ``TrainConfig.scoring_batch_size``)."""
+    if config.scoring_batch_size is not None:
+        return config.scoring_batch_size
+    return 256 if device.startswith("cuda") else 64
 
 
 def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:

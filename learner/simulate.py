@@ -7,7 +7,9 @@ and is scored on the same held-out test split, so the curves compare like with l
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -145,6 +147,29 @@ def fast_batch(result: Any, data: RoundInput, labels: Sequence[str], n: int, eve
     return picked
 
 
+def _curve(texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str],
+           config: SimulationConfig, factory: Callable[[], Any], repeat: int, strategy: str,
+           on_round: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+    """One repeat of one strategy: every strategy of a repeat gets the same split and seed set."""
+    split_rng = np.random.default_rng(config.seed + repeat)
+    train_idx, test_idx = stratified_split(labels, config.test_frac, split_rng)
+    seed_idx = split_rng.choice(train_idx, size=config.seed_size, replace=False).tolist()
+    rng = np.random.default_rng(1000 * (config.seed + repeat) + 7)
+    report = functools.partial(_tagged, on_round, repeat) if on_round else None
+    return run_curve(texts, labels, label_set, train_idx, test_idx, seed_idx, strategy, config,
+                     factory, rng, report)
+
+
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _tagged(on_round: Callable[[dict[str, Any]], None], repeat: int, point: dict[str, Any]) -> None:
+    on_round({"repeat": repeat, **point})
+
+
 def summarise(curves: dict[str, list[list[dict[str, Any]]]]) -> dict[str, Any]:
     """Mean and std per labelled count, area under the curve, and labels-to-match-random."""
     out: dict[str, Any] = {}
@@ -206,29 +231,43 @@ def simulate(
     out_dir: Path,
     title: str = "Labelwise simulation",
     on_round: Callable[[dict[str, Any]], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Run every strategy over ``config.repeats`` seeds; write results.json and curve.png."""
+    """Run every strategy over ``config.repeats`` seeds; write results.json and curve.png.
+
+    With ``workers`` > 1 the curves (one per repeat and strategy) run in that many spawned
+    processes, so ``factory`` and ``on_round`` must be picklable (module-level functions,
+    ``functools.partial``); each curve is the same as in a sequential run, since its split,
+    seed set and generator depend only on the seed, the repeat and nothing else.
+    """
     texts, labels = dedupe(texts, labels)
     label_set = sorted(set(labels))
-    curves: dict[str, list[list[dict[str, Any]]]] = {s: [] for s in config.strategies}
+    jobs = [(repeat, strategy) for repeat in range(config.repeats) for strategy in config.strategies]
     started = time.perf_counter()
-    for repeat in range(config.repeats):
-        split_rng = np.random.default_rng(config.seed + repeat)
-        train_idx, test_idx = stratified_split(labels, config.test_frac, split_rng)
-        seed_idx = split_rng.choice(train_idx, size=config.seed_size, replace=False).tolist()
-        for strategy in config.strategies:
-            rng = np.random.default_rng(1000 * (config.seed + repeat) + 7)
-            report = (lambda p, r=repeat: on_round({"repeat": r, **p})) if on_round else None
-            curves[strategy].append(
-                run_curve(texts, labels, label_set, train_idx, test_idx, seed_idx, strategy,
-                          config, factory, rng, report)
-            )
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        processes = min(workers, len(jobs))
+        threads = max(1, (os.cpu_count() or 1) // processes)
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_limit_threads, initargs=(threads,)) as pool:
+            futures = [pool.submit(_curve, texts, labels, label_set, config, factory, repeat,
+                                   strategy, on_round) for repeat, strategy in jobs]
+            done = [future.result() for future in futures]
+    else:
+        done = [_curve(texts, labels, label_set, config, factory, repeat, strategy, on_round)
+                for repeat, strategy in jobs]
+    curves: dict[str, list[list[dict[str, Any]]]] = {s: [] for s in config.strategies}
+    for (_, strategy), points in zip(jobs, done):
+        curves[strategy].append(points)
     summary = summarise(curves)
     results = {
         "config": asdict(config),
         "n_texts": len(texts),
         "labels": label_set,
         "wall_seconds": time.perf_counter() - started,
+        "workers": workers,
         "summary": summary,
         "curves": curves,
     }

@@ -11,7 +11,7 @@ import pytest
 from bench import meta, report, run
 from tests.bench.conftest import MACHINE, wrapped, write
 
-ORDER = ["import", "export", "queue", "queue-postgresql", "scoring", "round", "sim"]
+ORDER = ["import", "export", "queue", "queue-postgresql", "scoring", "round", "sim", "sim-fastloop"]
 
 
 @pytest.fixture
@@ -139,7 +139,10 @@ def test_sim_needs_with_sim_or_a_gpu(monkeypatch, ctx):
     simulate = calls[1]
     assert simulate[simulate.index("--budget") + 1] == "300"
     assert [simulate[i + 1] for i, a in enumerate(simulate) if a == "--strategy"] == [
-        "margin", "entropy", "least_confidence"]
+        "margin", "entropy", "least_confidence", "diverse"]
+    assert simulate[simulate.index("--fast-loop") + 1] == "off"
+    run.step_sim_fastloop(gpu)
+    assert calls[-1][calls[-1].index("--fast-loop") + 1] == "on"
 
 
 def test_commands_are_shown_from_the_repository_root_without_passwords():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from app.cli import main
 from learner.simulate import SimulationConfig, stratified_split, summarise
@@ -28,6 +29,32 @@ def test_simulate_command_writes_results_and_plot(tmp_path, tiny_model_dir, caps
         assert all(0 <= a <= 1 for a in s["accuracy_mean"])
         assert len(results["curves"][strategy]) == 2  # one curve per repeat
     assert "AUC" in capsys.readouterr().out
+
+
+def test_curves_in_worker_processes_equal_sequential_ones(tmp_path, tiny_model_dir):
+    """Run as subprocesses: spawning from a pytest process that ran AppTest can hang."""
+    import subprocess
+    import sys
+
+    texts, labels = synthetic_texts(30, classes=("fruit", "vehicle", "colour"), seed=2)
+    data = tmp_path / "toy.jsonl"
+    data.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in zip(texts, labels)))
+    curves = {}
+    for workers in ("1", "3"):
+        out = tmp_path / f"sim-{workers}"
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "simulate", "--data", str(data), "--strategy", "margin",
+             "--seed-size", "6", "--batch", "6", "--budget", "12", "--repeats", "2",
+             "--test-frac", "0.25", "--model", str(tiny_model_dir), "--max-length", "16",
+             "--epochs", "2", "--workers", workers, "--out", str(out)],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "LABELWISE_DATA_DIR": str(tmp_path)})
+        assert done.returncode == 0, done.stderr[-2000:]
+        results = json.loads((out / "results.json").read_text())
+        assert results["workers"] == int(workers)
+        curves[workers] = {s: [[(p["n_labels"], p["accuracy"]) for p in c] for c in cs]
+                           for s, cs in results["curves"].items()}
+    assert curves["1"] == curves["3"]
+    assert len(curves["3"]["margin"]) == 2 and len(curves["3"]["random"]) == 2
 
 
 def test_split_is_stratified_and_disjoint():

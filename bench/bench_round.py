@@ -1,0 +1,96 @@
+"""Benchmark one training round: 200 labels and a 20,000-text pool, as the worker runs it.
+
+Usage::
+
+    .venv/bin/python -m bench.bench_round --out bench/out/round.json
+    .venv/bin/python -m bench.bench_round --quick          # 100 labels, 2,000-text pool
+
+A fresh SQLite database gets the BBC News demo texts (repeated with a counter appended until
+there are enough, so each is distinct): ``--labels`` of them imported with their label, the
+others unlabelled. Then one round runs through the real path (``request_training``,
+``claim_next_run``, ``run_round``: snapshot, fine-tune the default model, evaluate on the audit
+slice, score and embed the whole pool, write version, queue and embeddings) and its timings are
+read back from the run's row. ``write_s`` is the database write unit; saving the model files
+is the rest of ``total_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from db.demo import iter_corpus
+from db.engine import dispose_all, write_unit
+from db.importing import import_file
+from db.migrate import upgrade
+from db.projects import update_project
+from db.runs import claim_next_run, get_run, request_training
+from db.settings import Settings
+
+
+def write_pool(path: Path, n_labels: int, pool: int) -> None:
+    rows = list(iter_corpus())  # grouped by label: shuffle
+    random.Random(0).shuffle(rows)
+    with path.open("w", encoding="utf-8") as f:
+        for i, row in zip(range(n_labels + pool), itertools.cycle(rows)):
+            record = {"text": f"{row['text']} [{i}]"}
+            if i < n_labels:
+                record["label"] = row["label"]
+            f.write(json.dumps(record) + "\n")
+
+
+def run(n_labels: int, pool: int, model: str) -> dict[str, object]:
+    from learner.device import resolve_device
+    from learner.rounds import run_round
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        settings = Settings(database_url=f"sqlite:///{folder / 'round.db'}", data_dir=folder)
+        upgrade(settings)
+        write_pool(folder / "pool.jsonl", n_labels, pool)
+        report = import_file(settings, folder / "pool.jsonl", "bench", label_field="label", add_labels=True)
+        with write_unit(settings) as session:
+            project_id = update_project(session, "bench", settings={"model_path": model}).id
+        requested = request_training(settings, project_id)
+        claim_next_run(settings, "bench")
+        t = time.perf_counter()
+        version = run_round(settings, requested.id, project_id)
+        total = time.perf_counter() - t
+        done = get_run(settings, requested.id)
+        dispose_all()
+    timings = dict(done.timings or {})
+    metrics = done.metrics or {}
+    return {
+        "device": resolve_device(None), "labels": n_labels, "pool": pool, "imported": report.accepted, "labelled": report.labelled,
+        "version": version, "timings": timings, "total_s": round(total, 2),
+        "accuracy": metrics.get("accuracy"), "n_eval": metrics.get("n_eval"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100 labels and a 2,000-text pool")
+    parser.add_argument("--labels", type=int)
+    parser.add_argument("--pool", type=int)
+    parser.add_argument("--model", default=Settings.from_env().model_path,
+                        help="model spec (default: LABELWISE_MODEL or the builtin MiniLM)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    n_labels = args.labels or (100 if args.quick else 200)
+    pool = args.pool or (2_000 if args.quick else 20_000)
+    result = run(n_labels, pool, args.model)
+    print(json.dumps(result, indent=1), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
