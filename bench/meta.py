@@ -86,7 +86,13 @@ def machine_tag(info: dict[str, Any]) -> str:
 
 
 def git_commit() -> str | None:
-    """The short hash of HEAD, with ``+dirty`` when the work tree has uncommitted changes."""
+    """The short hash of HEAD, with ``+dirty`` when the work tree has uncommitted changes.
+
+    ``BENCH_COMMIT`` overrides it, for a copy of the tree without its git folder (the GPU
+    machine gets one).
+    """
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                               capture_output=True, text=True, check=True).stdout.strip()
