@@ -81,6 +81,30 @@ def sim_result(active_gain: float = 0.25) -> dict[str, Any]:
             "summary": summarise(curves), "curves": curves}
 
 
+def scoring_result(speedup: float = 3.5, gpu: bool = False, texts_per_s: float = 280.0
+                   ) -> dict[str, Any]:
+    def variant(rate: float, agreement: float = 1.0) -> dict[str, Any]:
+        return {"texts_per_s": rate, "seconds": [1.0], "speedup": round(rate / (texts_per_s / speedup), 2),
+                "agreement": agreement, "max_abs_diff": 0.001}
+
+    return {"device": "cuda" if gpu else "cpu", "device_name": "GPU X" if gpu else "cpu",
+            "torch_threads": 2, "model": "m", "max_length": 128, "batch_size": 64, "texts": 512,
+            "repeats": 3, "fit_texts": 64, "fit_s": 1.0, "mean_tokens": 128.0,
+            "share_at_max_length": 1.0, "auto_precision": "bf16", "auto_agreement_check": 0.996,
+            "variants": {"plain_fp32": variant(texts_per_s / speedup),
+                         "optimised_auto": variant(texts_per_s, 0.998)},
+            "stream": {"texts": 4096, "seconds": 10.0, "texts_per_s": 409.6,
+                       "peak_rss_before_mb": 1500.0, "peak_rss_after_mb": 1510.0,
+                       "precision": "bf16"}}
+
+
+def round_result(total_s: float = 12.0, device: str = "cuda") -> dict[str, Any]:
+    return {"device": device, "labels": 200, "pool": 20_000, "imported": 20_200, "labelled": 200,
+            "version": 1, "timings": {"snapshot_s": 0.5, "train_s": 8.0, "evaluate_s": 0.5,
+                                      "score_s": 2.0, "write_s": 0.5},
+            "total_s": total_s, "accuracy": None, "n_eval": None}
+
+
 @pytest.fixture
 def results_tree(tmp_path: Path) -> dict[str, Path]:
     """docs/results/cpu-4core with import, export, queue, sim (and its curve) and round; a
@@ -94,6 +118,6 @@ def results_tree(tmp_path: Path) -> dict[str, Path]:
     sim["files"] = {"curve": "sim.curve.png"}
     write(machine / "sim.json", sim)
     (machine / "sim.curve.png").write_bytes(b"png")
-    write(machine / "round.json", wrapped("round", {"cpu": {"train_s": 12.5, "score_s": 3.25}}))
+    write(machine / "round.json", wrapped("round", round_result(total_s=12.0)))
     write(run / "scoring.json", wrapped("scoring", skipped="bench.bench_scoring does not exist yet"))
     return {"results": results, "run": run, "doc_dir": tmp_path / "docs"}

@@ -13,6 +13,8 @@ from tests.bench.conftest import (
     export_result,
     import_result,
     queue_result,
+    round_result,
+    scoring_result,
     sim_result,
     wrapped,
     write,
@@ -116,11 +118,40 @@ def test_sim_target_missed_when_active_learning_does_not_pay(tmp_path):
     assert "| 100 | 100% | **missed** |" in text
 
 
-def test_scoring_and_round_show_the_json_as_key_values(results_tree):
+def test_round_table_and_gpu_verdict(results_tree):
     page = _page(results_tree)
-    assert "| `cpu.train_s` | 12.5 |" in _section(page, "round")
+    text = _section(page, "round")
+    assert "| cuda | 200 | 20,000 | 0.5 | 8.0 | 0.5 | 2.0 | 0.5 | 0.5 | **12.0** |" in text
+    assert "under 15 s: **met**" in text
     assert ("**Not yet measured**: bench.bench_scoring does not exist yet (`cpu-4core`, on "
             "2026-11-24 10:00 UTC)." in _section(page, "scoring"))
+
+
+def test_round_verdict_follows_the_figure(tmp_path):
+    write(tmp_path / "r" / "m" / "round.json", wrapped("round", round_result(total_s=15.0)))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "round")
+    assert "under 15 s: **missed**" in text
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"speedup": 3.5}, "at least 3x plain fp32, with the same class for at least 99% of texts: **met** (3.50x"),
+    ({"speedup": 2.9}, "**missed** (2.90x"),
+    ({"gpu": True, "texts_per_s": 12_000}, "at least 10,000 texts/s: **met**"),
+    ({"gpu": True, "texts_per_s": 5_000}, "at least 10,000 texts/s: **missed**"),
+])
+def test_scoring_verdicts_follow_the_figures(tmp_path, kwargs, expected):
+    write(tmp_path / "r" / "m" / "scoring.json", wrapped("scoring", scoring_result(**kwargs)))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "scoring")
+    assert expected in text
+    assert "peak RSS 1,500 MB before" in text and "(+10 MB)" in text
+
+
+def test_sim_accuracy_targets(tmp_path):
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", sim_result()))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+    # labels 20..100 only: 50 and 300 are not points of this curve, 100 is
+    assert "| `margin` | not measured | 1.000 **met** | not measured | **met** |" in text
+    assert "| `random` | not measured | 0.890 **missed** | not measured | — |" in text
 
 
 def test_missing_results_say_not_yet_measured(results_tree):
