@@ -374,9 +374,10 @@ def render_round(r: Result) -> list[str]:
     if gpu and runs:
         name, run = runs[0]
         lines += para(f"Target on a GPU: the whole round under {ROUND_GPU_TARGET_S:g} s: "
-                      + verdict(run["total_s"] < ROUND_GPU_TARGET_S) + f" (the {name})"
-                      + ("." if "timings" in x else ", the only round measured there: it "
-                         "includes the process's start-up, which the worker pays once."))
+                      + verdict(run["total_s"] < ROUND_GPU_TARGET_S) + f" ({run['total_s']:.1f} s, "
+                      + ("the second round)." if "timings" in x else "a first round, the only one "
+                         "measured there: it includes the process's start-up, which the worker "
+                         "pays once)."))
     return lines
 
 def _mean_sd(s: dict[str, Any], metric: str, n: int) -> str:
