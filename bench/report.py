@@ -583,6 +583,15 @@ def render(results: dict[str, dict[str, Result]], doc_dir: Path) -> str:
                [[f"`{tag}`", *machine_fields(machines[tag].meta.get("machine") or {}).values()]
                 for tag in sorted(machines)]),
     ]
+    for tag in sorted(machines):
+        timed = {step: results[step][tag].meta["seconds"] for step in SECTIONS
+                 if tag in results.get(step, {}) and results[step][tag].measured
+                 and "seconds" in results[step][tag].meta}
+        if timed:
+            total = sum(timed.values())
+            lines += para(f"`{tag}`: the benchmarks shown took {total / 60:.1f} minutes in all ("
+                          + ", ".join(f"{step} {sec / 60:.1f}" for step, sec in timed.items())
+                          + " minutes; `make bench` runs them one after the other).")
     if not any((r.meta.get("machine") or {}).get("cuda_gpu") for r in machines.values()):
         lines += para("No machine with a CUDA GPU has results here yet: GPU figures are not yet "
                       "measured.")

@@ -129,6 +129,13 @@ def test_round_table_and_gpu_verdict(results_tree):
             "2026-11-24 10:00 UTC)." in _section(page, "scoring"))
 
 
+def test_total_run_time_per_machine(tmp_path):
+    write(tmp_path / "r" / "m" / "round.json", wrapped("round", round_result(), seconds=120.0))
+    write(tmp_path / "r" / "m" / "import.json", wrapped("import", import_result(), seconds=60.0))
+    page = " ".join(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path).split())
+    assert "`m`: the benchmarks shown took 3.0 minutes in all (import 1.0, round 2.0 minutes;" in page
+
+
 def test_round_verdict_follows_the_figure(tmp_path):
     write(tmp_path / "r" / "m" / "round.json", wrapped("round", round_result(total_s=15.0)))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "round")
