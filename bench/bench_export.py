@@ -33,6 +33,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from bench.jsonfile import write_json
+
 TARGET_ROWS_PER_S = 50_000
 FORMATS = ("jsonl", "csv", "parquet")
 PROJECT = "bench"
@@ -282,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_at_end": os.getloadavg(),
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, report)
         print(f"Wrote {args.out}.")
         return 0 if report["meets_target"] else 1
     finally:

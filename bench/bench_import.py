@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import platform
 import random
@@ -28,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.jsonfile import write_json
 from db.engine import dispose_all
 from db.importing import import_file
 from db.migrate import upgrade
@@ -134,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         f"peak RSS {figures['peak_rss_mb']} MB"
     )
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, figures)
     return 0
 
 

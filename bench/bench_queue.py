@@ -35,6 +35,7 @@ from pathlib import Path
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
 
+from bench.jsonfile import write_json
 from db.annotations import annotate
 from db.engine import dispose_all, get_engine, read_unit, throwaway_database, write_unit
 from db.migrate import upgrade
@@ -146,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         results.append(result)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+        write_json(args.out, results)
     return 0
 
 

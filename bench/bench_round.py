@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.jsonfile import write_json
 from db.demo import iter_corpus
 from db.engine import dispose_all, write_unit
 from db.importing import import_file
@@ -96,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(n_labels, pool, args.model)
     print(json.dumps(result, indent=1), flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return 0
 
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.jsonfile import write_json
 from db.demo import iter_corpus
 from db.settings import Settings
 from learner.model import TrainConfig, TransformerClassifier, scoring_batch
@@ -194,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(report, indent=1), flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
     return 0
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import meta, report
+from bench.jsonfile import write_json
 
 ROOT = meta.ROOT
 INITDB_GLOB = "/usr/lib/postgresql/*/bin/initdb"
@@ -315,7 +316,7 @@ def publish(out_dir: Path, names: list[str], dest: Path) -> None:
             files[key] = copied.name
         if files:
             doc["files"] = files
-        target.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_json(target, doc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = STEPS[name](ctx)
         run_meta["seconds"] = round(time.perf_counter() - started, 1)
         doc = wrap(outcome, run_meta, out_dir)
-        (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_json(out_dir / f"{name}.json", doc)
         print(f"{name}: " + ("measured" if outcome.result is not None else outcome.skipped or ""),
               flush=True)
         if outcome.failed:

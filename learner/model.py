@@ -884,8 +884,11 @@ def _prefixes(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: int) 
         return texts  # other tokenizers may join across whitespace: no shortcut
     out = []
     for text in texts:
-        cut = len(text) > limit and max(text.rfind(c, 0, limit) for c in " \n\t")
-        out.append(text[:cut] if cut and cut > 0 else text)
+        if len(text) > limit:
+            cut = max(text.rfind(c, 0, limit) for c in " \n\t")
+            if cut > 0:
+                text = text[:cut]
+        out.append(text)
     return out
 
 
