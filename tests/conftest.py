@@ -8,15 +8,12 @@ PostgreSQL tests need ``TEST_POSTGRES_URL`` (an account that may create database
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from db.engine import dispose_all
+from db.engine import dispose_all, throwaway_database
 from db.migrate import upgrade
 from db.settings import Settings
 
@@ -51,21 +48,10 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
 @pytest.fixture
 def pg_settings(tmp_path: Path) -> Iterator[Settings]:
     """A migrated, fresh PostgreSQL database, dropped afterwards."""
-    admin_url = _postgres_admin_url()
-    name = f"lw_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    s = Settings(database_url=url, data_dir=tmp_path / "data")
-    try:
+    with throwaway_database(_postgres_admin_url(), "lw_test") as url:
+        s = Settings(database_url=url, data_dir=tmp_path / "data")
         upgrade(s)
         yield s
-    finally:
-        dispose_all()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
