@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib.util
 import json
 import os
 import re
@@ -112,12 +111,6 @@ def _bench(ctx: Context, name: str, module: str, *args: str) -> Outcome:
     return _finish(_shown(argv), _call(argv), raw)
 
 
-def _has_option(module: str, option: str) -> bool:
-    done = subprocess.run(_python(module, "--help"), cwd=ROOT, capture_output=True, text=True,
-                          check=False)
-    return option in done.stdout
-
-
 def _major(initdb: Path) -> int:
     version = initdb.parent.parent.name
     return int(version) if version.isdigit() else 0
@@ -176,8 +169,6 @@ def step_queue(ctx: Context) -> Outcome:
 
 def step_queue_postgresql(ctx: Context) -> Outcome:
     """bench_queue on BENCH_POSTGRES_URL, else on a throwaway local cluster, else skipped."""
-    if not _has_option("bench.bench_queue", "--database-url"):
-        return Outcome(skipped="bench.bench_queue has no --database-url option yet")
     sizes = ("--sizes", ctx.sizes())
     url = os.environ.get("BENCH_POSTGRES_URL")
     if url:
@@ -201,18 +192,16 @@ def step_queue_postgresql(ctx: Context) -> Outcome:
     return outcome
 
 
-def _optional(ctx: Context, name: str, module: str) -> Outcome:
-    if importlib.util.find_spec(module) is None:
-        return Outcome(skipped=f"{module} does not exist yet")
+def _quick_aware(ctx: Context, name: str, module: str) -> Outcome:
     return _bench(ctx, name, module, *(["--quick"] if ctx.quick else []))
 
 
 def step_scoring(ctx: Context) -> Outcome:
-    return _optional(ctx, "scoring", "bench.bench_scoring")
+    return _quick_aware(ctx, "scoring", "bench.bench_scoring")
 
 
 def step_round(ctx: Context) -> Outcome:
-    return _optional(ctx, "round", "bench.bench_round")
+    return _quick_aware(ctx, "round", "bench.bench_round")
 
 
 def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:

@@ -91,7 +91,6 @@ def test_a_benchmark_that_writes_nothing_fails(monkeypatch, ctx):
 
 
 def test_postgres_skipped_without_url_or_server_binaries(monkeypatch, ctx, tmp_path):
-    monkeypatch.setattr(run, "_has_option", lambda module, option: True)
     monkeypatch.delenv("BENCH_POSTGRES_URL", raising=False)
     monkeypatch.setattr(run, "INITDB_GLOB", str(tmp_path / "postgresql" / "*" / "bin" / "initdb"))
     outcome = run.step_queue_postgresql(ctx)
@@ -100,14 +99,8 @@ def test_postgres_skipped_without_url_or_server_binaries(monkeypatch, ctx, tmp_p
                                       "server binaries match")
 
 
-def test_postgres_skipped_while_bench_queue_has_no_database_url(monkeypatch, ctx):
-    monkeypatch.setattr(run, "_has_option", lambda module, option: False)
-    assert "no --database-url" in run.step_queue_postgresql(ctx).skipped
-
-
 def test_postgres_url_from_the_environment(monkeypatch, ctx):
     seen: list[tuple[str, ...]] = []
-    monkeypatch.setattr(run, "_has_option", lambda module, option: True)
     monkeypatch.setenv("BENCH_POSTGRES_URL", "postgresql+psycopg://u:secret@db/x")
     monkeypatch.setattr(run, "_bench", lambda ctx, name, module, *args: seen.append(args)
                         or run.Outcome("cmd", [], exit_code=0))
@@ -124,9 +117,13 @@ def test_newest_initdb_is_chosen(monkeypatch, tmp_path):
     assert run.find_initdb() == tmp_path / "15" / "bin" / "initdb"
 
 
-def test_module_not_written_yet_is_skipped(ctx):
-    outcome = run._optional(ctx, "scoring", "bench.no_such_benchmark")
-    assert outcome.skipped == "bench.no_such_benchmark does not exist yet" and not outcome.failed
+def test_scoring_and_round_pass_quick_through(monkeypatch, ctx):
+    seen: list[tuple[str, tuple[str, ...]]] = []
+    monkeypatch.setattr(run, "_bench", lambda ctx, name, module, *args: seen.append((module, args))
+                        or run.Outcome("cmd", {}, exit_code=0))
+    run.step_scoring(ctx)
+    run.step_round(run.Context(ctx.out_dir, quick=False, with_sim=False, cuda=False))
+    assert seen == [("bench.bench_scoring", ("--quick",)), ("bench.bench_round", ())]
 
 
 def test_sim_needs_with_sim_or_a_gpu(monkeypatch, ctx):
