@@ -577,6 +577,15 @@ def test_row_cap_refuses_and_writes_nothing(settings, tmp_path):
     from db.engine import read_unit
     from db.projects import find_project
 
+    big = tmp_path / "big.txt"  # far more than the read-ahead thread holds
+    big.write_text("\n".join(f"line {i}" for i in range(20_000)), encoding="utf-8")
+    with pytest.raises(ImportFailed, match="more than 20 rows") as info:
+        import_file(settings, big, "capped", max_rows=20)
+    # The import stopped early: its read-ahead thread was stopped before the file was closed,
+    # even while the exception (and so the import's frames) is still held.
+    import threading
+
+    assert not any(t.name == "read-ahead" for t in threading.enumerate()), info
     path = tmp_path / "many.txt"
     path.write_text("\n".join(f"line {i}" for i in range(30)), encoding="utf-8")
     with pytest.raises(ImportFailed, match="more than 20 rows"):
@@ -608,3 +617,38 @@ def test_sqlite_fast_path_stores_what_the_orm_reads_back(settings, tmp_path):
         import datetime as dt
 
         assert abs((dt.datetime.now(dt.timezone.utc) - rows[0].created_at).total_seconds()) < 60
+
+
+def test_mixed_width_utf8_texts_round_trip_in_file_order(any_settings, tmp_path):
+    # The SQLite path cuts each batch's texts out of one UTF-8 blob by byte offsets: texts of
+    # 1-, 2-, 3- and 4-byte characters, in batches of 3, must come back whole and in order.
+    texts = [f"{i} " + ["plain", "caf\u00e9 na\u00efve", "\u4e2d\u6587\u6587\u672c",
+                        "emoji \U0001F600\U0001F4DA", "line\nbreak"][i % 5] for i in range(40)]
+    path = tmp_path / "w.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    report = import_file(any_settings, path, "p", batch_size=3)
+    assert report.accepted == 40
+    assert [(e.text, e.source_row) for e in examples(any_settings)] == [
+        (t, i + 1) for i, t in enumerate(texts)]
+
+
+def test_unpaired_surrogate_in_json_is_rejected_by_line(settings, tmp_path):
+    path = write(tmp_path, "s.jsonl", '{"text": "fine"}\n{"text": "bad \\ud800 text"}\n')
+    exc = failure(settings, path)
+    assert "line 2" in str(exc) and "unpaired surrogate (U+D800)" in str(exc)
+    assert import_file(settings, path, "p", skip_bad_rows=True).accepted == 1
+
+
+@pytest.mark.parametrize("universal", [True, False])
+def test_lines_match_a_stringio_for_any_chunking(universal: bool) -> None:
+    import random
+
+    rng = random.Random(7)
+    pieces = ["a", "bc", ",", '"', "\n", "\r\n", "\r", " ", "\u00e9", "\u2028", "\x0c"]
+    newline = "" if universal else "\n"
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        cuts = sorted(rng.sample(range(len(text) + 1), k=min(len(text) + 1, rng.randint(0, 6))))
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)]) if b > a]
+        expected = io.StringIO(text, newline=newline).readlines()
+        assert list(importing._lines(chunks, universal)) == expected, (text, chunks)

@@ -385,7 +385,9 @@ def test_cpu_scores_in_bf16_only_after_agreeing_with_fp32(
     sample = np.unique(np.linspace(0, len(pool) - 1, 16).astype(np.int64))
     np.testing.assert_array_equal(proba[sample], exact[sample])  # the check's fp32 rows are kept
     if expected == "fp32":
-        np.testing.assert_array_equal(proba, exact)
+        # Same precision; only the batches differ (the check's sample went first), which moves
+        # some CPUs' fp32 results in the tenth decimal. bf16 moves them by about 1e-3.
+        np.testing.assert_allclose(proba, exact, rtol=0, atol=1e-6)
     else:
         assert not np.array_equal(proba, exact) and np.allclose(proba, exact, atol=0.05)
 
