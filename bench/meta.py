@@ -77,12 +77,20 @@ def machine() -> dict[str, Any]:
 
 
 def machine_tag(info: dict[str, Any]) -> str:
-    """``gpu-<name>`` where torch sees a CUDA GPU (``gpu-h100-80gb-hbm3``), else ``cpu-<n>core``."""
+    """``gpu-<name>`` where torch sees a CUDA GPU (``gpu-h100-80gb-hbm3``), else
+    ``cpu-<vendor>-<n>core`` (``cpu-intel-2core``; ``cpu-<n>core`` for an unknown vendor).
+
+    The vendor is in the tag because machines of the same size differ a lot here: an Intel
+    Xeon with AMX scores in bf16, an AMD EPYC without it does not.
+    """
     gpu = info.get("cuda_gpu")
     if gpu:
         slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower().replace("nvidia", "")).strip("-")
         return f"gpu-{slug or 'unnamed'}"
-    return f"cpu-{info.get('logical_cores') or 0}core"
+    model = (info.get("cpu_model") or "").lower()
+    vendor = next((name for name in ("intel", "amd", "arm") if name in model), None)
+    cores = f"{info.get('logical_cores') or 0}core"
+    return f"cpu-{vendor}-{cores}" if vendor else f"cpu-{cores}"
 
 
 def git_commit() -> str | None:

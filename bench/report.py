@@ -203,7 +203,7 @@ def machine_fields(machine: dict[str, Any]) -> dict[str, str]:
 
 
 def describe_machine(tag: str, machine: dict[str, Any]) -> str:
-    """One line: ``cpu-2core`` (CPU, cores, RAM; Python, SQLite, torch, GPU)."""
+    """One line: ``cpu-intel-2core`` (CPU, cores, RAM; Python, SQLite, torch, GPU)."""
     f = machine_fields(machine)
     return (f"`{tag}` ({f['CPU']}, {f['logical cores']} logical cores, {f['RAM']} RAM; "
             f"Python {f['Python']}, SQLite {f['SQLite']}, torch {f['torch']}, "

@@ -27,6 +27,10 @@ def test_torch_that_cannot_be_imported_is_said_so(monkeypatch):
 
 def test_machine_tag():
     assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None}) == "cpu-2core"
+    assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None,
+                             "cpu_model": "Intel(R) Xeon(R) Processor"}) == "cpu-intel-2core"
+    assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None,
+                             "cpu_model": "AMD EPYC"}) == "cpu-amd-2core"
     assert meta.machine_tag({"logical_cores": 16, "cuda_gpu": "NVIDIA H100 80GB HBM3"}) \
         == "gpu-h100-80gb-hbm3"
 
