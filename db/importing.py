@@ -87,12 +87,13 @@ million rows stays in memory, instead of being re-read and re-spilled through a 
 _EX = Example.__table__
 _ANN = Annotation.__table__
 # SQL NULL (not JSON ``null``) for rows without metadata.
+_INSERT_EXAMPLES = insert(_EX).values(meta=bindparam("meta_json", type_=JSON(none_as_null=True)))
+_INSERT_ANNOTATIONS = insert(_ANN)
+# SQLite: the duplicate lookup takes the batch's hashes as one JSON parameter.
 _SQLITE_EXISTING = (
     "SELECT id, text_hash FROM examples WHERE project_id = ? "
     "AND text_hash IN (SELECT value FROM json_each(?))"
 )
-_INSERT_EXAMPLES = insert(_EX).values(meta=bindparam("meta_json", type_=JSON(none_as_null=True)))
-_INSERT_ANNOTATIONS = insert(_ANN)
 # One statement per batch, so that SQLite inserts the whole batch in a single step without
 # the GIL while the read-ahead thread parses the next rows (with executemany, every row would
 # wait for the GIL between steps). The texts travel as one BLOB of their UTF-8 bytes, cut with

@@ -10,7 +10,7 @@ _ASCII_CONTROL = bytes(range(0x20)) + b"\x7f"
 
 def normalise(text: str) -> str:
     """NFC, whitespace runs collapsed to one space, trimmed: what counts as 'the same text'."""
-    if _is_normal(text, text.encode("utf-8")):
+    if _is_normal(text, text.encode("utf-8", "surrogatepass")):  # a surrogate is not printable
         return text
     return " ".join(unicodedata.normalize("NFC", text).split())
 

@@ -70,6 +70,7 @@ def test_fast_path_declines_any_ascii_control(control: str) -> None:
     assert normalise(text) == _reference(text)
 
 
-def test_unpaired_surrogate_cannot_be_hashed() -> None:
+def test_unpaired_surrogate_cannot_be_hashed_but_normalises() -> None:
     with pytest.raises(UnicodeEncodeError):
         utf8_and_hash("a\ud800b")
+    assert normalise(" a\ud800  b ") == _reference(" a\ud800  b ") == "a\ud800 b"
