@@ -12,7 +12,7 @@ def normalise(text: str) -> str:
     """NFC, whitespace runs collapsed to one space, trimmed: what counts as 'the same text'."""
     if _is_normal(text, text.encode("utf-8", "surrogatepass")):  # a surrogate is not printable
         return text
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    return _collapse(text)
 
 
 def text_hash(text: str) -> str:
@@ -27,8 +27,12 @@ def utf8_and_hash(text: str) -> tuple[bytes, str]:
         UnicodeEncodeError: the text holds an unpaired surrogate (JSON can carry one).
     """
     data = text.encode("utf-8")
-    key = data if _is_normal(text, data) else normalise(text).encode("utf-8")
+    key = data if _is_normal(text, data) else _collapse(text).encode("utf-8")
     return data, hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+def _collapse(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 def _is_normal(text: str, data: bytes) -> bool:
