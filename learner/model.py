@@ -23,6 +23,7 @@ import math
 import os
 import random
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,10 @@ AGREEMENT_SAMPLE = 256
 
 AGREEMENT_MIN = 0.99
 """Share of the sample whose predicted class must be the same in bf16 as in fp32."""
+
+SPEEDUP_MIN = 1.1
+"""How much faster than fp32 bf16 must score the sample to be used: a CPU with AVX-512 BF16
+but no AMX can be slower in bf16 than in fp32 (0.75x measured on one), and then fp32 it is."""
 
 
 # --------------------------------------------------------------------------- model specs
@@ -160,9 +165,10 @@ class TrainConfig:
         device: ``None`` for CUDA when available, else CPU; or a torch device string.
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``. ``"auto"`` trains and scores with
             bf16 autocast on CUDA where supported; on a CPU it trains in fp32 and scores in
-            bf16 only where the CPU has bf16 units (AMX, AVX-512 BF16) and bf16 predicts the
+            bf16 only where the CPU has bf16 units (AMX, AVX-512 BF16), bf16 predicts the
             same class as fp32 for at least ``AGREEMENT_MIN`` of a sample of the first large
-            batch it scores (``scoring_precision_`` and ``scoring_agreement_`` tell).
+            batch it scores, and scores that sample at least ``SPEEDUP_MIN`` times as fast
+            (``scoring_precision_``, ``scoring_agreement_`` and ``scoring_speedup_`` tell).
         scoring_batch_size: Texts per forward pass when scoring or embedding; ``None`` for 64
             on a CPU and 256 on CUDA, where larger batches keep the GPU busy.
         max_grad_norm: Gradients are clipped to this norm; 0 turns clipping off.
@@ -255,6 +261,8 @@ class TransformerClassifier:
             agreement check has run.
         scoring_agreement_: Share of the check's sample on which bf16 and fp32 agreed, or
             ``None`` when no check ran.
+        scoring_speedup_: How many times as fast bf16 scored the check's sample as fp32 did
+            (median over its batches, the first of each left out as warm-up), or ``None``.
     """
 
     classes_: np.ndarray
@@ -285,6 +293,7 @@ class TransformerClassifier:
         self._precision: str | None = None
         self.scoring_precision_ = "fp32"
         self.scoring_agreement_: float | None = None
+        self.scoring_speedup_: float | None = None
 
     def __repr__(self) -> str:
         state = f"classes={self.classes_.tolist()!r}" if self.is_fitted else "unfitted"
@@ -524,15 +533,16 @@ class TransformerClassifier:
 
         The decision (see ``TrainConfig.precision``) is taken on the first call with at least
         twice ``AGREEMENT_SAMPLE`` texts: the sample is scored in fp32 (those rows are kept)
-        and in bf16, and the first ``n_logits`` columns of ``fn``'s output are compared.
+        and in bf16, timing each batch, and the first ``n_logits`` columns of ``fn``'s output
+        are compared.
         """
         model, tokenizer = self._fitted()
         encoded = _encode(tokenizer, texts, self.config.max_length)
 
-        def run(idx: np.ndarray, precision: str) -> np.ndarray:
+        def run(idx: np.ndarray, precision: str, seconds: list[float] | None = None) -> np.ndarray:
             device = self._device or "cpu"
             return _run_sorted(model, tokenizer, encoded, idx, scoring_batch(self.config, device),
-                               device, precision, fn)
+                               device, precision, fn, seconds)
 
         everything = np.arange(len(texts))
         if self.scoring_precision_ != CHECK:
@@ -540,11 +550,15 @@ class TransformerClassifier:
         if len(texts) < 2 * AGREEMENT_SAMPLE:
             return run(everything, "fp32")  # too few to be worth a check: decide on a larger call
         sample = np.unique(np.linspace(0, len(texts) - 1, AGREEMENT_SAMPLE).astype(np.int64))
-        exact = run(sample, "fp32")
-        fast = run(sample, "bf16")
+        exact_s: list[float] = []
+        fast_s: list[float] = []
+        exact = run(sample, "fp32", exact_s)
+        fast = run(sample, "bf16", fast_s)
         agreement = float(np.mean(exact[:, :n_logits].argmax(1) == fast[:, :n_logits].argmax(1)))
         self.scoring_agreement_ = agreement
-        self.scoring_precision_ = "bf16" if agreement >= AGREEMENT_MIN else "fp32"
+        self.scoring_speedup_ = _speedup(exact_s, fast_s)
+        fast_enough = self.scoring_speedup_ >= SPEEDUP_MIN
+        self.scoring_precision_ = "bf16" if agreement >= AGREEMENT_MIN and fast_enough else "fp32"
         out = np.empty((len(texts), exact.shape[1]), dtype=exact.dtype)
         out[sample] = exact
         rest = np.setdiff1d(everything, sample)
@@ -554,6 +568,7 @@ class TransformerClassifier:
     def _reset_scoring(self) -> None:
         self.scoring_precision_ = scoring_precision(self.config.precision, self._device or "cpu")
         self.scoring_agreement_ = None
+        self.scoring_speedup_ = None
 
     def predict(self, X: Sequence[str]) -> np.ndarray:
         """Most probable label per text.
@@ -940,8 +955,12 @@ def _run_sorted(
     device: str,
     precision: str,
     fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    seconds: list[float] | None = None,
 ) -> np.ndarray:
-    """Applies ``fn`` to length-sorted batches of ``idx`` and returns rows in ``idx`` order."""
+    """Applies ``fn`` to length-sorted batches of ``idx`` and returns rows in ``idx`` order.
+
+    With ``seconds``, each batch's wall time (collation to result on the host) is appended.
+    """
     import torch
 
     lengths = np.array([len(encoded["input_ids"][i]) for i in idx])
@@ -952,15 +971,25 @@ def _run_sorted(
     try:
         with torch.inference_mode(), autocast(device, precision):
             for start in range(0, len(order), batch_size):
+                began = time.perf_counter()
                 positions = order[start : start + batch_size]
                 batch = _collate(tokenizer, encoded, idx[positions], device)
                 chunks.append(fn(batch).float().cpu().numpy())
+                if seconds is not None:
+                    seconds.append(time.perf_counter() - began)
     finally:
         model.train(was_training)
     stacked = np.concatenate(chunks, axis=0)
     out = np.empty_like(stacked)
     out[order] = stacked
     return out
+
+
+def _speedup(slow: list[float], fast: list[float]) -> float:
+    """Median ratio of per-batch times over the same batches, the first (warm-up) left out."""
+    pairs = list(zip(slow, fast, strict=True))
+    steady = pairs[1:] or pairs
+    return float(np.median([s / max(f, 1e-9) for s, f in steady]))
 
 
 def _logits(

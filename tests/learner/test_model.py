@@ -362,15 +362,21 @@ def test_scoring_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert device.scoring_precision("auto", "cpu") == "fp32"
 
 
-@pytest.mark.parametrize("threshold, expected", [(0.5, "bf16"), (1.01, "fp32")])
-def test_cpu_scores_in_bf16_only_after_agreeing_with_fp32(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, threshold: float, expected: str
+@pytest.mark.parametrize("threshold, speedup, expected", [
+    (0.5, 0.0, "bf16"),  # agrees, fast enough
+    (1.01, 0.0, "fp32"),  # fails the agreement check
+    (0.5, 1e9, "fp32"),  # agrees, but not faster than fp32 (an AVX-512 BF16 CPU without AMX)
+])
+def test_cpu_scores_in_bf16_only_after_agreeing_with_fp32_and_beating_it(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, threshold: float, speedup: float,
+    expected: str,
 ) -> None:
     import learner.device as device
     import learner.model as model
 
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr(model, "AGREEMENT_MIN", threshold)
+    monkeypatch.setattr(model, "SPEEDUP_MIN", speedup)
     monkeypatch.setattr(model, "AGREEMENT_SAMPLE", 16)
     X, y = synthetic_texts(10)
     clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
@@ -381,6 +387,7 @@ def test_cpu_scores_in_bf16_only_after_agreeing_with_fp32(
     proba = clf.predict_proba(pool)
     assert clf.scoring_precision_ == expected
     assert clf.scoring_agreement_ is not None and 0.0 <= clf.scoring_agreement_ <= 1.0
+    assert clf.scoring_speedup_ is not None and clf.scoring_speedup_ > 0.0
     exact = TransformerClassifier.predict_proba(_with_precision(clf, "fp32"), pool)
     sample = np.unique(np.linspace(0, len(pool) - 1, 16).astype(np.int64))
     np.testing.assert_array_equal(proba[sample], exact[sample])  # the check's fp32 rows are kept
@@ -390,6 +397,16 @@ def test_cpu_scores_in_bf16_only_after_agreeing_with_fp32(
         np.testing.assert_allclose(proba, exact, rtol=0, atol=1e-6)
     else:
         assert not np.array_equal(proba, exact) and np.allclose(proba, exact, atol=0.05)
+
+
+def test_bf16_speedup_is_the_median_batch_ratio_without_the_warm_up_batch() -> None:
+    from learner.model import _speedup
+
+    # The first batch of each precision pays one-off costs and is left out.
+    assert _speedup([9.0, 2.0, 2.0, 3.0], [0.1, 1.0, 2.0, 1.0]) == 2.0
+    assert _speedup([1.0], [4.0]) == 0.25  # one batch: it is all there is
+    with pytest.raises(ValueError):
+        _speedup([1.0, 2.0], [1.0])
 
 
 def _with_precision(clf: TransformerClassifier, precision: str) -> TransformerClassifier:
