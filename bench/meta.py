@@ -78,10 +78,12 @@ def machine() -> dict[str, Any]:
 
 def machine_tag(info: dict[str, Any]) -> str:
     """``gpu-<name>`` where torch sees a CUDA GPU (``gpu-h100-80gb-hbm3``), else
-    ``cpu-<vendor>-<n>core`` (``cpu-intel-2core``; ``cpu-<n>core`` for an unknown vendor).
+    ``cpu-<vendor>[-amx]-<n>core`` (``cpu-intel-amx-2core``, ``cpu-intel-2core``;
+    ``cpu-<n>core`` for an unknown vendor).
 
-    The vendor is in the tag because machines of the same size differ a lot here: an Intel
-    Xeon with AMX scores in bf16, an AMD EPYC without it does not.
+    The vendor and AMX are in the tag because machines of the same size differ a lot here: an
+    Intel Xeon with AMX scores in bf16 at about 3x fp32, one with AVX-512 BF16 but no AMX is
+    slower in bf16 than in fp32, and an AMD EPYC has neither.
     """
     gpu = info.get("cuda_gpu")
     if gpu:
@@ -90,6 +92,8 @@ def machine_tag(info: dict[str, Any]) -> str:
     model = (info.get("cpu_model") or "").lower()
     vendor = next((name for name in ("intel", "amd", "arm") if name in model), None)
     cores = f"{info.get('logical_cores') or 0}core"
+    if vendor and info.get("amx_bf16"):
+        vendor += "-amx"
     return f"cpu-{vendor}-{cores}" if vendor else f"cpu-{cores}"
 
 

@@ -29,6 +29,8 @@ def test_machine_tag():
     assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None}) == "cpu-2core"
     assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None,
                              "cpu_model": "Intel(R) Xeon(R) Processor"}) == "cpu-intel-2core"
+    assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None, "amx_bf16": True,
+                             "cpu_model": "Intel(R) Xeon(R) Processor"}) == "cpu-intel-amx-2core"
     assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None,
                              "cpu_model": "AMD EPYC"}) == "cpu-amd-2core"
     assert meta.machine_tag({"logical_cores": 16, "cuda_gpu": "NVIDIA H100 80GB HBM3"}) \
