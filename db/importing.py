@@ -501,7 +501,7 @@ def _lines(chunks: Iterable[str], universal: bool) -> Iterator[str]:
             pending.append(chunk)
             chunk = "".join(pending)
             pending = []
-        if not universal or chunk.count("\r") == chunk.count("\r\n"):
+        if not universal or "\r" not in chunk or chunk.count("\r") == chunk.count("\r\n"):
             # Every line ends at a "\n" (any "\r" comes just before one): a plain split,
             # several times faster than going through a StringIO.
             lines = chunk.split("\n")
@@ -608,14 +608,28 @@ def _ragged(found: int, width: int, header_line: int) -> str:
     return f"{found} fields, but the header (line {header_line}) has {width}{hint}"
 
 
+class _NotJson(ValueError):
+    """NaN or Infinity, which Python's JSON reader takes and JSON (and PostgreSQL) does not."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not valid JSON (write null, or the value as a string)")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def _jsonl_records(source: _Source) -> Iterator[_Record | RejectedRow]:
     for number, line in enumerate(_lines(source.chunks(), universal=False), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = _STRICT_JSON.decode(line)
         except json.JSONDecodeError as exc:
             yield RejectedRow(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except _NotJson as exc:
+            yield RejectedRow(number, f"invalid JSON: {exc}")
             continue
         if isinstance(value, dict):
             yield number, number, value
@@ -668,7 +682,7 @@ class _JsonListReader:
     def __init__(self, source: _Source) -> None:
         self.name = source.name
         self._chunks = source.chunks()
-        self._decoder = json.JSONDecoder()
+        self._decoder = _STRICT_JSON
         self._buf = ""
         self._pos = 0
         self._eof = False
@@ -720,6 +734,8 @@ class _JsonListReader:
                     self._fail(f"invalid JSON in item {index}: {exc.msg}", exc.pos)
                 self._more()
                 continue
+            except _NotJson as exc:
+                self._fail(f"invalid JSON in item {index}: {exc}", self._pos)
             if end == len(self._buf) and not self._eof:  # a number may go on in the next chunk
                 self._more()
                 continue
@@ -880,15 +896,9 @@ class _Target:
         if conn.dialect.name == "sqlite":
             # The hot path: straight to the driver, values already in SQLAlchemy's storage
             # format (a test reads them back through the ORM), inside the same transaction.
-            fields, start = [], 1
-            for row in fresh:
-                meta = None if row.meta is None else json.dumps(row.meta)
-                fields.append((start, len(row.utf8), row.text_hash, row.source_row, meta,
-                               row.reference))
-                start += len(row.utf8)
             conn.connection.driver_connection.execute(_SQLITE_INSERT_BATCH, (
                 self.project_id, b"".join(row.utf8 for row in fresh), self.now_sqlite,
-                json.dumps(fields)))
+                _sqlite_fields(fresh)))
         else:
             conn.execute(_INSERT_EXAMPLES, [self._example(row) for row in fresh])
         self.report.accepted += len(fresh)
@@ -956,6 +966,21 @@ class _Target:
                 self.session, self.options.annotator, Role.SYSTEM
             )
         return self.annotator_id
+
+
+def _sqlite_fields(rows: list[_Row]) -> str:
+    """The batch's small fields as one JSON array for ``_SQLITE_INSERT_BATCH``.
+
+    Metadata objects are nested as they are (``json_extract`` gives their JSON text back), so
+    the batch is serialised in one call instead of one per row. They hold no NaN or infinity:
+    the JSON readers reject those.
+    """
+    fields, start = [], 1
+    for row in rows:
+        fields.append((start, len(row.utf8), row.text_hash, row.source_row, row.meta,
+                       row.reference))
+        start += len(row.utf8)
+    return json.dumps(fields, allow_nan=False)
 
 
 @contextmanager

@@ -619,6 +619,36 @@ def test_sqlite_fast_path_stores_what_the_orm_reads_back(settings, tmp_path):
         assert abs((dt.datetime.now(dt.timezone.utc) - rows[0].created_at).total_seconds()) < 60
 
 
+def test_nan_and_infinity_are_rejected_by_line_and_big_numbers_keep_their_digits(
+        any_settings, tmp_path):
+    # Python's JSON reader takes NaN and Infinity; JSON and PostgreSQL do not (it failed the
+    # whole import there with a driver error). They are bad rows, named by their line.
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"text": "one", "x": NaN}\n'
+                    '{"text": "two", "big": 123456789012345678901234567890}\n'
+                    '{"text": "three", "y": [-Infinity]}\n'
+                    '{"text": "four", "z": {"k": [1.5, "\\u00e9", null]}}\n', encoding="utf-8")
+    with pytest.raises(ImportFailed) as failed:
+        import_file(any_settings, path, "odd")
+    message = str(failed.value)
+    assert "line 1: invalid JSON: NaN is not valid JSON" in message
+    assert "line 3: invalid JSON: -Infinity is not valid JSON" in message
+    assert count(any_settings, Example) == 0
+
+    report = import_file(any_settings, path, "odd", skip_bad_rows=True, batch_size=1)
+    assert (report.accepted, report.rejected_total) == (2, 2)
+    assert [e.meta for e in examples(any_settings)] == [
+        {"big": 123456789012345678901234567890}, {"z": {"k": [1.5, "\u00e9", None]}}]
+
+
+def test_nan_in_a_json_list_fails_naming_the_item_and_line(settings, tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text('[{"text": "one"},\n {"text": "two", "x": Infinity}]', encoding="utf-8")
+    with pytest.raises(ImportFailed, match="line 2: invalid JSON in item 2: Infinity is not valid"):
+        import_file(settings, path, "odd")
+    assert count(settings, Example) == 0
+
+
 def test_mixed_width_utf8_texts_round_trip_in_file_order(any_settings, tmp_path):
     # The SQLite path cuts each batch's texts out of one UTF-8 blob by byte offsets: texts of
     # 1-, 2-, 3- and 4-byte characters, in batches of 3, must come back whole and in order.
