@@ -7,7 +7,8 @@ Usage::
 
 The CSV (columns ``id``, ``text``, ``section``; texts of about ``--chars`` characters of random
 words, all distinct) is written to a temporary folder first, then ``import_file`` is timed on a
-freshly migrated SQLite database in the same folder. Peak RSS is the process's
+freshly migrated SQLite database in the same folder, once the CSV is on disk (``os.sync``:
+otherwise the kernel writes 2 GB of it back during the import). Peak RSS is the process's
 ``ru_maxrss``, read before and after the import (generation streams, so it stays small).
 CPU seconds (user + system) are reported too: wall time on a shared machine is noisy.
 """
@@ -81,6 +82,7 @@ def run(rows: int, chars: int, batch_size: int, workdir: Path) -> dict[str, obje
     csv_path = workdir / "news.csv"
     t0 = time.perf_counter()
     size = write_csv(csv_path, rows, chars)
+    os.sync()  # the CSV's own write-back must not compete with the import's fsyncs
     generated_s = time.perf_counter() - t0
     settings = Settings(database_url=f"sqlite:///{workdir / 'labelwise.db'}", data_dir=workdir)
     upgrade(settings)
