@@ -23,8 +23,9 @@ times (the median counts):
 
 Each variant's agreement is the share of texts whose predicted class equals plain fp32's.
 Last, ``--stream`` texts (the corpus repeated with a counter appended, so each is distinct)
-are scored through ``predict_proba_stream`` from a generator: peak RSS before and after
-shows whether memory stays bounded. Absolute texts/s mean something only on a quiet machine
+are scored through ``predict_proba_stream`` from a generator: peak RSS before, after the first
+chunk and after the last shows whether memory stays bounded (the first chunk pays for the
+scoring shapes' buffers once; later chunks must add nothing). Absolute texts/s mean something only on a quiet machine
 (the GPU machine); on a shared CPU compare the ratios, measured side by side.
 """
 
@@ -110,14 +111,18 @@ def stream(clf: TransformerClassifier, base: list[str], n: int) -> dict[str, Any
 
     before = peak_rss_mb()
     counts = np.zeros(len(clf.classes_), dtype=np.int64)
+    after_chunks = []
     t = time.perf_counter()
     for proba in clf.predict_proba_stream(texts()):
         counts += np.bincount(proba.argmax(1), minlength=len(counts))
+        after_chunks.append(peak_rss_mb())
     sync(clf._device or "cpu")
     seconds = time.perf_counter() - t
     return {"texts": int(counts.sum()), "seconds": round(seconds, 2),
             "texts_per_s": round(n / seconds, 1), "peak_rss_before_mb": before,
-            "peak_rss_after_mb": peak_rss_mb(), "precision": clf.scoring_precision_}
+            "peak_rss_after_first_chunk_mb": after_chunks[0] if after_chunks else before,
+            "peak_rss_after_mb": peak_rss_mb(), "chunks": len(after_chunks),
+            "precision": clf.scoring_precision_}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -363,9 +363,19 @@ def render_scoring(r: Result) -> list[str]:
             f"{st['seconds']:,.1f} s ({st['texts_per_s']:,.0f} texts/s, {st['precision']}); peak RSS "
             f"{st['peak_rss_before_mb']:,.0f} MB before (model loaded and fine-tuned) and "
             f"{st['peak_rss_after_mb']:,.0f} MB after "
-            f"({st['peak_rss_after_mb'] - st['peak_rss_before_mb']:+,.0f} MB). Texts are "
-            "tokenised and scored 8,192 at a time, and only each chunk's probabilities are kept.")
+            f"({st['peak_rss_after_mb'] - st['peak_rss_before_mb']:+,.0f} MB)"
+            + _after_first_chunk(st) + ". Texts are tokenised and scored 8,192 at a time, and "
+            "only each chunk's probabilities are kept.")
     return lines
+
+
+def _after_first_chunk(st: dict[str, Any]) -> str:
+    """What the chunks after the first added to the peak RSS, where the run recorded it."""
+    first = st.get("peak_rss_after_first_chunk_mb")
+    if first is None or st.get("chunks", 0) < 2:
+        return ""
+    return (f"; {first:,.0f} MB after the first of {st['chunks']} chunks, so the "
+            f"{st['chunks'] - 1} after it added {st['peak_rss_after_mb'] - first:+,.0f} MB")
 
 
 def render_round(r: Result) -> list[str]:

@@ -155,6 +155,19 @@ def test_scoring_verdicts_follow_the_figures(tmp_path, kwargs, expected):
     assert "peak RSS 1,500 MB before" in text and "(+10 MB)" in text
 
 
+def test_scoring_tells_how_the_precision_was_chosen_and_what_later_chunks_added(tmp_path):
+    result = scoring_result()
+    result.update(auto_precision="fp32", auto_speedup_check=0.63)
+    result["stream"].update(peak_rss_after_first_chunk_mb=1508.0, chunks=3)
+    write(tmp_path / "r" / "m" / "scoring.json", wrapped("scoring", result))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "scoring")
+    assert ("chose **fp32** after bf16 agreed with fp32 on 99.6% of its check sample and scored "
+            "it at 0.63x fp32's speed (bf16 needs at least 99% agreement and 1.1x)") in " ".join(
+                text.split())
+    assert "1,508 MB after the first of 3 chunks, so the 2 after it added +2 MB" in " ".join(
+        text.split())
+
+
 def test_sim_accuracy_targets(tmp_path):
     write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", sim_result()))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
