@@ -34,12 +34,7 @@ import codecs
 import csv
 import io
 import json
-import os
-import pickle
 import re
-import stat
-import subprocess
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -85,9 +80,6 @@ _MESSAGE_REJECTIONS = 10
 MAX_FIELD_CHARS = 64 * 1024 * 1024
 """Largest CSV/TSV field accepted (Python's csv module default is 131,072 characters)."""
 _CHUNK_BYTES = 1 << 20
-_PARSE_PROCESS_MIN_BYTES = 64 << 20
-"""A file at least this large is parsed in a child process (``db.parse_child``), which costs
-about half a second to start; a smaller one, or a stream that is not a file, in a thread."""
 _SQLITE_CACHE_KIB = 128 * 1024
 """SQLite page cache while importing (default 2 MiB): the ``text_hash`` index of about a
 million rows stays in memory, instead of being re-read and re-spilled through a growing WAL."""
@@ -333,7 +325,7 @@ def read_labelled(
         )
         with _open_binary(path) as stream:
             source = _Source(stream, Path(path).name, options.encoding)
-            with closing(_rows(source, options, report)) as rows:
+            with closing(_rows(source, options, report)) as rows:  # stops the read-ahead
                 for row in rows:
                     if row.label is None:
                         report.reject(RejectedRow(row.line, f"no label in {label_field!r}"))
@@ -1009,84 +1001,18 @@ def _sqlite_cache(session: Session, kib: int) -> Iterator[None]:
 
 
 def _rows(source: _Source, options: _Options, report: ImportReport) -> Iterator[_Row]:
-    """The good rows of the source; bad ones go to the report (all are counted as read)."""
-    with _parsed_ahead(source, options) as parsed:
+    """The good rows of the source; bad ones go to the report (all are counted as read).
+
+    Parsing and hashing run in a thread ahead of the caller, so they overlap with the
+    database writes (SQLite releases the GIL while it works).
+    """
+    with closing(read_ahead(_parsed(source, options))) as parsed:
         for row in parsed:
             report.rows_read += 1
             if isinstance(row, RejectedRow):
                 report.reject(row)
             else:
                 yield row
-
-
-@contextmanager
-def _parsed_ahead(source: _Source, options: _Options) -> Iterator[Iterator[_Row | RejectedRow]]:
-    """The parsed rows, produced ahead of the caller so that parsing overlaps the writes.
-
-    Parsing and hashing hold the GIL; the writes mostly do not (SQLite releases it). A large
-    file is parsed in a child process, which leaves this process's GIL to the writes;
-    anything else in a thread. Either way a thread reads a few chunks ahead, and when the
-    caller stops early the producer is stopped (the child killed) before the block ends.
-    """
-    found = _large_file(source.stream)
-    if found is None:
-        with closing(read_ahead(_parsed(source, options))) as parsed:
-            yield parsed
-        return
-    fd, offset = found
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
-    child = subprocess.Popen([sys.executable, *_PARSE_CHILD], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, pass_fds=(fd,), env=env)
-    assert child.stdin is not None and child.stdout is not None
-    parsed = read_ahead(_from_child(child, source))
-    try:
-        with child.stdin:
-            pickle.dump((fd, offset, source.name, options), child.stdin)
-        yield parsed
-    finally:
-        child.kill()  # first, so that a read-ahead thread waiting on the pipe meets its end
-        parsed.close()
-        child.wait()
-        child.stdout.close()
-
-
-_PARSE_CHILD = ("-m", "db.parse_child")
-
-
-def _large_file(stream: BinaryIO) -> tuple[int, int] | None:
-    """``(fd, position)`` of a regular file with at least _PARSE_PROCESS_MIN_BYTES left."""
-    if os.name != "posix":
-        return None
-    try:
-        fd, position = stream.fileno(), stream.tell()
-        info = os.fstat(fd)
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
-        return None
-    if not stat.S_ISREG(info.st_mode) or info.st_size - position < _PARSE_PROCESS_MIN_BYTES:
-        return None
-    return fd, position
-
-
-def _from_child(child: subprocess.Popen[bytes], source: _Source) -> Iterator[_Row | RejectedRow]:
-    """What ``db.parse_child`` sends, in order; its failure is raised where it happened."""
-    assert child.stdout is not None
-    while True:
-        try:
-            kind, value = pickle.load(child.stdout)
-        except EOFError:
-            raise ImportFailed(
-                f"{source.name}: the process reading the file stopped (exit code "
-                f"{child.wait()}); nothing was imported.") from None
-        if kind == "items":
-            yield from value
-        elif kind == "done":
-            source.bytes_read = value
-            return
-        elif kind == "failed":
-            raise ImportFailed(value)
-        else:
-            raise RuntimeError(f"Reading {source.name} failed in db.parse_child:\n{value}")
 
 
 def _parsed(source: _Source, options: _Options) -> Iterator[_Row | RejectedRow]:
