@@ -25,8 +25,9 @@ Each variant's agreement is the share of texts whose predicted class equals plai
 Last, ``--stream`` texts (the corpus repeated with a counter appended, so each is distinct)
 are scored through ``predict_proba_stream`` from a generator: peak RSS before, after the first
 chunk and after the last shows whether memory stays bounded (the first chunk pays for the
-scoring shapes' buffers once; later chunks must add nothing). Absolute texts/s mean something only on a quiet machine
-(the GPU machine); on a shared CPU compare the ratios, measured side by side.
+scoring shapes' buffers once; later chunks must add nothing). Absolute texts/s mean something
+only on a quiet machine (the GPU machine); on a shared CPU compare the ratios, measured side by
+side.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import numpy as np
 from bench.jsonfile import write_json
 from db.demo import iter_corpus
 from db.settings import Settings
-from learner.model import TrainConfig, TransformerClassifier, scoring_batch
+from learner.model import SCORING_CHUNK, TrainConfig, TransformerClassifier, scoring_batch
 
 
 def peak_rss_mb() -> float:
@@ -146,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     gpu = device.startswith("cuda")
     n = args.texts or (20_000 if gpu else 512 if args.quick else 2048)
     repeats = args.repeats or (2 if args.quick else 3)
-    n_stream = args.stream or (1_000_000 if gpu and not args.quick else 4096 if args.quick else 20_000)
+    # On a CPU, two chunks: the second shows whether memory stays bounded after the first.
+    n_stream = args.stream or (1_000_000 if gpu and not args.quick else 4096 if args.quick
+                               else SCORING_CHUNK + 4096)
     texts, labels = corpus()
     n_train = args.train or (64 if args.quick else 200)
     config = TrainConfig(max_length=128, epochs=2 if args.quick else 3, device=device, seed=0)
