@@ -262,7 +262,7 @@ class TransformerClassifier:
         scoring_agreement_: Share of the check's sample on which bf16 and fp32 agreed, or
             ``None`` when no check ran.
         scoring_speedup_: How many times as fast bf16 scored the check's sample as fp32 did
-            (median over its batches, the first of each left out as warm-up), or ``None``.
+            (each one's fastest batch, the first of each left out as warm-up), or ``None``.
     """
 
     classes_: np.ndarray
@@ -986,10 +986,14 @@ def _run_sorted(
 
 
 def _speedup(slow: list[float], fast: list[float]) -> float:
-    """Median ratio of per-batch times over the same batches, the first (warm-up) left out."""
-    pairs = list(zip(slow, fast, strict=True))
-    steady = pairs[1:] or pairs
-    return float(np.median([s / max(f, 1e-9) for s, f in steady]))
+    """How many times as fast ``fast`` ran: the ratio of each one's fastest batch.
+
+    The first batch of each (warm-up) is left out. The fastest batch, not a median, because
+    other processes only ever add time: on a busy 2-core machine a median of per-batch ratios
+    read 0.62x and 0.96x for a bf16 that measured 0.75x over thousands of texts.
+    """
+    steady_slow, steady_fast = slow[1:] or slow, fast[1:] or fast
+    return min(steady_slow) / max(min(steady_fast), 1e-9)
 
 
 def _logits(

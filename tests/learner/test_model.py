@@ -399,14 +399,14 @@ def test_cpu_scores_in_bf16_only_after_agreeing_with_fp32_and_beating_it(
         assert not np.array_equal(proba, exact) and np.allclose(proba, exact, atol=0.05)
 
 
-def test_bf16_speedup_is_the_median_batch_ratio_without_the_warm_up_batch() -> None:
+def test_bf16_speedup_compares_fastest_batches_without_the_warm_up_batch() -> None:
     from learner.model import _speedup
 
-    # The first batch of each precision pays one-off costs and is left out.
-    assert _speedup([9.0, 2.0, 2.0, 3.0], [0.1, 1.0, 2.0, 1.0]) == 2.0
+    # The first batch of each precision pays one-off costs and is left out; a batch slowed by
+    # another process (5.0) does not count against bf16.
+    assert _speedup([9.0, 2.0, 2.5, 3.0], [0.1, 1.0, 5.0, 1.25]) == 2.0
+    assert _speedup([0.1, 3.0, 3.0], [9.0, 4.0, 4.0]) == 0.75
     assert _speedup([1.0], [4.0]) == 0.25  # one batch: it is all there is
-    with pytest.raises(ValueError):
-        _speedup([1.0, 2.0], [1.0])
 
 
 def _with_precision(clf: TransformerClassifier, precision: str) -> TransformerClassifier:
