@@ -683,7 +683,6 @@ class _JsonListReader:
     def __init__(self, source: _Source) -> None:
         self.name = source.name
         self._chunks = source.chunks()
-        self._decoder = _STRICT_JSON
         self._buf = ""
         self._pos = 0
         self._eof = False
@@ -729,7 +728,7 @@ class _JsonListReader:
     def _value(self, index: int) -> Any:
         while True:
             try:
-                value, end = self._decoder.raw_decode(self._buf, self._pos)
+                value, end = _STRICT_JSON.raw_decode(self._buf, self._pos)
             except json.JSONDecodeError as exc:
                 if self._eof or not self._maybe_cut(exc):
                     self._fail(f"invalid JSON in item {index}: {exc.msg}", exc.pos)
