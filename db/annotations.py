@@ -14,13 +14,11 @@ from collections.abc import Hashable, Sequence
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.engine import read_unit, write_unit
+from db.engine import dialect_insert, read_unit, write_unit
 from db.errors import LabelwiseError, NotFound
 from db.models import Annotation, Annotator, Example, Label, Lease, Project, Role, utcnow
-from db.projects import label_ids
 from db.settings import Settings
 
 L = TypeVar("L", bound=Hashable)
@@ -74,17 +72,24 @@ def final_label(labels_oldest_first: Sequence[L]) -> L:
     return max(score, key=score.__getitem__)
 
 
-def _project_id(session: Session, project: str | int) -> int:
+def _project_filter(project: str | int) -> Any:
     if isinstance(project, int) and not isinstance(project, bool):
-        found = session.scalar(select(Project.id).where(Project.id == project))
-        if found is None:
-            raise NotFound(f"No project with id {project}.")
-        return found
-    found = session.scalar(select(Project.id).where(Project.name == str(project)))
+        return Project.id == project
+    return Project.name == str(project)
+
+
+def _project_id(session: Session, project: str | int) -> int:
+    found = session.scalar(select(Project.id).where(_project_filter(project)))
     if found is None:
-        known = ", ".join(session.scalars(select(Project.name).order_by(Project.name))) or "none"
-        raise NotFound(f"No project named {project!r} (projects: {known}).")
+        raise _no_project(session, project)
     return found
+
+
+def _no_project(session: Session, project: str | int) -> NotFound:
+    if isinstance(project, int) and not isinstance(project, bool):
+        return NotFound(f"No project with id {project}.")
+    known = ", ".join(session.scalars(select(Project.name).order_by(Project.name))) or "none"
+    return NotFound(f"No project named {project!r} (projects: {known}).")
 
 
 def _clean_annotator(name: str) -> str:
@@ -98,14 +103,38 @@ def _clean_annotator(name: str) -> str:
     return cleaned
 
 
-def _insert(session: Session, table: Any) -> Any:
-    """The dialect's INSERT construct, which knows ``ON CONFLICT``."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    raise LabelwiseError(f"Unsupported database backend {dialect!r} (SQLite or PostgreSQL).")
+def _answer_ids(
+    session: Session, project: str | int, example_id: int, label: str, annotator: str
+) -> tuple[int, int]:
+    """The label's and the annotator's ids for an answer, checked and looked up in one
+    statement (the annotator is created on first use); raises as `annotate` says."""
+    row = session.execute(
+        select(
+            Project.id,
+            select(Example.project_id).where(Example.id == example_id).scalar_subquery(),
+            select(Label.id)
+            .where(Label.project_id == Project.id, Label.name == label.strip())
+            .scalar_subquery(),
+            select(Annotator.id).where(Annotator.name == annotator).scalar_subquery(),
+            select(Annotator.is_active).where(Annotator.name == annotator).scalar_subquery(),
+        ).where(_project_filter(project))
+    ).first()
+    if row is None:
+        raise _no_project(session, project)
+    project_id, example_project, label_id, annotator_id, active = row
+    if example_project != project_id:
+        raise NotFound(f"Example {example_id} is not in project {project!r}.")
+    if label_id is None:
+        ordered = session.scalars(
+            select(Label.name).where(Label.project_id == project_id).order_by(Label.position)
+        ).all()
+        valid = ", ".join(repr(n) for n in ordered) or "none defined"
+        raise LabelwiseError(f"Unknown label {label!r} (valid labels: {valid}).")
+    if annotator_id is None:
+        return label_id, _annotator_id(session, annotator)
+    if not active:
+        raise LabelwiseError(f"The account {annotator!r} is disabled; its labels are refused.")
+    return label_id, annotator_id
 
 
 def _annotator_id(session: Session, name: str) -> int:
@@ -118,7 +147,7 @@ def _annotator_id(session: Session, name: str) -> int:
             raise LabelwiseError(f"The account {name!r} is disabled; its labels are refused.")
         return row.id
     stmt = (
-        _insert(session, Annotator)
+        dialect_insert(session, Annotator)
         .values(name=name, role=Role.ANNOTATOR.value, is_active=True, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=[Annotator.name])
     )
@@ -164,24 +193,13 @@ def annotate(
     if seconds_spent is not None and (seconds_spent != seconds_spent or seconds_spent < 0):
         raise LabelwiseError(f"seconds_spent must be a non-negative number, not {seconds_spent}.")
     with write_unit(settings) as session:
-        project_id = _project_id(session, project)
-        example_project = session.scalar(select(Example.project_id).where(Example.id == example_id))
-        if example_project != project_id:
-            raise NotFound(f"Example {example_id} is not in project {project!r}.")
-        labels = label_ids(session, project_id)
-        if label_name not in labels:
-            ordered = session.scalars(
-                select(Label.name).where(Label.project_id == project_id).order_by(Label.position)
-            ).all()
-            valid = ", ".join(repr(n) for n in ordered) or "none defined"
-            raise LabelwiseError(f"Unknown label {label!r} (valid labels: {valid}).")
-        annotator_id = _annotator_id(session, annotator_name)
+        label_id, annotator_id = _answer_ids(session, project, example_id, label, annotator_name)
         now = utcnow()
         table = Annotation.__table__
-        stmt = _insert(session, table).values(
+        stmt = dialect_insert(session, table).values(
             example_id=example_id,
             annotator_id=annotator_id,
-            label_id=labels[label_name],
+            label_id=label_id,
             created_at=now,
             updated_at=now,
             seconds_spent=seconds_spent,

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.errors import StorageError
+from db.errors import LabelwiseError, StorageError
 from db.settings import Settings, get_settings
 
 _IMMEDIATE = "labelwise_immediate"
@@ -89,6 +89,18 @@ def get_engine(settings: Settings | None = None) -> Engine:
     bind = session_factory(settings).kw["bind"]
     assert isinstance(bind, Engine)
     return bind
+
+
+def dialect_insert(session: Session, table: Any) -> Any:
+    """The session's dialect's INSERT construct, which knows ``ON CONFLICT`` (upserts)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    raise LabelwiseError(f"Unsupported database backend {dialect!r} (SQLite or PostgreSQL).")
 
 
 def dispose_all() -> None:

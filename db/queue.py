@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, exists, func, insert, select, true
 from sqlalchemy.orm import Session
 
-from db.engine import read_unit, write_unit
+from db.engine import dialect_insert, read_unit, write_unit
 from db.models import (
     Annotation,
     Annotator,
@@ -178,36 +178,39 @@ def claim_next(
         me = get_or_create_annotator(session, annotator)
         mine = ~exists().where(Annotation.example_id == Example.id, Annotation.annotator_id == me)
         skip = Example.id.not_in(list(exclude)) if exclude else true()
-        example_id = session.scalar(
+        own_lease = (
             select(Lease.example_id)
             .join(Example, Example.id == Lease.example_id)
             .where(Lease.annotator_id == me, Lease.expires_at > now,
                    Example.project_id == project_id, mine, skip)
             .order_by(Lease.id.desc()).limit(1)
+            .scalar_subquery()
         )
-        if example_id is None:
-            example_id = session.scalar(
-                select(QueueItem.example_id)
-                .join(Example, Example.id == QueueItem.example_id)
-                .where(QueueItem.project_id == project_id, mine, skip,
-                       _served_to_others(QueueItem.example_id, me, now) < QueueItem.needed)
-                .order_by(QueueItem.rank).limit(1)
-            )
+        queued = (
+            select(QueueItem.example_id)
+            .join(Example, Example.id == QueueItem.example_id)
+            .where(QueueItem.project_id == project_id, mine, skip,
+                   _served_to_others(QueueItem.example_id, me, now) < QueueItem.needed)
+            .order_by(QueueItem.rank).limit(1)
+            .scalar_subquery()
+        )
+        # one round trip: COALESCE evaluates the queue lookup only when there is no own lease
+        example_id = session.scalar(select(func.coalesce(own_lease, queued)))
         if example_id is None:
             example_id = _random_free(session, project_id, me, now, skip)
         if example_id is None:
             return None
         _lease(session, example_id, me, now + timedelta(seconds=lease_s))
-    return item_for(settings, project_id, example_id)
+        return _item(session, project_id, example_id)
 
 
 def _lease(session: Session, example_id: int, me: int, until: datetime) -> None:
-    lease = session.scalar(
-        select(Lease).where(Lease.example_id == example_id, Lease.annotator_id == me))
-    if lease is None:
-        session.add(Lease(example_id=example_id, annotator_id=me, expires_at=until))
-    else:
-        lease.expires_at = until
+    """Take or renew the lease of ``me`` on the text, in one upsert."""
+    stmt = dialect_insert(session, Lease).values(
+        example_id=example_id, annotator_id=me, expires_at=until)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=[Lease.example_id, Lease.annotator_id],
+        set_={"expires_at": stmt.excluded.expires_at}))
 
 
 def release(settings: Settings, example_id: int, annotator: str) -> None:
@@ -222,9 +225,10 @@ def _random_free(session: Session, project_id: int, me: int, now: datetime,
                  skip: Any) -> int | None:
     """A uniformly random text nobody has labelled or leased, found by index range probes."""
     of_project = Example.project_id == project_id
-    # two single-aggregate queries: SQLite answers each from the index in O(log n)
-    bounds = (session.scalar(select(func.min(Example.id)).where(of_project)),
-              session.scalar(select(func.max(Example.id)).where(of_project)))
+    # one round trip of two single-aggregate subqueries: SQLite answers each from the index
+    bounds = session.execute(select(
+        select(func.min(Example.id)).where(of_project).scalar_subquery(),
+        select(func.max(Example.id)).where(of_project).scalar_subquery())).one()
     if bounds[0] is None:
         return None
     nobody = ~exists().where(Annotation.example_id == Example.id)
@@ -269,19 +273,23 @@ def unlabelled_ids(session: Session, project_id: int) -> list[int]:
 def item_for(settings: Settings, project_id: int, example_id: int) -> QueuedItem | None:
     """One text of the project as a queue item (its queue entry's reason if it has one)."""
     with read_unit(settings) as session:
-        row = session.execute(
-            select(
-                Example.id,
-                Example.text,
-                func.coalesce(QueueItem.reason, QueueReason.RANDOM.value),
-                QueueItem.score,
-                QueueItem.predicted_label,
-                QueueItem.confidence,
-                ModelVersion.version,
-            )
-            .outerjoin(QueueItem, (QueueItem.example_id == Example.id)
-                       & (QueueItem.project_id == project_id))
-            .outerjoin(ModelVersion, ModelVersion.id == QueueItem.model_version_id)
-            .where(Example.id == example_id, Example.project_id == project_id)
-        ).first()
+        return _item(session, project_id, example_id)
+
+
+def _item(session: Session, project_id: int, example_id: int) -> QueuedItem | None:
+    row = session.execute(
+        select(
+            Example.id,
+            Example.text,
+            func.coalesce(QueueItem.reason, QueueReason.RANDOM.value),
+            QueueItem.score,
+            QueueItem.predicted_label,
+            QueueItem.confidence,
+            ModelVersion.version,
+        )
+        .outerjoin(QueueItem, (QueueItem.example_id == Example.id)
+                   & (QueueItem.project_id == project_id))
+        .outerjoin(ModelVersion, ModelVersion.id == QueueItem.model_version_id)
+        .where(Example.id == example_id, Example.project_id == project_id)
+    ).first()
     return None if row is None else QueuedItem(*row)

@@ -6,9 +6,10 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import event, insert, update
 
-from db.engine import read_unit, write_unit
+from db.annotations import annotate
+from db.engine import get_engine, read_unit, write_unit
 from db.models import Example, RunStatus, TrainingRun, utcnow
 from db.projects import create_project, get_or_create_annotator, label_ids
 from db.queue import (
@@ -187,3 +188,47 @@ def test_interleave_keeps_every_entry(share):
     out = interleave_audit(ranked, audit if share else [], share)
     assert sorted(e.example_id for e in out) == sorted(
         e.example_id for e in ranked + (audit if share else []))
+
+
+class _Statements:
+    """Counts the statements and transactions an engine runs inside the block."""
+
+    def __init__(self, settings) -> None:
+        self.engine = get_engine(settings)
+        self.statements: list[str] = []
+        self.transactions = 0
+
+    def _statement(self, _conn, _cursor, statement, *_args) -> None:
+        self.statements.append(statement)
+
+    def _begin(self, _conn) -> None:
+        self.transactions += 1
+
+    def __enter__(self) -> "_Statements":
+        event.listen(self.engine, "before_cursor_execute", self._statement)
+        event.listen(self.engine, "begin", self._begin)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._statement)
+        event.remove(self.engine, "begin", self._begin)
+
+
+def test_claim_and_answer_are_one_short_unit_each(any_settings):
+    """Serving latency is round trips: a claim (lease included) and an answer each take one
+    transaction of a handful of statements, on both backends."""
+    project_id, ids = _project(any_settings)
+    with write_unit(any_settings) as session:
+        replace_queue(session, project_id, [QueueEntry(i, "uncertain") for i in ids[:5]])
+    first = claim_next(any_settings, project_id, "ann")  # creates the annotator
+    annotate(any_settings, project_id, first.example_id, "ann", "a")
+    with _Statements(any_settings) as claim:
+        item = claim_next(any_settings, project_id, "ann")
+    with _Statements(any_settings) as answer:
+        annotate(any_settings, project_id, item.example_id, "ann", "b")
+    assert item.example_id == ids[1] and item.reason == "uncertain"
+    # SQLite: BEGIN IMMEDIATE, annotator, next text, lease upsert, the text.
+    # PostgreSQL: the advisory lock instead of BEGIN IMMEDIATE.
+    assert claim.transactions == 1 and len(claim.statements) <= 5, claim.statements
+    # SQLite: BEGIN IMMEDIATE, the ids in one lookup, the upsert, the lease's end.
+    assert answer.transactions == 1 and len(answer.statements) <= 4, answer.statements
