@@ -76,10 +76,10 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[A
 
     Args:
         device: A device string as returned by :func:`resolve_device`.
-        precision: ``"fp32"`` (no autocast) or ``"bf16"``.
+        precision: ``"fp32"`` or ``"int8"`` (no autocast), or ``"bf16"``.
 
     Returns:
-        A context manager: ``torch.autocast`` for bf16, a no-op for fp32.
+        A context manager: ``torch.autocast`` for bf16, a no-op otherwise.
     """
     import torch
 
@@ -89,7 +89,8 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[A
 
 
 CHECK = "check"
-"""Scoring precision still to be decided: bf16 if it agrees with fp32 on a sample, else fp32."""
+"""Scoring precision still to be decided: the fastest candidate (see `scoring_candidates`)
+that agrees with fp32 on a sample and beats it, else fp32."""
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -100,12 +101,35 @@ def cpu_has_fast_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
+def cpu_has_int8() -> bool:
+    """Whether torch can run int8 dynamically quantised linear layers on this CPU."""
+    import torch
+
+    engines = torch.backends.quantized.supported_engines
+    return any(engine in ("x86", "fbgemm", "qnnpack") for engine in engines)
+
+
+def scoring_candidates(device: str) -> tuple[str, ...]:
+    """The faster precisions a CPU may score in once they pass the check against fp32.
+
+    ``"bf16"`` (autocast) where the CPU has bf16 units; ``"int8"`` (the linear layers
+    dynamically quantised per output channel) where torch has an int8 engine. None on other
+    devices: CUDA scores in bf16 without a check.
+    """
+    import torch
+
+    if torch.device(device).type != "cpu":
+        return ()
+    return (("bf16",) if cpu_has_fast_bf16() else ()) + (("int8",) if cpu_has_int8() else ())
+
+
 def scoring_precision(precision: str, device: str) -> str:
     """Returns the precision to score (not train) in: ``"fp32"``, ``"bf16"`` or :data:`CHECK`.
 
-    Scoring may take bf16 where training stays fp32: on a CPU with bf16 units, ``"auto"``
-    gives :data:`CHECK`, and the classifier uses bf16 only after it has agreed with fp32 on a
-    sample of the texts it scores (see ``TransformerClassifier``).
+    Scoring may take a faster precision where training stays fp32: on a CPU with
+    `scoring_candidates`, ``"auto"`` gives :data:`CHECK`, and the classifier uses a candidate
+    only after it has agreed with fp32 on a sample of the texts it scores and scored that
+    sample faster (see ``TransformerClassifier``).
 
     Args:
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
@@ -114,9 +138,7 @@ def scoring_precision(precision: str, device: str) -> str:
     Returns:
         ``"fp32"``, ``"bf16"`` or :data:`CHECK`.
     """
-    import torch
-
     resolved = resolve_precision(precision, device)
-    if precision == "auto" and torch.device(device).type == "cpu" and cpu_has_fast_bf16():
+    if precision == "auto" and scoring_candidates(device):
         return CHECK
     return resolved

@@ -24,6 +24,7 @@ import os
 import random
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from learner.device import CHECK, PRECISIONS, autocast, resolve_device, resolve_precision, scoring_precision
+from learner.device import (
+    CHECK,
+    PRECISIONS,
+    autocast,
+    resolve_device,
+    resolve_precision,
+    scoring_candidates,
+    scoring_precision,
+)
 from learner.errors import InvalidArtefact, LearnerError, ModelNotFound, NotFitted
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -58,14 +67,15 @@ SCORING_CHUNK = 8192
 """Texts tokenised and scored at a time: memory stays bounded however large the pool."""
 
 AGREEMENT_SAMPLE = 256
-"""Texts scored in both fp32 and bf16 before bf16 is trusted for scoring on a CPU."""
+"""Texts scored in fp32 and in each faster candidate (bf16, int8) before a candidate is
+trusted for scoring on a CPU."""
 
 AGREEMENT_MIN = 0.99
-"""Share of the sample whose predicted class must be the same in bf16 as in fp32."""
+"""Share of the sample whose predicted class must be the same in the candidate as in fp32."""
 
 SPEEDUP_MIN = 1.1
-"""How much faster than fp32 bf16 must score the sample to be used: a CPU with AVX-512 BF16
-but no AMX can be slower in bf16 than in fp32 (0.75x measured on one), and then fp32 it is."""
+"""How much faster than fp32 a candidate must score the sample to be used: a CPU with AVX-512
+BF16 but no AMX can be slower in bf16 than in fp32 (0.75x measured on one)."""
 
 
 # --------------------------------------------------------------------------- model specs
@@ -165,10 +175,11 @@ class TrainConfig:
         device: ``None`` for CUDA when available, else CPU; or a torch device string.
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``. ``"auto"`` trains and scores with
             bf16 autocast on CUDA where supported; on a CPU it trains in fp32 and scores in
-            bf16 only where the CPU has bf16 units (AMX, AVX-512 BF16), bf16 predicts the
-            same class as fp32 for at least ``AGREEMENT_MIN`` of a sample of the first large
-            batch it scores, and scores that sample at least ``SPEEDUP_MIN`` times as fast
-            (``scoring_precision_``, ``scoring_agreement_`` and ``scoring_speedup_`` tell).
+            the fastest of bf16 (where the CPU has bf16 units: AMX, AVX-512 BF16) and int8
+            (linear layers quantised) that predicts the same class as fp32 for at least
+            ``AGREEMENT_MIN`` of a sample of the first large batch it scores and scores that
+            sample at least ``SPEEDUP_MIN`` times as fast; else in fp32
+            (``scoring_precision_`` and ``scoring_checks_`` tell).
         scoring_batch_size: Texts per forward pass when scoring or embedding; ``None`` for 64
             on a CPU and 256 on CUDA, where larger batches keep the GPU busy.
         max_grad_norm: Gradients are clipped to this norm; 0 turns clipping off.
@@ -257,12 +268,12 @@ class TransformerClassifier:
             validation split, ``val_accuracy`` and ``val_loss``).
         best_epoch_: After ``fit``: the 1-based epoch whose weights were kept.
         validation_size_: After ``fit``: how many texts were held out (0: none).
-        scoring_precision_: ``"fp32"`` or ``"bf16"`` once decided; ``"check"`` until the
-            agreement check has run.
-        scoring_agreement_: Share of the check's sample on which bf16 and fp32 agreed, or
-            ``None`` when no check ran.
-        scoring_speedup_: How many times as fast bf16 scored the check's sample as fp32 did
-            (each one's fastest batch, the first of each left out as warm-up), or ``None``.
+        scoring_precision_: ``"fp32"``, ``"bf16"`` or ``"int8"`` once decided; ``"check"``
+            until the agreement check has run.
+        scoring_checks_: Per candidate precision the check tried: ``agreement``, the share
+            of the check's sample on which it predicted the same class as fp32, and
+            ``speedup``, how many times as fast it scored the sample as fp32 did (each one's
+            fastest batch, the first of each left out as warm-up). Empty when no check ran.
     """
 
     classes_: np.ndarray
@@ -291,9 +302,9 @@ class TransformerClassifier:
         self._encoder: Any = None  # (encoder, tokenizer, device, precision) for embed() before fit
         self._device: str | None = None
         self._precision: str | None = None
+        self._int8: Any = None  # the int8 copy of the fitted model, once the check asks for it
         self.scoring_precision_ = "fp32"
-        self.scoring_agreement_: float | None = None
-        self.scoring_speedup_: float | None = None
+        self.scoring_checks_: dict[str, dict[str, float]] = {}
 
     def __repr__(self) -> str:
         state = f"classes={self.classes_.tolist()!r}" if self.is_fitted else "unfitted"
@@ -495,7 +506,7 @@ class TransformerClassifier:
         """
         model, _ = self._fitted()
         for chunk in _chunks(texts, chunk_size):
-            yield _softmax(self._score(chunk, lambda b: model(**b).logits, len(self.classes_)))
+            yield _softmax(self._score(chunk, lambda net, b: net(**b).logits, len(self.classes_)))
 
     def predict_proba_and_embed(self, X: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and mean-pooled embeddings from one forward pass per batch.
@@ -517,31 +528,33 @@ class TransformerClassifier:
             return (np.zeros((0, n_classes), dtype=np.float64),
                     np.zeros((0, int(model.config.hidden_size)), dtype=np.float32))
 
-        def both(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        def both(net: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             import torch
 
-            out = model(**batch, output_hidden_states=True)
+            out = net(**batch, output_hidden_states=True)
             pooled = _mean_pool(out.hidden_states[-1], batch["attention_mask"])
             return torch.cat([out.logits.float(), pooled], dim=1)
 
         out = np.concatenate([self._score(chunk, both, n_classes) for chunk in _chunks(texts, SCORING_CHUNK)])
         return _softmax(out[:, :n_classes]), out[:, n_classes:].astype(np.float32, copy=False)
 
-    def _score(self, texts: list[str], fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    def _score(self, texts: list[str], fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor],
                n_logits: int) -> np.ndarray:
-        """Applies ``fn`` to ``texts`` in the scoring precision, deciding it first if needed.
+        """Applies ``fn(network, batch)`` to ``texts`` in the scoring precision, deciding it
+        first if needed.
 
         The decision (see ``TrainConfig.precision``) is taken on the first call with at least
         twice ``AGREEMENT_SAMPLE`` texts: the sample is scored in fp32 (those rows are kept)
-        and in bf16, timing each batch, and the first ``n_logits`` columns of ``fn``'s output
-        are compared.
+        and in each of `scoring_candidates`, timing each batch, and the first ``n_logits``
+        columns of ``fn``'s output are compared.
         """
         model, tokenizer = self._fitted()
         encoded = _encode(tokenizer, texts, self.config.max_length)
+        device = self._device or "cpu"
 
         def run(idx: np.ndarray, precision: str, seconds: list[float] | None = None) -> np.ndarray:
-            device = self._device or "cpu"
-            return _run_sorted(model, tokenizer, encoded, idx, scoring_batch(self.config, device),
+            net = self._int8_model() if precision == "int8" else model
+            return _run_sorted(net, tokenizer, encoded, idx, scoring_batch(self.config, device),
                                device, precision, fn, seconds)
 
         everything = np.arange(len(texts))
@@ -551,24 +564,44 @@ class TransformerClassifier:
             return run(everything, "fp32")  # too few to be worth a check: decide on a larger call
         sample = np.unique(np.linspace(0, len(texts) - 1, AGREEMENT_SAMPLE).astype(np.int64))
         exact_s: list[float] = []
-        fast_s: list[float] = []
         exact = run(sample, "fp32", exact_s)
-        fast = run(sample, "bf16", fast_s)
-        agreement = float(np.mean(exact[:, :n_logits].argmax(1) == fast[:, :n_logits].argmax(1)))
-        self.scoring_agreement_ = agreement
-        self.scoring_speedup_ = _speedup(exact_s, fast_s)
-        fast_enough = self.scoring_speedup_ >= SPEEDUP_MIN
-        self.scoring_precision_ = "bf16" if agreement >= AGREEMENT_MIN and fast_enough else "fp32"
+        checks: dict[str, dict[str, float]] = {}
+        for candidate in scoring_candidates(device):
+            seconds: list[float] = []
+            fast = run(sample, candidate, seconds)
+            agreement = float(np.mean(exact[:, :n_logits].argmax(1) == fast[:, :n_logits].argmax(1)))
+            checks[candidate] = {"agreement": agreement, "speedup": _speedup(exact_s, seconds)}
+        self.scoring_checks_ = checks
+        self.scoring_precision_ = _choose_precision(checks)
+        if self.scoring_precision_ != "int8":
+            self._int8 = None  # not used: free it
         out = np.empty((len(texts), exact.shape[1]), dtype=exact.dtype)
         out[sample] = exact
         rest = np.setdiff1d(everything, sample)
         out[rest] = run(rest, self.scoring_precision_)
         return out
 
+    def _int8_model(self) -> Any:
+        """The fitted model with its linear layers quantised to int8 (per output channel, the
+        activations dynamically), made once per fitted model."""
+        if self._int8 is None:
+            import copy
+
+            import torch
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            model, _ = self._fitted()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+                self._int8 = quantize_dynamic(copy.deepcopy(model).cpu().eval(),
+                                              {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                              dtype=torch.qint8)
+        return self._int8
+
     def _reset_scoring(self) -> None:
         self.scoring_precision_ = scoring_precision(self.config.precision, self._device or "cpu")
-        self.scoring_agreement_ = None
-        self.scoring_speedup_ = None
+        self.scoring_checks_ = {}
+        self._int8 = None
 
     def predict(self, X: Sequence[str]) -> np.ndarray:
         """Most probable label per text.
@@ -608,8 +641,8 @@ class TransformerClassifier:
             return np.zeros((0, int(encoder.config.hidden_size)), dtype=np.float32)
         encoded = _encode(tokenizer, texts, self.config.max_length)
 
-        def pool(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            return _mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
+        def pool(net: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return _mean_pool(net(**batch).last_hidden_state, batch["attention_mask"])
 
         out = _run_sorted(
             encoder, tokenizer, encoded, np.arange(len(texts)), scoring_batch(self.config, device), device, precision, pool
@@ -954,10 +987,10 @@ def _run_sorted(
     batch_size: int,
     device: str,
     precision: str,
-    fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor],
     seconds: list[float] | None = None,
 ) -> np.ndarray:
-    """Applies ``fn`` to length-sorted batches of ``idx`` and returns rows in ``idx`` order.
+    """Applies ``fn(model, batch)`` to length-sorted batches of ``idx``; rows in ``idx`` order.
 
     With ``seconds``, each batch's wall time (collation to result on the host) is appended.
     """
@@ -974,7 +1007,7 @@ def _run_sorted(
                 began = time.perf_counter()
                 positions = order[start : start + batch_size]
                 batch = _collate(tokenizer, encoded, idx[positions], device)
-                chunks.append(fn(batch).float().cpu().numpy())
+                chunks.append(fn(model, batch).float().cpu().numpy())
                 if seconds is not None:
                     seconds.append(time.perf_counter() - began)
     finally:
@@ -983,6 +1016,14 @@ def _run_sorted(
     out = np.empty_like(stacked)
     out[order] = stacked
     return out
+
+
+def _choose_precision(checks: dict[str, dict[str, float]]) -> str:
+    """The fastest candidate that agreed with fp32 on at least ``AGREEMENT_MIN`` of the sample
+    and scored it at least ``SPEEDUP_MIN`` times as fast; fp32 when none did."""
+    passed = {name: c["speedup"] for name, c in checks.items()
+              if c["agreement"] >= AGREEMENT_MIN and c["speedup"] >= SPEEDUP_MIN}
+    return max(passed, key=passed.__getitem__) if passed else "fp32"
 
 
 def _speedup(slow: list[float], fast: list[float]) -> float:
@@ -1005,7 +1046,8 @@ def _logits(
     device: str,
     precision: str,
 ) -> np.ndarray:
-    return _run_sorted(model, tokenizer, encoded, idx, batch_size, device, precision, lambda b: model(**b).logits)
+    return _run_sorted(model, tokenizer, encoded, idx, batch_size, device, precision,
+                       lambda net, b: net(**b).logits)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -157,15 +157,28 @@ def test_scoring_verdicts_follow_the_figures(tmp_path, kwargs, expected):
 
 def test_scoring_tells_how_the_precision_was_chosen_and_what_later_chunks_added(tmp_path):
     result = scoring_result()
+    result.update(auto_precision="int8", auto_checks={
+        "bf16": {"agreement": 0.9961, "speedup": 0.63}, "int8": {"agreement": 0.9922, "speedup": 1.52}})
+    result["stream"].update(peak_rss_after_first_chunk_mb=1508.0, chunks=3)
+    write(tmp_path / "r" / "m" / "scoring.json", wrapped("scoring", result))
+    text = " ".join(_section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path),
+                             "scoring").split())
+    assert ("chose **int8** after the check: bf16 agreed with fp32 on 99.6% of its check sample "
+            "and scored it at 0.63x fp32's speed; int8 agreed with fp32 on 99.2% of its check "
+            "sample and scored it at 1.52x fp32's speed (a candidate needs at least 99% "
+            "agreement and 1.1x)") in text
+    assert "1,508 MB after the first of 3 chunks, so the 2 after it added +2 MB" in text
+
+
+def test_scoring_renders_the_bf16_only_check_of_older_runs(tmp_path):
+    result = scoring_result()
     result.update(auto_precision="fp32", auto_speedup_check=0.63)
     result["stream"].update(peak_rss_after_first_chunk_mb=1508.0, chunks=3)
     write(tmp_path / "r" / "m" / "scoring.json", wrapped("scoring", result))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "scoring")
     assert ("chose **fp32** after bf16 agreed with fp32 on 99.6% of its check sample and scored "
-            "it at 0.63x fp32's speed (bf16 needs at least 99% agreement and 1.1x)") in " ".join(
+            "it at 0.63x fp32's speed (a candidate needs at least 99% agreement and 1.1x)") in " ".join(
                 text.split())
-    assert "1,508 MB after the first of 3 chunks, so the 2 after it added +2 MB" in " ".join(
-        text.split())
 
 
 def test_sim_accuracy_targets(tmp_path):

@@ -355,26 +355,54 @@ def test_scoring_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     import learner.device as device
 
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_int8", lambda: True)
+    assert device.scoring_candidates("cpu") == ("bf16", "int8")
     assert device.scoring_precision("auto", "cpu") == device.CHECK
     assert device.scoring_precision("fp32", "cpu") == "fp32"
     assert device.scoring_precision("bf16", "cpu") == "bf16"
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    assert device.scoring_candidates("cpu") == ("int8",)
+    assert device.scoring_precision("auto", "cpu") == device.CHECK
+    monkeypatch.setattr(device, "cpu_has_int8", lambda: False)
+    assert device.scoring_candidates("cpu") == ()
     assert device.scoring_precision("auto", "cpu") == "fp32"
 
 
-@pytest.mark.parametrize("threshold, speedup, expected", [
-    (0.5, 0.0, "bf16"),  # agrees, fast enough
-    (1.01, 0.0, "fp32"),  # fails the agreement check
-    (0.5, 1e9, "fp32"),  # agrees, but not faster than fp32 (an AVX-512 BF16 CPU without AMX)
+def test_this_cpu_has_an_int8_engine() -> None:
+    """x86 and Arm builds of torch ship one; without it the product silently loses int8."""
+    from learner.device import cpu_has_int8
+
+    assert cpu_has_int8()
+
+
+def test_precision_choice_takes_the_fastest_candidate_that_agrees_and_beats_fp32() -> None:
+    from learner.model import _choose_precision
+
+    def check(agreement: float, speedup: float) -> dict[str, float]:
+        return {"agreement": agreement, "speedup": speedup}
+
+    assert _choose_precision({}) == "fp32"
+    assert _choose_precision({"bf16": check(1.0, 2.9), "int8": check(0.995, 1.5)}) == "bf16"
+    assert _choose_precision({"bf16": check(1.0, 0.75), "int8": check(0.995, 1.5)}) == "int8"
+    assert _choose_precision({"bf16": check(1.0, 0.75), "int8": check(0.98, 1.7)}) == "fp32"
+    assert _choose_precision({"int8": check(0.99, 1.1)}) == "int8"  # both bounds inclusive
+
+
+@pytest.mark.parametrize("candidate", ["bf16", "int8"])
+@pytest.mark.parametrize("threshold, speedup, chosen", [
+    (0.5, 0.0, True),  # agrees, fast enough
+    (1.01, 0.0, False),  # fails the agreement check
+    (0.5, 1e9, False),  # agrees, but not faster than fp32 (bf16 on AVX-512 BF16 without AMX)
 ])
-def test_cpu_scores_in_bf16_only_after_agreeing_with_fp32_and_beating_it(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, threshold: float, speedup: float,
-    expected: str,
+def test_cpu_scores_in_a_candidate_only_after_agreeing_with_fp32_and_beating_it(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, candidate: str, threshold: float,
+    speedup: float, chosen: bool,
 ) -> None:
     import learner.device as device
     import learner.model as model
 
-    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: candidate == "bf16")
+    monkeypatch.setattr(device, "cpu_has_int8", lambda: candidate == "int8")
     monkeypatch.setattr(model, "AGREEMENT_MIN", threshold)
     monkeypatch.setattr(model, "SPEEDUP_MIN", speedup)
     monkeypatch.setattr(model, "AGREEMENT_SAMPLE", 16)
@@ -382,21 +410,41 @@ def test_cpu_scores_in_bf16_only_after_agreeing_with_fp32_and_beating_it(
     clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
     assert clf.scoring_precision_ == device.CHECK
     clf.predict_proba(X[:20])  # too few texts to decide on: fp32, still undecided
-    assert clf.scoring_precision_ == device.CHECK and clf.scoring_agreement_ is None
+    assert clf.scoring_precision_ == device.CHECK and clf.scoring_checks_ == {}
     pool, _ = synthetic_texts(40, seed=3)
     proba = clf.predict_proba(pool)
-    assert clf.scoring_precision_ == expected
-    assert clf.scoring_agreement_ is not None and 0.0 <= clf.scoring_agreement_ <= 1.0
-    assert clf.scoring_speedup_ is not None and clf.scoring_speedup_ > 0.0
+    assert clf.scoring_precision_ == (candidate if chosen else "fp32")
+    assert list(clf.scoring_checks_) == [candidate]
+    check = clf.scoring_checks_[candidate]
+    assert 0.0 <= check["agreement"] <= 1.0 and check["speedup"] > 0.0
+    assert (clf._int8 is not None) == (chosen and candidate == "int8")  # freed when not used
     exact = TransformerClassifier.predict_proba(_with_precision(clf, "fp32"), pool)
     sample = np.unique(np.linspace(0, len(pool) - 1, 16).astype(np.int64))
     np.testing.assert_array_equal(proba[sample], exact[sample])  # the check's fp32 rows are kept
-    if expected == "fp32":
+    if not chosen:
         # Same precision; only the batches differ (the check's sample went first), which moves
-        # some CPUs' fp32 results in the tenth decimal. bf16 moves them by about 1e-3.
+        # some CPUs' fp32 results in the tenth decimal. bf16 and int8 move them by about 1e-3.
         np.testing.assert_allclose(proba, exact, rtol=0, atol=1e-6)
     else:
         assert not np.array_equal(proba, exact) and np.allclose(proba, exact, atol=0.05)
+
+
+def test_int8_scoring_quantises_a_copy_and_embeds_too(fitted: TransformerClassifier) -> None:
+    import torch
+
+    X, _ = synthetic_texts(12, seed=7)
+    exact_proba, exact_emb = fitted.predict_proba_and_embed(X)
+    int8 = _with_precision(fitted, "int8")
+    int8._int8 = None
+    proba, emb = int8.predict_proba_and_embed(X)
+    quantised = int8._int8
+    assert quantised is not None and quantised is not fitted._fitted()[0]
+    assert any("quantized" in type(m).__module__ for m in quantised.modules())
+    assert all(isinstance(m, torch.nn.Linear) and "quantized" not in type(m).__module__
+               for m in fitted._fitted()[0].modules() if isinstance(m, torch.nn.Linear))
+    assert proba.shape == exact_proba.shape and emb.shape == exact_emb.shape
+    assert not np.array_equal(proba, exact_proba) and np.allclose(proba, exact_proba, atol=0.05)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
 
 
 def test_bf16_speedup_compares_fastest_batches_without_the_warm_up_batch() -> None:
