@@ -91,6 +91,9 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         print("Nothing was imported.", file=sys.stderr)
         return 1
     _print_report(report)
+    from db.engine import wait_for_checkpoints
+
+    wait_for_checkpoints()  # the rows are committed; copy them into the database file too
     return 0
 
 

@@ -245,7 +245,7 @@ def render_import(r: Result) -> list[str]:
     x = r.result
     rate = x["rows_per_s"]
     load = x.get("load_average_1min")
-    return [
+    lines = [
         *para(f"{x['rows']:,} synthetic texts of about {x['chars_per_text']:,} characters, "
               f"written in batches of {x['batch_size']:,} rows"
               + (f"; 1-minute load average after the import: {load}." if load is not None
@@ -254,10 +254,23 @@ def render_import(r: Result) -> list[str]:
             f"{x['csv_bytes'] / 1e9:.2f} GB CSV, {x['rows']:,} rows", f"{x['import_s']:.1f} s",
             f"**{rate:,}**", f"{x['import_cpu_s']:.1f}", f"{x['peak_rss_mb']:,.0f} MB",
             f"{x['db_bytes'] / 1e9:.2f} GB"]]),
-        *para(f"Target: at least {IMPORT_TARGET_ROWS_PER_S:,} rows/s: "
-              f"{verdict(rate >= IMPORT_TARGET_ROWS_PER_S)} "
-              f"({_against(rate, IMPORT_TARGET_ROWS_PER_S, 'rows/s')})."),
     ]
+    if "checkpointed_s" not in x:  # runs before the checkpoint moved out of the commit
+        return lines + para(f"Target: at least {IMPORT_TARGET_ROWS_PER_S:,} rows/s: "
+                            f"{verdict(rate >= IMPORT_TARGET_ROWS_PER_S)} "
+                            f"({_against(rate, IMPORT_TARGET_ROWS_PER_S, 'rows/s')}).")
+    done = x["checkpointed_rows_per_s"]
+    return lines + para(
+        f"The time is until `import_file` returns, the rows committed (durable in SQLite's "
+        f"write-ahead log) and visible. The checkpoint that copies them into the database file "
+        f"then runs in a background thread, blocking no reader or writer; it had finished "
+        f"{x['checkpointed_s'] - x['import_s']:.1f} s later ({x['checkpointed_s']:.1f} s in all, "
+        f"{done:,} rows/s, {x['checkpointed_cpu_s']:.1f} CPU s). Target: at least "
+        f"{IMPORT_TARGET_ROWS_PER_S:,} rows/s: {verdict(rate >= IMPORT_TARGET_ROWS_PER_S)} for "
+        f"the import as its caller waits for it "
+        f"({_against(rate, IMPORT_TARGET_ROWS_PER_S, 'rows/s')}); counting the background "
+        f"checkpoint: {verdict(done >= IMPORT_TARGET_ROWS_PER_S)} "
+        f"({_against(done, IMPORT_TARGET_ROWS_PER_S, 'rows/s')}).")
 
 
 EXPORT_FORMATS = {"jsonl": "JSONL", "csv": "CSV (formula-safe)", "parquet": "Parquet (snappy)"}

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from db.settings import Settings, get_settings
 _IMMEDIATE = "labelwise_immediate"
 _lock = threading.Lock()
 _factories: dict[str, sessionmaker[Session]] = {}
+_checkpoints: list[threading.Thread] = []
+_WAL_KEEP_BYTES = 64 * 1024 * 1024
 
 
 def is_sqlite(url: str) -> bool:
@@ -60,6 +62,8 @@ def create_db_engine(url: str, busy_timeout_ms: int = 10_000, **kwargs: Any) -> 
         cursor.execute("PRAGMA page_size = 16384")
         if path is not None:
             cursor.execute("PRAGMA journal_mode = WAL")
+            # Once checkpointed, a log grown by a large import shrinks back to this size.
+            cursor.execute(f"PRAGMA journal_size_limit = {_WAL_KEEP_BYTES}")
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -104,7 +108,9 @@ def dialect_insert(session: Session, table: Any) -> Any:
 
 
 def dispose_all() -> None:
-    """Close every pooled connection (tests, and before copying a database file)."""
+    """Close every pooled connection (tests, and before copying a database file), once the
+    background checkpoints have finished."""
+    wait_for_checkpoints()
     with _lock:
         for factory in _factories.values():
             factory.kw["bind"].dispose()
@@ -124,6 +130,65 @@ def write_unit(settings: Settings | None = None) -> Iterator[Session]:
             yield session
     except (OperationalError, sqlite3.OperationalError) as exc:  # the latter: raw driver calls
         raise StorageError(_storage_message(exc)) from exc
+
+
+@contextmanager
+def bulk_write_unit(settings: Settings | None = None) -> Iterator[Session]:
+    """A `write_unit` for one large write (an import), whose commit does not wait for the
+    SQLite checkpoint.
+
+    In WAL mode every committed page is written twice: to the write-ahead log at the commit
+    (which makes it durable), then into the database file by a checkpoint, which SQLite runs
+    in the committing call once the log is long. For a million imported texts that second
+    copy takes as long as a fifth of the import. Here the unit's connection skips it, and a
+    background thread checkpoints once the unit has committed, ``PASSIVE``: it blocks neither
+    readers nor writers (their own automatic checkpoints skip while it runs).
+    `wait_for_checkpoints` waits for it. On PostgreSQL this is `write_unit`.
+    """
+    settings = settings or get_settings()
+    path = sqlite_path(settings.database_url)
+    if path is None:
+        with write_unit(settings) as session:
+            yield session
+        return
+    try:
+        with get_engine(settings).connect() as conn:
+            raw = conn.connection.driver_connection  # outside SQLAlchemy: no autobegin
+            assert raw is not None
+            every = raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            raw.execute("PRAGMA wal_autocheckpoint = 0")
+            try:
+                conn.execution_options(**{_IMMEDIATE: True})
+                with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                    yield session
+            finally:
+                raw.execute(f"PRAGMA wal_autocheckpoint = {int(every)}")
+    except (OperationalError, sqlite3.OperationalError) as exc:
+        raise StorageError(_storage_message(exc)) from exc
+    _checkpoint_in_background(path, settings.sqlite_busy_timeout_ms)
+
+
+def _checkpoint_in_background(path: Path, busy_timeout_ms: int) -> None:
+    def checkpoint() -> None:
+        with suppress(sqlite3.Error):  # a checkpoint left undone is done by a later one
+            conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                conn.close()
+
+    thread = threading.Thread(target=checkpoint, name=f"checkpoint {path.name}", daemon=True)
+    with _lock:
+        _checkpoints[:] = [t for t in _checkpoints if t.is_alive()] + [thread]
+    thread.start()
+
+
+def wait_for_checkpoints() -> None:
+    """Wait until the checkpoints `bulk_write_unit` started have finished."""
+    with _lock:
+        running = list(_checkpoints)
+    for thread in running:
+        thread.join()
 
 
 def _storage_message(exc: Exception) -> str:

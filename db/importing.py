@@ -46,7 +46,7 @@ from sqlalchemy import JSON, bindparam, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from db.engine import write_unit
+from db.engine import bulk_write_unit
 from db.errors import ImportFailed, LabelwiseError
 from db.models import Annotation, Example, Project, Role
 from db.projects import (
@@ -287,7 +287,7 @@ def import_stream(
             fmt, filename, text_field, label_field, reference_label_field, encoding,
             skip_bad_rows, add_labels, labels, annotator, batch_size, max_rows,
         )
-        with write_unit(settings) as session, _sqlite_cache(session, _SQLITE_CACHE_KIB):
+        with bulk_write_unit(settings) as session, _sqlite_cache(session, _SQLITE_CACHE_KIB):
             _run(session, project, _Source(stream, filename, options.encoding), options, report)
     except ImportFailed as exc:
         exc.report = report

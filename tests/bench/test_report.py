@@ -248,3 +248,16 @@ def test_committed_results_render():
         for tag, result in by_tag.items():
             shown = f"### `{tag}`" if result.measured else f"`{tag}`: {result.skipped}"
             assert shown in _section(page, step)
+
+
+def test_import_gives_both_verdicts_when_the_checkpoint_ran_after_the_commit(tmp_path):
+    result = import_result(22_000)
+    result.update(import_s=4.6, checkpointed_s=6.0, checkpointed_rows_per_s=16_667,
+                  checkpointed_cpu_s=5.1)
+    write(tmp_path / "r" / "m" / "import.json", wrapped("import", result))
+    text = " ".join(_section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path),
+                             "import").split())
+    assert "it had finished 1.4 s later (6.0 s in all, 16,667 rows/s, 5.1 CPU s)" in text
+    assert ("at least 20,000 rows/s: **met** for the import as its caller waits for it (22,000 "
+            "rows/s, +10% against the target); counting the background checkpoint: **missed** "
+            "(16,667 rows/s, -17% against the target)") in text

@@ -682,3 +682,38 @@ def test_lines_match_a_stringio_for_any_chunking(universal: bool) -> None:
         chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)]) if b > a]
         expected = io.StringIO(text, newline=newline).readlines()
         assert list(importing._lines(chunks, universal)) == expected, (text, chunks)
+
+
+def test_a_large_import_commits_without_waiting_for_the_checkpoint(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import's commit makes it durable in the write-ahead log; copying the pages into the
+    database file (the checkpoint) runs after it, in the background, and then the log shrinks."""
+    import sqlite3
+
+    import db.engine as engine
+
+    engine.dispose_all()
+    monkeypatch.setattr(engine, "_WAL_KEEP_BYTES", 1_000_000)  # for the connections from now on
+    started: list[tuple[Path, int]] = []
+    checkpoint_in_background = engine._checkpoint_in_background
+    monkeypatch.setattr(engine, "_checkpoint_in_background", lambda *a: started.append(a))
+    body = " ".join(["word"] * 400)
+    rows = "".join(f'"{i} {body}"\n' for i in range(12_000))  # about 24 MB: past 1,000 pages
+    report = import_file(settings, write(tmp_path, "big.csv", "text\n" + rows), "big")
+    assert report.accepted == 12_000 and count(settings, Example) == 12_000
+    database = Path(settings.database_url.removeprefix("sqlite:///"))
+    wal = Path(f"{database}-wal")
+    assert len(started) == 1 and started[0][0] == database
+    # Committed, but only in the log: the database file has not received the texts yet.
+    assert database.stat().st_size < 2_000_000 < 20_000_000 < wal.stat().st_size
+    with read_unit(settings) as session:  # pooled connections checkpoint again as usual
+        assert session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    checkpoint_in_background(*started[0])
+    engine.wait_for_checkpoints()
+    assert database.stat().st_size > 20_000_000 < wal.stat().st_size  # copied; log still long
+    with write_unit(settings) as session:  # the next write starts the log afresh and shrinks it
+        session.execute(text("UPDATE projects SET guidelines = 'x'"))
+    assert wal.stat().st_size <= 1_000_000
+    with sqlite3.connect(database) as raw:
+        assert raw.execute("SELECT count(*) FROM examples").fetchone()[0] == 12_000
