@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -173,7 +174,7 @@ def _checkpoint_in_background(path: Path, busy_timeout_ms: int) -> None:
         with suppress(sqlite3.Error):  # a checkpoint left undone is done by a later one
             conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
             try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                _checkpoint_until_done(conn)
             finally:
                 conn.close()
 
@@ -181,6 +182,24 @@ def _checkpoint_in_background(path: Path, busy_timeout_ms: int) -> None:
     with _lock:
         _checkpoints[:] = [t for t in _checkpoints if t.is_alive()] + [thread]
     thread.start()
+
+
+_CHECKPOINT_RETRY_S = 0.5
+_CHECKPOINT_TRIES = 1200
+
+
+def _checkpoint_until_done(conn: sqlite3.Connection) -> None:
+    """One ``PASSIVE`` checkpoint that was not turned away, retrying while another runs.
+
+    Another checkpoint (an earlier import's) makes SQLite answer "busy" without copying the
+    newer pages; left alone, they would be checkpointed by the next commit that finds the log
+    long: an annotator's label, which would then wait for the whole copy.
+    """
+    for _ in range(_CHECKPOINT_TRIES):
+        busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
+        if not busy:
+            return
+        time.sleep(_CHECKPOINT_RETRY_S)
 
 
 def wait_for_checkpoints() -> None:

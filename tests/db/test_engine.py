@@ -159,3 +159,22 @@ def test_full_disk_is_a_clear_error_and_nothing_is_half_written(settings):
 
     with read_unit(settings) as session:
         assert project_stats(session, "p").examples == 1  # the import left nothing behind
+
+
+def test_a_background_checkpoint_retries_while_another_one_runs(monkeypatch) -> None:
+    """SQLite turns a checkpoint away ("busy") while another runs; the import's pages must
+    still be copied, not left to the next annotator's commit."""
+    import db.engine as engine
+
+    answers = iter([(1, -1, -1), (1, -1, -1), (0, 40, 40)])
+    calls: list[str] = []
+
+    class Conn:
+        def execute(self, sql: str):
+            calls.append(sql)
+            row = next(answers)
+            return type("Cursor", (), {"fetchone": lambda self: row})()
+
+    monkeypatch.setattr(engine, "_CHECKPOINT_RETRY_S", 0.0)
+    engine._checkpoint_until_done(Conn())
+    assert calls == ["PRAGMA wal_checkpoint(PASSIVE)"] * 3
