@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from learner.model import AGREEMENT_MIN as SCORING_CHECK_AGREEMENT
+from learner.model import AGREEMENT_SAMPLE as SCORING_CHECK_SAMPLE
 from learner.model import SPEEDUP_MIN as SCORING_CHECK_SPEEDUP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -334,7 +336,7 @@ SCORING_VARIANTS = {
 
 def _precision_check(x: dict[str, Any]) -> str:
     """How the product's check chose among fp32 and its faster candidates, where it ran."""
-    needs = (f" (a candidate needs at least {SCORING_AGREEMENT:.0%} agreement and "
+    needs = (f" (a candidate needs at least {SCORING_CHECK_AGREEMENT:.0%} agreement and "
              f"{SCORING_CHECK_SPEEDUP:g}x).")
     checks = x.get("auto_checks")
     if checks:
@@ -554,9 +556,9 @@ SECTIONS: dict[str, Section] = {
         "process. On a CPU the product scores in the fastest of bf16 autocast (CPUs with bf16 "
         "units: AMX, AVX-512 BF16) and int8 (its linear layers quantised per output channel, "
         "activations dynamically) that picks the same class as fp32 for at least "
-        f"{SCORING_AGREEMENT:.0%} of a 256-text sample and scores it at least "
-        f"{SCORING_CHECK_SPEEDUP:g}x as fast, and in fp32 when neither does; on CUDA it uses "
-        "bf16 autocast. Runs before 2026-12-01 17:00 UTC had no int8 candidate (their "
+        f"{SCORING_CHECK_AGREEMENT:.0%} of a {SCORING_CHECK_SAMPLE}-text sample and scores it "
+        f"at least {SCORING_CHECK_SPEEDUP:g}x as fast, and in fp32 when neither does; on CUDA it uses "
+        "bf16 autocast. Runs before commit 5abb2d6 had no int8 candidate (their "
         "`int8_dynamic` row quantised per tensor, for comparison only). ONNX Runtime is not in "
         "the pinned requirements; tried outside `make bench` on `cpu-intel-2core` (512 texts, "
         "same fine-tuned model), it scored at 1.12x plain fp32 in fp32 and 1.53x in int8 "

@@ -72,10 +72,12 @@ def final_label(labels_oldest_first: Sequence[L]) -> L:
     return max(score, key=score.__getitem__)
 
 
+def _is_id(project: str | int) -> bool:
+    return isinstance(project, int) and not isinstance(project, bool)
+
+
 def _project_filter(project: str | int) -> Any:
-    if isinstance(project, int) and not isinstance(project, bool):
-        return Project.id == project
-    return Project.name == str(project)
+    return Project.id == project if _is_id(project) else Project.name == str(project)
 
 
 def _project_id(session: Session, project: str | int) -> int:
@@ -86,7 +88,7 @@ def _project_id(session: Session, project: str | int) -> int:
 
 
 def _no_project(session: Session, project: str | int) -> NotFound:
-    if isinstance(project, int) and not isinstance(project, bool):
+    if _is_id(project):
         return NotFound(f"No project with id {project}.")
     known = ", ".join(session.scalars(select(Project.name).order_by(Project.name))) or "none"
     return NotFound(f"No project named {project!r} (projects: {known}).")

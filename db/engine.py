@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -98,8 +99,6 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
 def dialect_insert(session: Session, table: Any) -> Any:
     """The session's dialect's INSERT construct, which knows ``ON CONFLICT`` (upserts)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
         return sqlite.insert(table)
@@ -125,16 +124,22 @@ def write_unit(settings: Settings | None = None) -> Iterator[Session]:
     Everything done in the block is committed together or, on any exception, not at all.
     """
     factory = session_factory(settings)
+    with _storage_errors(), factory() as session, session.begin():
+        session.connection(execution_options={_IMMEDIATE: True})
+        yield session
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """The database's refusals (read-only, disk full, locked too long) as `StorageError`."""
     try:
-        with factory() as session, session.begin():
-            session.connection(execution_options={_IMMEDIATE: True})
-            yield session
+        yield
     except (OperationalError, sqlite3.OperationalError) as exc:  # the latter: raw driver calls
         raise StorageError(_storage_message(exc)) from exc
 
 
 @contextmanager
-def bulk_write_unit(settings: Settings | None = None) -> Iterator[Session]:
+def bulk_write_unit(settings: Settings | None = None, cache_kib: int | None = None) -> Iterator[Session]:
     """A `write_unit` for one large write (an import), whose commit does not wait for the
     SQLite checkpoint.
 
@@ -144,7 +149,8 @@ def bulk_write_unit(settings: Settings | None = None) -> Iterator[Session]:
     copy takes as long as a fifth of the import. Here the unit's connection skips it, and a
     background thread checkpoints once the unit has committed, ``PASSIVE``: it blocks neither
     readers nor writers (their own automatic checkpoints skip while it runs).
-    `wait_for_checkpoints` waits for it. On PostgreSQL this is `write_unit`.
+    `wait_for_checkpoints` waits for it. With ``cache_kib``, the connection's page cache is
+    that large for the unit (it is allocated only as used). On PostgreSQL this is `write_unit`.
     """
     settings = settings or get_settings()
     path = sqlite_path(settings.database_url)
@@ -152,21 +158,27 @@ def bulk_write_unit(settings: Settings | None = None) -> Iterator[Session]:
         with write_unit(settings) as session:
             yield session
         return
-    try:
-        with get_engine(settings).connect() as conn:
-            raw = conn.connection.driver_connection  # outside SQLAlchemy: no autobegin
-            assert raw is not None
-            every = raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-            raw.execute("PRAGMA wal_autocheckpoint = 0")
+    unit = {"wal_autocheckpoint": 0} | ({"cache_size": -int(cache_kib)} if cache_kib else {})
+    with _storage_errors(), get_engine(settings).connect() as conn:
+        raw = conn.connection.driver_connection  # outside SQLAlchemy: no autobegin
+        assert raw is not None
+        before = {name: raw.execute(f"PRAGMA {name}").fetchone()[0] for name in unit}
+        _set_pragmas(raw, unit)
+        try:
+            conn.execution_options(**{_IMMEDIATE: True})
+            with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                yield session
+        finally:
             try:
-                conn.execution_options(**{_IMMEDIATE: True})
-                with Session(bind=conn, expire_on_commit=False) as session, session.begin():
-                    yield session
-            finally:
-                raw.execute(f"PRAGMA wal_autocheckpoint = {int(every)}")
-    except (OperationalError, sqlite3.OperationalError) as exc:
-        raise StorageError(_storage_message(exc)) from exc
+                _set_pragmas(raw, before)
+            except sqlite3.Error:  # never hide the unit's own error, nor pool this connection
+                conn.invalidate()
     _checkpoint_in_background(path, settings.sqlite_busy_timeout_ms)
+
+
+def _set_pragmas(raw: sqlite3.Connection, values: dict[str, int]) -> None:
+    for name, value in values.items():
+        raw.execute(f"PRAGMA {name} = {int(value)}")
 
 
 def _checkpoint_in_background(path: Path, busy_timeout_ms: int) -> None:

@@ -36,14 +36,13 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from sqlalchemy import JSON, bindparam, func, insert, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from db.engine import bulk_write_unit
@@ -287,7 +286,7 @@ def import_stream(
             fmt, filename, text_field, label_field, reference_label_field, encoding,
             skip_bad_rows, add_labels, labels, annotator, batch_size, max_rows,
         )
-        with bulk_write_unit(settings) as session, _sqlite_cache(session, _SQLITE_CACHE_KIB):
+        with bulk_write_unit(settings, cache_kib=_SQLITE_CACHE_KIB) as session:
             _run(session, project, _Source(stream, filename, options.encoding), options, report)
     except ImportFailed as exc:
         exc.report = report
@@ -981,22 +980,6 @@ def _sqlite_fields(rows: list[_Row]) -> str:
                        row.reference))
         start += len(row.utf8)
     return json.dumps(fields, allow_nan=False)
-
-
-@contextmanager
-def _sqlite_cache(session: Session, kib: int) -> Iterator[None]:
-    """On SQLite, a page cache of ``kib`` KiB for the block (it is allocated only as used)."""
-    conn = session.connection()
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    before = int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or -2000)
-    conn.exec_driver_sql(f"PRAGMA cache_size = {-int(kib)}")
-    try:
-        yield
-    finally:
-        with suppress(SQLAlchemyError):  # never hide the import's own error
-            conn.exec_driver_sql(f"PRAGMA cache_size = {before}")
 
 
 def _rows(source: _Source, options: _Options, report: ImportReport) -> Iterator[_Row]:
