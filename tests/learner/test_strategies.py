@@ -236,6 +236,40 @@ def test_diverse_equals_modal_ranked_batch_over_the_whole_pool(
     np.testing.assert_array_equal(ours, np.asarray(modal_idx))
 
 
+class _ModalLearner(PrecomputedProba):
+    """What modAL's ranked batch reads from a learner: probabilities and the labelled items."""
+
+    on_transformed = False
+
+    def __init__(self, proba: np.ndarray, X_training: np.ndarray | None) -> None:
+        super().__init__(proba)
+        self.X_training = X_training
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("seed", range(3))
+def test_diverse_picks_what_modal_picks_for_a_long_batch(seed: int, metric: str) -> None:
+    # Every pick changes the nearest chosen item and alpha: a long batch checks both.
+    rng = np.random.default_rng(seed)
+    proba = rng.dirichlet(np.ones(4), size=400)
+    emb, labeled = rng.normal(size=(400, 16)), rng.normal(size=(25, 16))
+    modal_idx, _ = uncertainty_batch_sampling(_ModalLearner(proba, labeled), emb,
+                                              n_instances=150, metric=metric)
+    ours = diverse_uncertainty(proba, 150, embeddings=emb, labeled_embeddings=labeled,
+                               candidates=400, metric=metric, normalize=False)
+    np.testing.assert_array_equal(ours, modal_idx)
+
+
+def test_diverse_cold_start_begins_where_modal_does_and_never_repeats() -> None:
+    from modAL.batch import select_cold_start_instance
+
+    rng = np.random.default_rng(4)
+    proba, emb = rng.dirichlet(np.ones(3), size=200), rng.normal(size=(200, 8))
+    first, _ = select_cold_start_instance(emb, "euclidean", None)
+    ours = diverse_uncertainty(proba, 60, embeddings=emb, candidates=200, normalize=False)
+    assert ours[0] == first and len(set(ours.tolist())) == 60
+
+
 def two_clusters() -> tuple[np.ndarray, np.ndarray]:
     """Forty near-duplicates that are a little more uncertain, and seven distinct items."""
     rng = np.random.default_rng(0)
