@@ -1,8 +1,8 @@
 """Run the benchmarks and rewrite docs/benchmarks.md: ``make bench`` (or ``make bench-quick``).
 
-Steps, in order: import, export, queue (SQLite), queue-postgresql, scoring, round, sim. Each runs
-in a child process, so that peak memory is its own, and writes its figures to
-``OUT_DIR/raw/<step>.json``; this script wraps them as ``OUT_DIR/<step>.json``::
+Steps, in order: import, export, queue (SQLite), queue-postgresql, scoring, round, fastloop, sim,
+sim-fastloop. Each runs in a child process, so that peak memory is its own, and writes its
+figures to ``OUT_DIR/raw/<step>.json``; this script wraps them as ``OUT_DIR/<step>.json``::
 
     {"meta": {"step", "command", "date", "commit", "machine", "machine_tag", "quick",
               "exit_code", "seconds", ...},
@@ -204,6 +204,10 @@ def step_round(ctx: Context) -> Outcome:
     return _quick_aware(ctx, "round", "bench.bench_round")
 
 
+def step_fastloop(ctx: Context) -> Outcome:
+    return _quick_aware(ctx, "fastloop", "bench.bench_fastloop")
+
+
 def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
     """The label-efficiency simulation on the demo corpus (hours on a CPU: opt-in there).
 
@@ -251,6 +255,7 @@ STEPS: dict[str, Callable[[Context], Outcome]] = {
     "queue-postgresql": step_queue_postgresql,
     "scoring": step_scoring,
     "round": step_round,
+    "fastloop": step_fastloop,
     "sim": step_sim,
     "sim-fastloop": step_sim_fastloop,
 }

@@ -107,6 +107,21 @@ def round_result(total_s: float = 12.0, device: str = "cuda") -> dict[str, Any]:
                                                 "score_s": 2.0, "write_s": 0.5}, "total_s": 22.0}}
 
 
+def fastloop_result(diverse_max_s: float = 0.6, pool: int = 20_000) -> dict[str, Any]:
+    def strategy(wall_s: float) -> dict[str, Any]:
+        parts = {"read_s": 0.1, "rank_s": wall_s - 0.12, "write_s": 0.02}
+        return {"queued": 550, "pool": pool, "median": {**parts, "wall_s": wall_s},
+                "max": {**parts, "wall_s": wall_s}}
+
+    return {"runs": [{
+        "pool": pool, "labels": 200, "dim": 384, "repeats": 5, "queue_size": 500,
+        "build_s": 2.0, "due_check_s": 0.006, "first_call_s": 1.5,
+        "strategies": {"margin": strategy(0.2), "diverse": strategy(diverse_max_s)},
+        "diverse_against_modal": {"pool": pool, "picks": 500, "shortlist": 5000,
+                                  "product_s": 0.28, "modal_s": 11.4, "speedup": 40.7,
+                                  "same_picks": True}}]}
+
+
 @pytest.fixture
 def results_tree(tmp_path: Path) -> dict[str, Path]:
     """docs/results/cpu-4core with import, export, queue, sim (and its curve) and round; a

@@ -11,6 +11,7 @@ from bench import report
 from bench.report import ROOT, SECTIONS, collect, render, write_report
 from tests.bench.conftest import (
     export_result,
+    fastloop_result,
     import_result,
     queue_result,
     round_result,
@@ -261,3 +262,22 @@ def test_import_gives_both_verdicts_when_the_checkpoint_ran_after_the_commit(tmp
     assert ("at least 20,000 rows/s: **met** for the import as its caller waits for it (22,000 "
             "rows/s, +10% against the target); counting the background checkpoint: **missed** "
             "(16,667 rows/s, -17% against the target)") in text
+
+
+@pytest.mark.parametrize("diverse_max_s, word", [(0.6, "**met**"), (1.0, "**missed**")])
+def test_fastloop_table_comparison_and_verdict(tmp_path, diverse_max_s, word):
+    write(tmp_path / "r" / "m" / "fastloop.json",
+          wrapped("fastloop", fastloop_result(diverse_max_s)))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "fastloop")
+    assert "| 20,000 | `margin` | 100 | 80 | 20 | **200** | 200 |" in text
+    assert ("500 picks from 5,000 candidates at 20,000 texts, 0.28 s against 11.40 s (40.7x), "
+            "the same picks in the same order.") in text
+    assert (f"every strategy, every call: {word} (slowest: `diverse`, {diverse_max_s:.2f} s)."
+            in text)
+
+
+def test_fastloop_without_the_target_size_says_so(tmp_path):
+    write(tmp_path / "r" / "m" / "fastloop.json",
+          wrapped("fastloop", fastloop_result(pool=2_000)))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "fastloop")
+    assert "under 1 s at 20,000 texts: not measured at that size." in text

@@ -11,7 +11,8 @@ import pytest
 from bench import meta, report, run
 from tests.bench.conftest import MACHINE, wrapped, write
 
-ORDER = ["import", "export", "queue", "queue-postgresql", "scoring", "round", "sim", "sim-fastloop"]
+ORDER = ["import", "export", "queue", "queue-postgresql", "scoring", "round", "fastloop", "sim",
+         "sim-fastloop"]
 
 
 @pytest.fixture
@@ -117,13 +118,15 @@ def test_newest_initdb_is_chosen(monkeypatch, tmp_path):
     assert run.find_initdb() == tmp_path / "15" / "bin" / "initdb"
 
 
-def test_scoring_and_round_pass_quick_through(monkeypatch, ctx):
+def test_scoring_round_and_fastloop_pass_quick_through(monkeypatch, ctx):
     seen: list[tuple[str, tuple[str, ...]]] = []
     monkeypatch.setattr(run, "_bench", lambda ctx, name, module, *args: seen.append((module, args))
                         or run.Outcome("cmd", {}, exit_code=0))
     run.step_scoring(ctx)
     run.step_round(run.Context(ctx.out_dir, quick=False, with_sim=False, cuda=False))
-    assert seen == [("bench.bench_scoring", ("--quick",)), ("bench.bench_round", ())]
+    run.step_fastloop(ctx)
+    assert seen == [("bench.bench_scoring", ("--quick",)), ("bench.bench_round", ()),
+                    ("bench.bench_fastloop", ("--quick",))]
 
 
 def test_sim_needs_with_sim_or_a_gpu(monkeypatch, ctx):
