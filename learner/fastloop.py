@@ -69,17 +69,19 @@ def fast_rerank(settings: Settings, project_id: int, config: ProjectConfig,
                 rng: np.random.Generator | None = None) -> dict[str, float] | None:
     """Re-rank the project's queue on the latest version's embeddings; None if it cannot.
 
+    Safe while a round trains: if that round commits a newer version before this ranking is
+    written, the ranking is dropped and the round's queue stays.
+
     Returns:
-        Timings in seconds (``read_s``, ``rank_s``, ``write_s``) and the queue size.
+        Timings in seconds (``read_s``, ``rank_s``, ``write_s``, the last with its commit)
+        and the queue size.
     """
     from learner.rounds import final_labels
     from learner.strategies import uncertainty_scores
 
     t0 = time.perf_counter()
     with read_unit(settings) as session:
-        version = session.execute(
-            select(ModelVersion.id).where(ModelVersion.project_id == project_id)
-            .order_by(ModelVersion.version.desc()).limit(1)).scalar()
+        version = _latest_version(session, project_id)
         if version is None:
             return None
         stored = session.execute(select(Embedding.example_id, Embedding.vector)
@@ -119,6 +121,16 @@ def fast_rerank(settings: Settings, project_id: int, config: ProjectConfig,
 
     t0 = time.perf_counter()
     with write_unit(settings) as session:
+        if _latest_version(session, project_id) != version:
+            return None  # a round committed meanwhile: its queue is newer than this ranking
         replace_queue(session, project_id, entries, version)
-    return {"read_s": read_s, "rank_s": rank_s, "write_s": time.perf_counter() - t0,
+    write_s = time.perf_counter() - t0  # with the commit
+    return {"read_s": read_s, "rank_s": rank_s, "write_s": write_s,
             "queued": float(len(entries)), "pool": float(len(pool))}
+
+
+def _latest_version(session: Any, project_id: int) -> int | None:
+    """The id of the project's newest model version, if any."""
+    return session.execute(
+        select(ModelVersion.id).where(ModelVersion.project_id == project_id)
+        .order_by(ModelVersion.version.desc()).limit(1)).scalar()

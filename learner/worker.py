@@ -1,8 +1,9 @@
 """The training worker: a separate process (``python -m app worker``) that the UI never waits on.
 
 Each pass: fail runs whose worker died (stale heartbeat), queue automatic rounds (every N new
-labels), give projects with an empty queue a cold-start queue, then claim and run one round while
-a thread heartbeats its stage and progress into the database.
+labels), re-rank queues with the fast loop where enough labels came in, give projects with an
+empty queue a cold-start queue, then claim and run one round while a thread heartbeats its stage
+and progress into the database and another keeps the fast loop going.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class WorkerOptions:
     poll_s: float = 2.0
     heartbeat_s: float = 5.0
     stale_after_s: float = 60.0
+    fast_loop_s: float = 2.0
+    """While a round trains: how often to look for queues due a fast-loop re-rank."""
 
 
 def worker_id() -> str:
@@ -88,10 +91,39 @@ class _Beat:
         self.stage, self.progress = stage, progress
 
 
+class _FastLoops:
+    """While a round trains, re-ranks queues from a thread (the worker's loop waits on the round).
+
+    On a CPU a round takes minutes, in which annotators give dozens of labels: the fast loop
+    keeps their queues on the newest labels meanwhile, on the last version's embeddings.
+    """
+
+    def __init__(self, settings: Settings, every_s: float) -> None:
+        self.settings, self.every_s = settings, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "_FastLoops":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()  # a re-rank in flight ends within seconds
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                refresh_fast_loops(self.settings)
+            except Exception:  # noqa: BLE001 - retried on the next tick, the round goes on
+                log.exception("fast loop failed")
+
+
 def execute(settings: Settings, run: RunInfo, options: WorkerOptions) -> None:
     """Run a claimed round to the end, recording a failure with its reason."""
     try:
-        with _Beat(settings, run.id, options.heartbeat_s) as beat:
+        with _Beat(settings, run.id, options.heartbeat_s) as beat, \
+                _FastLoops(settings, options.fast_loop_s):
             version = run_round(settings, run.id, run.project_id, progress=beat.update)
         log.info("run %s done: model version %s", run.id, version)
     except RoundCancelled as exc:
@@ -172,12 +204,16 @@ def fill_empty_queues(settings: Settings, configs: Configs | None = None) -> Non
 
 
 def refresh_fast_loops(settings: Settings, configs: Configs | None = None) -> list[int]:
-    """Re-rank queues on embeddings where enough labels came in since they were written."""
+    """Re-rank queues on embeddings where enough labels came in since they were written.
+
+    Also while a project's round trains (from `_FastLoops`): the round's commit replaces the
+    queue anyway, and a re-rank that finishes after it is dropped.
+    """
     from learner.fastloop import fast_rerank, labels_since_queue
 
     done = []
     for project_id, config in configs or _project_configs(settings):
-        if config.fast_loop_every <= 0 or active_run(settings, project_id) is not None:
+        if config.fast_loop_every <= 0:
             continue
         with read_unit(settings) as session:
             due = labels_since_queue(session, project_id) >= config.fast_loop_every

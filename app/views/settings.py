@@ -98,7 +98,7 @@ with st.form("project_settings"):
     max_length = c2.number_input("Max length (tokens)", min_value=16, max_value=512, value=config.max_length)
     cold_k = c1.number_input("Cold start: labels needed per class", min_value=1, value=config.cold_start_k)
     warm = c2.checkbox("Warm-start each round from the last version", value=config.warm_start)
-    fast_every = c2.number_input("Between rounds, re-rank the queue every N labels (0: off)",
+    fast_every = c2.number_input("Re-rank the queue every N labels, also while a round trains (0: off)",
                                  min_value=0, value=config.fast_loop_every)
     overlap = c1.number_input("Annotators per text (overlap)", min_value=1, max_value=20,
                               value=config.overlap)

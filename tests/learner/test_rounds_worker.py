@@ -239,3 +239,76 @@ def test_rank_on_embeddings_asks_about_the_boundary():
     order, proba, classes = rank_on_embeddings(train, ["x", "x", "y", "y"], pool, "margin", 2, rng)
     assert sorted(order.tolist()) == [1, 3]  # the two texts between the classes
     assert list(classes) == ["x", "y"] and proba.shape == (4, 2)
+
+
+def test_a_rerank_that_a_round_overtakes_is_dropped(settings, tiny_model_dir, monkeypatch):
+    from db.projects import ProjectConfig
+    from learner import fastloop
+
+    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0)
+    label(settings, project_id, rows, 12)
+    request_training(settings, project_id)
+    assert work_once(settings, WorkerOptions(poll_s=0.01), "w") is True
+    real = fastloop.rank_on_embeddings
+
+    def round_commits_meanwhile(*args, **kwargs):
+        with write_unit(settings) as session:
+            session.add(ModelVersion(project_id=project_id, version=2, base_model="m",
+                                     artefact_path="elsewhere"))
+        return real(*args, **kwargs)
+
+    def queue():
+        with read_unit(settings) as session:
+            return session.execute(select(QueueItem.example_id, QueueItem.model_version_id)
+                                   .order_by(QueueItem.rank)).all()
+
+    before = queue()
+    monkeypatch.setattr(fastloop, "rank_on_embeddings", round_commits_meanwhile)
+    assert fastloop.fast_rerank(settings, project_id, ProjectConfig.from_dict({})) is None
+    assert queue() == before
+
+
+def test_the_fast_loop_keeps_reranking_while_a_round_trains(settings, tiny_model_dir,
+                                                            monkeypatch):
+    import threading
+
+    from learner import worker
+
+    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0, fast_loop_every=3)
+    label(settings, project_id, rows, 12)
+    request_training(settings, project_id)
+    options = WorkerOptions(poll_s=0.01, fast_loop_s=0.05)
+    assert work_once(settings, options, "w") is True  # version 1, its embeddings and queue
+    with read_unit(settings) as session:
+        first_queue = session.scalars(select(QueueItem.example_id).order_by(QueueItem.rank)).all()
+    real_round, proceed = worker.run_round, threading.Event()
+
+    def round_held_until_told(*args, **kwargs):
+        assert proceed.wait(60), "the test never let the round go on"
+        return real_round(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "run_round", round_held_until_told)
+    run = request_training(settings, project_id)
+    training = threading.Thread(target=work_once, args=(settings, options, "w"))
+    training.start()
+    try:
+        truth = {i: y for i, _, y in rows}
+        for example_id in first_queue[:3]:
+            annotate(settings, project_id, example_id, "bob", truth[example_id])
+        answered, deadline = set(first_queue[:3]), time.monotonic() + 30
+        while time.monotonic() < deadline:  # the fast loop's thread re-ranks meanwhile
+            with read_unit(settings) as session:
+                queued = set(session.scalars(select(QueueItem.example_id)).all())
+            if not queued & answered:
+                break
+            time.sleep(0.05)
+        assert not queued & answered, "the queue was not re-ranked while the round trained"
+        assert get_run(settings, run.id).status == "running"
+    finally:
+        proceed.set()
+        training.join(120)
+    assert get_run(settings, run.id).status == "done"
+    with read_unit(settings) as session:
+        versions = set(session.scalars(select(QueueItem.model_version_id)).all())
+        newest = session.scalar(select(func.max(ModelVersion.id)))
+    assert versions == {newest} and newest == 2  # the round's commit replaced the queue
