@@ -88,7 +88,8 @@ def run(size: int, n_labels: int, repeats: int, labels: list[str], base: np.ndar
         against_modal: bool = True) -> dict[str, object]:
     """Every strategy's re-rank timings on a pool of ``size`` unlabelled texts (and, with
     ``against_modal``, `diverse_against_modal`)."""
-    from learner.fastloop import fast_rerank, labels_since_queue
+    from db.queue import labels_since_queue
+    from learner.fastloop import fast_rerank
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -266,6 +266,50 @@ def queue_remaining(session: Session, project_id: int) -> int:
     )
 
 
+def labels_since_queue(session: Session, project_id: int) -> int:
+    """Labels given since the project's queue was last written (by a round or the fast loop)."""
+    since = session.scalar(
+        select(func.max(QueueItem.created_at)).where(QueueItem.project_id == project_id))
+    query = (select(func.count()).select_from(Annotation)
+             .join(Example, Example.id == Annotation.example_id)
+             .where(Example.project_id == project_id))
+    if since is not None:
+        query = query.where(Annotation.updated_at > since)
+    return int(session.scalar(query) or 0)
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """How fresh a project's queue is, for the people watching the loop.
+
+    Attributes:
+        ranked_at: when the queue was last written (UTC).
+        model_version: the version whose predictions ranked it (a round's, or the fast loop's
+            on that version's embeddings); None for a cold-start sample.
+        remaining: queued texts nobody has labelled yet.
+        labels_since: labels given since it was written.
+    """
+
+    ranked_at: datetime
+    model_version: int | None
+    remaining: int
+    labels_since: int
+
+
+def queue_status(settings: Settings, project_id: int) -> QueueStatus | None:
+    """The project's `QueueStatus`; None while it has no queue."""
+    with read_unit(settings) as session:
+        ranked_at, version = session.execute(
+            select(func.max(QueueItem.created_at), func.max(ModelVersion.version))
+            .select_from(QueueItem)
+            .outerjoin(ModelVersion, ModelVersion.id == QueueItem.model_version_id)
+            .where(QueueItem.project_id == project_id)).one()
+        if ranked_at is None:
+            return None
+        return QueueStatus(ranked_at, version, queue_remaining(session, project_id),
+                           labels_since_queue(session, project_id))
+
+
 def unlabelled_ids(session: Session, project_id: int) -> list[int]:
     return list(session.scalars(select(Example.id).where(_unlabelled(project_id)).order_by(Example.id)))
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from db.engine import read_unit, write_unit
-from db.models import Annotation, Embedding, Example, ModelVersion, QueueItem, QueueReason
+from db.models import Embedding, ModelVersion, QueueReason
 from db.projects import ProjectConfig
 from db.queue import QueueEntry, assign_overlap, audit_picks, interleave_audit, replace_queue
 from db.settings import Settings
@@ -51,18 +51,6 @@ def rank_on_embeddings(
     order = select_strategy(strategy, proba, n, rng=rng, embeddings=pool,
                             labeled_embeddings=train)
     return order, proba, model.classes_
-
-
-def labels_since_queue(session: Any, project_id: int) -> int:
-    """Labels given since the project's queue was last written (by a round or this loop)."""
-    since = session.scalar(
-        select(func.max(QueueItem.created_at)).where(QueueItem.project_id == project_id))
-    query = (select(func.count()).select_from(Annotation)
-             .join(Example, Example.id == Annotation.example_id)
-             .where(Example.project_id == project_id))
-    if since is not None:
-        query = query.where(Annotation.updated_at > since)
-    return int(session.scalar(query) or 0)
 
 
 def fast_rerank(settings: Settings, project_id: int, config: ProjectConfig,

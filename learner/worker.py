@@ -26,6 +26,7 @@ from db.queue import (
     assign_overlap,
     audit_picks,
     interleave_audit,
+    labels_since_queue,
     queue_remaining,
     replace_queue,
     unlabelled_ids,
@@ -209,7 +210,7 @@ def refresh_fast_loops(settings: Settings, configs: Configs | None = None) -> li
     Also while a project's round trains (from `_FastLoops`): the round's commit replaces the
     queue anyway, and a re-rank that finishes after it is dropped.
     """
-    from learner.fastloop import fast_rerank, labels_since_queue
+    from learner.fastloop import fast_rerank
 
     done = []
     for project_id, config in configs or _project_configs(settings):

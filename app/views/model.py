@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from app import ui
+from db.queue import queue_status
 from db.runs import active_run, cancel_run, list_runs, list_versions, request_training
 
 project = ui.require_project()
@@ -23,9 +24,37 @@ def _train() -> None:
         ui.flash(f"Training run {run.id} queued; the worker picks it up within seconds.")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s ago"
+    return f"{seconds / 60:.0f} min ago" if seconds < 5400 else f"{seconds / 3600:.1f} h ago"
+
+
+def _queue_caption() -> None:
+    """How fresh the queue is: what ranked it, when, and how many labels came in since."""
+    status = queue_status(settings, project.id)
+    if status is None:
+        st.caption("Queue: none yet (annotators get random unlabelled texts).")
+        return
+    by = (f"model v{status.model_version}" if status.model_version is not None
+          else "a cold-start sample (no model yet)")
+    every = project.config.fast_loop_every
+    loop = (f" The worker re-ranks it after every {every} labels, also while a round trains."
+            if every and status.model_version is not None else "")
+    age = (datetime.now(timezone.utc) - status.ranked_at).total_seconds()
+    st.caption(f"Queue: ranked by {by} {_ago(age)} · {_count(status.labels_since, 'label')} "
+               f"since · {_count(status.remaining, 'text')} left.{loop}")
+
+
 @st.fragment(run_every="2s")
 def live() -> None:
-    """Polls the worker's progress from the database; never blocks the page."""
+    """Polls the worker's progress and the queue's freshness from the database; never blocks
+    the page."""
+    _queue_caption()
     run = active_run(settings, project.id)
     reason = None if run is None else f"A round is {run.status} (run {run.id})."
     st.button("Train now", type="primary", disabled=run is not None, on_click=_train,

@@ -235,6 +235,25 @@ def test_ui_process_never_imports_torch(settings, tmp_path):
                    cwd=Path(MAIN).parents[1])
 
 
+def test_model_page_tells_how_fresh_the_queue_is(app, settings):
+    at, project = app
+    _open(at, "model")
+    assert any("Queue: none yet" in c.value for c in at.caption)
+    with write_unit(settings) as session:
+        from db.models import ModelVersion
+
+        version = ModelVersion(project_id=project.id, version=1, base_model="m",
+                               artefact_path="/nowhere", metrics={})
+        session.add(version)
+        session.flush()
+        replace_queue(session, project.id, [QueueEntry(5, "uncertain", 0.9, "sport", 0.6)],
+                      version.id)
+    at.run()
+    caption = next(c.value for c in at.caption if c.value.startswith("Queue:"))
+    assert "ranked by model v1" in caption and "0 labels since · 1 text left." in caption
+    assert "after every 5 labels, also while a round trains" in caption
+
+
 def test_model_page_cancel_and_history(app, settings):
     at, project = app
     _open(at, "model")

@@ -17,6 +17,7 @@ from db.queue import (
     claim_next,
     interleave_audit,
     queue_remaining,
+    queue_status,
     release,
     replace_queue,
 )
@@ -232,3 +233,27 @@ def test_claim_and_answer_are_one_short_unit_each(any_settings):
     assert claim.transactions == 1 and len(claim.statements) <= 5, claim.statements
     # SQLite: BEGIN IMMEDIATE, the ids in one lookup, the upsert, the lease's end.
     assert answer.transactions == 1 and len(answer.statements) <= 4, answer.statements
+
+
+def test_queue_status_tells_what_ranked_the_queue_when_and_labels_since(settings):
+    from db.models import ModelVersion
+
+    project_id, ids = _project(settings)
+    assert queue_status(settings, project_id) is None
+    before = utcnow()
+    with write_unit(settings) as session:
+        replace_queue(session, project_id, [QueueEntry(i, "cold_start") for i in ids[:4]])
+    cold = queue_status(settings, project_id)
+    assert cold.model_version is None and cold.remaining == 4 and cold.labels_since == 0
+    assert before <= cold.ranked_at <= utcnow()
+    with write_unit(settings) as session:
+        version = ModelVersion(project_id=project_id, version=3, base_model="m", artefact_path="x")
+        session.add(version)
+        session.flush()
+        replace_queue(session, project_id, [QueueEntry(i, "uncertain") for i in ids[:5]],
+                      version.id)
+    _label(settings, project_id, ids[0])
+    _label(settings, project_id, ids[9])  # outside the queue: still a label since
+    ranked = queue_status(settings, project_id)
+    assert (ranked.model_version, ranked.remaining, ranked.labels_since) == (3, 4, 2)
+    assert ranked.ranked_at >= cold.ranked_at

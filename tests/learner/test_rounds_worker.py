@@ -201,7 +201,8 @@ def test_round_keeps_embeddings_and_the_fast_loop_reranks_between_rounds(setting
                                                                          tiny_model_dir):
     from db.models import Embedding
     from db.projects import ProjectConfig
-    from learner.fastloop import fast_rerank, labels_since_queue
+    from db.queue import labels_since_queue
+    from learner.fastloop import fast_rerank
 
     project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0, fast_loop_every=3)
     label(settings, project_id, rows, 12)
