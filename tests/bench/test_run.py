@@ -145,6 +145,20 @@ def test_sim_needs_with_sim_or_a_gpu(monkeypatch, ctx):
     assert calls[-1][calls[-1].index("--fast-loop") + 1] == "on"
 
 
+def test_sim_on_a_cpu_labels_in_batches_of_50_once(monkeypatch, ctx):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(run, "_call", lambda argv: calls.append(argv) or 0)
+    run.step_sim_fastloop(run.Context(ctx.out_dir, quick=False, with_sim=True, cuda=False))
+    simulate = calls[1]
+    given = {a: simulate[i + 1] for i, a in enumerate(simulate) if a.startswith("--")}
+    assert {k: given[k] for k in ("--seed-size", "--batch", "--budget", "--repeats",
+                                  "--pool-cap", "--fast-loop")} == {
+        "--seed-size": "50", "--batch": "50", "--budget": "300", "--repeats": "1",
+        "--pool-cap": "1000", "--fast-loop": "on"}
+    assert [simulate[i + 1] for i, a in enumerate(simulate) if a == "--strategy"] == [
+        "margin", "entropy", "least_confidence", "diverse"]
+
+
 def test_commands_are_shown_from_the_repository_root_without_passwords():
     shown = run._shown([sys.executable, "-m", "x", "--out", str(run.ROOT / "bench" / "out"),
                         "--database-url", "postgresql+psycopg://u:secret@h:5432/db"])
