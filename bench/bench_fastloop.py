@@ -23,7 +23,6 @@ vectors' number and width, not on where they came from.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import numpy as np
 from sqlalchemy import insert, select
 
 from bench.bench_round import write_pool
-from bench.jsonfile import write_json
+from bench.jsonfile import emit
 from db.demo import iter_corpus
 from db.engine import dispose_all, read_unit, write_unit
 from db.importing import import_file
@@ -198,9 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     # modAL's side of the comparison takes seconds and ranks the same shortlist at any size
     result = {"runs": [run(size, args.labels, args.repeats, labels, base, against_modal=not k)
                        for k, size in enumerate(sizes)]}
-    print(json.dumps(result, indent=1), flush=True)
-    if args.out:
-        write_json(args.out, result)
+    emit(result, args.out)
     return 0
 
 

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.jsonfile import write_json
+from bench.jsonfile import emit
 from db.demo import iter_corpus
 from db.engine import dispose_all, write_unit
 from db.importing import import_file
@@ -101,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     n_labels = args.labels or (100 if args.quick else 200)
     pool = args.pool or (2_000 if args.quick else 20_000)
     result = run(n_labels, pool, args.model, args.rounds)
-    print(json.dumps(result, indent=1), flush=True)
-    if args.out:
-        write_json(args.out, result)
+    emit(result, args.out)
     return 0
 
 

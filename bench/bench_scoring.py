@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.jsonfile import write_json
+from bench.jsonfile import emit
 from db.demo import iter_corpus
 from db.settings import Settings
 from learner.model import SCORING_CHUNK, TrainConfig, TransformerClassifier, scoring_batch
@@ -206,9 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                         for name, check in auto.scoring_checks_.items()},
         "variants": results, "stream": streamed,
     }
-    print(json.dumps(report, indent=1), flush=True)
-    if args.out:
-        write_json(args.out, report)
+    emit(report, args.out)
     return 0
 
 

@@ -235,19 +235,24 @@ def test_ui_process_never_imports_torch(settings, tmp_path):
                    cwd=Path(MAIN).parents[1])
 
 
+def _a_round_lands(settings, project_id: int) -> None:
+    """Model version 1 and its queue: text 5, predicted "sport"."""
+    from db.models import ModelVersion
+
+    with write_unit(settings) as session:
+        version = ModelVersion(project_id=project_id, version=1, base_model="m",
+                               artefact_path="/nowhere", metrics={})
+        session.add(version)
+        session.flush()
+        replace_queue(session, project_id, [QueueEntry(5, "uncertain", 0.9, "sport", 0.6)],
+                      version.id)
+
+
 def test_model_page_tells_how_fresh_the_queue_is(app, settings):
     at, project = app
     _open(at, "model")
     assert any("Queue: none yet" in c.value for c in at.caption)
-    with write_unit(settings) as session:
-        from db.models import ModelVersion
-
-        version = ModelVersion(project_id=project.id, version=1, base_model="m",
-                               artefact_path="/nowhere", metrics={})
-        session.add(version)
-        session.flush()
-        replace_queue(session, project.id, [QueueEntry(5, "uncertain", 0.9, "sport", 0.6)],
-                      version.id)
+    _a_round_lands(settings, project.id)
     at.run()
     caption = next(c.value for c in at.caption if c.value.startswith("Queue:"))
     assert "ranked by model v1" in caption and "0 labels since · 1 text left." in caption
@@ -288,15 +293,7 @@ def test_text_on_screen_stays_put_across_reruns_until_a_new_round(app, settings)
     for _ in range(3):
         at.run()
         assert at.text[0].value == first
-    with write_unit(settings) as session:  # a round lands: its queue is served next
-        from db.models import ModelVersion
-
-        version = ModelVersion(project_id=project.id, version=1, base_model="m",
-                               artefact_path="/nowhere", metrics={})
-        session.add(version)
-        session.flush()
-        replace_queue(session, project.id, [QueueEntry(5, "uncertain", 0.9, "sport", 0.6)],
-                      version.id)
+    _a_round_lands(settings, project.id)  # its queue is served next
     at.run()
     assert at.text[0].value == "A plain unlabelled text" and not at.exception
     assert any("Model v1 predicts" in c.value for c in at.caption)
