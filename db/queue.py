@@ -266,16 +266,20 @@ def queue_remaining(session: Session, project_id: int) -> int:
     )
 
 
-def labels_since_queue(session: Session, project_id: int) -> int:
-    """Labels given since the project's queue was last written (by a round or the fast loop)."""
-    since = session.scalar(
-        select(func.max(QueueItem.created_at)).where(QueueItem.project_id == project_id))
+def labels_since(session: Session, project_id: int, since: datetime | None) -> int:
+    """Labels given or changed in the project after ``since`` (all of them for None)."""
     query = (select(func.count()).select_from(Annotation)
              .join(Example, Example.id == Annotation.example_id)
              .where(Example.project_id == project_id))
     if since is not None:
         query = query.where(Annotation.updated_at > since)
     return int(session.scalar(query) or 0)
+
+
+def labels_since_queue(session: Session, project_id: int) -> int:
+    """Labels given since the project's queue was last written (by a round or the fast loop)."""
+    return labels_since(session, project_id, session.scalar(
+        select(func.max(QueueItem.created_at)).where(QueueItem.project_id == project_id)))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from db.queue import (
     assign_overlap,
     audit_picks,
     interleave_audit,
+    labels_since,
     labels_since_queue,
     queue_remaining,
     replace_queue,
@@ -132,6 +133,27 @@ def execute(settings: Settings, run: RunInfo, options: WorkerOptions) -> None:
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the run
         log.error("run %s failed: %s", run.id, traceback.format_exc())
         fail_run(settings, run.id, f"{type(exc).__name__}: {exc}")
+    else:
+        _rerank_after_round(settings, run)
+
+
+def _rerank_after_round(settings: Settings, run: RunInfo) -> None:
+    """Re-rank the new queue at once if labels came in while the round trained.
+
+    The round ranked the pool on the labels of its snapshot; those given since (dozens, over a
+    CPU round's minutes) would otherwise wait for ``fast_loop_every`` more. The fast loop
+    takes them in on the new version's embeddings.
+    """
+    from learner.fastloop import fast_rerank
+
+    try:
+        with read_unit(settings) as session:
+            config = ProjectConfig.from_dict(session.get(Project, run.project_id).settings)
+            late = labels_since(session, run.project_id, run.started_at)
+        if config.fast_loop_every > 0 and late:
+            fast_rerank(settings, run.project_id, config)
+    except Exception:  # noqa: BLE001 - the round is done; the next pass re-ranks anyway
+        log.exception("re-rank after run %s failed", run.id)
 
 
 Configs = list[tuple[int, ProjectConfig]]

@@ -16,7 +16,7 @@ from db.annotations import annotate
 from db.engine import read_unit, write_unit
 from db.models import Annotation, Example, ModelVersion, QueueItem
 from db.projects import create_project, update_project
-from db.queue import claim_next, queue_remaining
+from db.queue import claim_next, labels_since_queue, queue_remaining
 from db.runs import claim_next_run, fail_stale_runs, get_run, list_runs, request_training
 from db.texts import text_hash
 from learner.rounds import NotEnoughLabels, run_round
@@ -201,7 +201,6 @@ def test_round_keeps_embeddings_and_the_fast_loop_reranks_between_rounds(setting
                                                                          tiny_model_dir):
     from db.models import Embedding
     from db.projects import ProjectConfig
-    from db.queue import labels_since_queue
     from learner.fastloop import fast_rerank
 
     project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0, fast_loop_every=3)
@@ -269,11 +268,11 @@ def test_a_rerank_that_a_round_overtakes_is_dropped(settings, tiny_model_dir, mo
     assert queue() == before
 
 
-def test_the_fast_loop_keeps_reranking_while_a_round_trains(settings, tiny_model_dir,
-                                                            monkeypatch):
+def test_the_fast_loop_keeps_reranking_while_a_round_trains_and_right_after(
+        settings, tiny_model_dir, monkeypatch):
     import threading
 
-    from learner import worker
+    from learner import rounds
 
     project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0, fast_loop_every=3)
     label(settings, project_id, rows, 12)
@@ -282,19 +281,21 @@ def test_the_fast_loop_keeps_reranking_while_a_round_trains(settings, tiny_model
     assert work_once(settings, options, "w") is True  # version 1, its embeddings and queue
     with read_unit(settings) as session:
         first_queue = session.scalars(select(QueueItem.example_id).order_by(QueueItem.rank)).all()
-    real_round, proceed = worker.run_round, threading.Event()
+    real_training, proceed = rounds.train_and_rank, threading.Event()
 
-    def round_held_until_told(*args, **kwargs):
+    def training_held_until_told(*args, **kwargs):  # after the round's snapshot
         assert proceed.wait(60), "the test never let the round go on"
-        return real_round(*args, **kwargs)
+        return real_training(*args, **kwargs)
 
-    monkeypatch.setattr(worker, "run_round", round_held_until_told)
+    monkeypatch.setattr(rounds, "train_and_rank", training_held_until_told)
     run = request_training(settings, project_id)
     training = threading.Thread(target=work_once, args=(settings, options, "w"))
     training.start()
     try:
+        while get_run(settings, run.id).status != "running":
+            time.sleep(0.01)
         truth = {i: y for i, _, y in rows}
-        for example_id in first_queue[:3]:
+        for example_id in first_queue[:3]:  # labels the round's snapshot does not have
             annotate(settings, project_id, example_id, "bob", truth[example_id])
         answered, deadline = set(first_queue[:3]), time.monotonic() + 30
         while time.monotonic() < deadline:  # the fast loop's thread re-ranks meanwhile
@@ -308,8 +309,12 @@ def test_the_fast_loop_keeps_reranking_while_a_round_trains(settings, tiny_model
     finally:
         proceed.set()
         training.join(120)
-    assert get_run(settings, run.id).status == "done"
+    done = get_run(settings, run.id)
+    assert done.status == "done"
     with read_unit(settings) as session:
         versions = set(session.scalars(select(QueueItem.model_version_id)).all())
         newest = session.scalar(select(func.max(ModelVersion.id)))
-    assert versions == {newest} and newest == 2  # the round's commit replaced the queue
+        written = session.scalar(select(func.min(QueueItem.created_at)))
+        assert labels_since_queue(session, project_id) == 0
+    assert versions == {newest} and newest == 2  # on the new version's embeddings
+    assert written > done.finished_at  # re-ranked after the round, for the 3 late labels
