@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR,
                         help="committed results, one folder per machine (default: docs/results)")
     parser.add_argument("--with-sim", action="store_true",
-                        help="run the simulation on a CPU too (hours)")
+                        help="run the simulation on a CPU too (over an hour on 2 cores)")
     parser.add_argument("--no-report", action="store_true",
                         help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
