@@ -430,6 +430,8 @@ def render_round(r: Result) -> list[str]:
     return lines
 
 FASTLOOP_PARTS = ("read_s", "rank_s", "write_s")
+SIM_STEPS = ("sim", "sim-fastloop")
+"""Steps that `make bench` runs on a CPU only with ``--with-sim``."""
 
 
 def render_fastloop(r: Result) -> list[str]:
@@ -476,11 +478,12 @@ def render_fastloop(r: Result) -> list[str]:
         f"`{slowest[0]}`, {worst:.2f} s).")
 
 
-def _mean_sd(s: dict[str, Any], metric: str, n: int) -> str:
+def _mean_sd(s: dict[str, Any], metric: str, n: int, repeats: int) -> str:
     if n not in s["n_labels"]:
         return ""
     i = s["n_labels"].index(n)
-    return f"{s[f'{metric}_mean'][i]:.3f} ± {s[f'{metric}_std'][i]:.3f}"
+    mean = f"{s[f'{metric}_mean'][i]:.3f}"
+    return mean if repeats == 1 else f"{mean} ± {s[f'{metric}_std'][i]:.3f}"
 
 
 def _versus_random(summary: dict[str, Any], name: str) -> str:
@@ -536,9 +539,16 @@ def render_sim(r: Result) -> list[str]:
     lines = para(text)
     for metric, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
         lines += table(["labels", *(f"{n} {label}" for n in names)],
-                       [[str(n), *(_mean_sd(summary[s], metric, n) for s in names)]
-                        for n in counts])
-    lines += para(f"(mean ± standard deviation over {_count(cfg['repeats'], 'repeat')})")
+                       [[str(n), *(_mean_sd(summary[s], metric, n, cfg["repeats"])
+                                   for s in names)] for n in counts])
+    if cfg["repeats"] == 1:
+        lines += para(
+            f"One repeat, so no spread to show: a curve's point moves by a point or two between "
+            f"runs (each of the {round(x['n_texts'] * cfg['test_frac']):,} test texts is "
+            f"{1 / (x['n_texts'] * cfg['test_frac']):.2%} of the accuracy), and the verdicts "
+            "against random below are indicative only.")
+    else:
+        lines += para(f"(mean ± standard deviation over {_count(cfg['repeats'], 'repeat')})")
     if "random" not in summary:
         return lines + para("No random baseline: label efficiency not computed.")
     rnd = summary["random"]
@@ -701,11 +711,18 @@ def render(results: dict[str, dict[str, Result]], doc_dir: Path) -> str:
         timed = {step: results[step][tag].meta["seconds"] for step in SECTIONS
                  if tag in results.get(step, {}) and results[step][tag].measured
                  and "seconds" in results[step][tag].meta}
+        gpu = bool((machines[tag].meta.get("machine") or {}).get("cuda_gpu"))
+        opt_in = {} if gpu else {step: timed.pop(step) for step in SIM_STEPS if step in timed}
         if timed:
             total = sum(timed.values())
-            lines += para(f"`{tag}`: the benchmarks shown took {total / 60:.1f} minutes in all ("
-                          + ", ".join(f"{step} {sec / 60:.1f}" for step, sec in timed.items())
-                          + " minutes; `make bench` runs them one after the other).")
+            lines += para(
+                f"`{tag}`: the benchmarks shown took {total / 60:.1f} minutes in all ("
+                + ", ".join(f"{step} {sec / 60:.1f}" for step, sec in timed.items())
+                + " minutes; `make bench` runs them one after the other)"
+                + ("" if not opt_in else "; the simulation, which it runs on a CPU only with "
+                   "`--with-sim`, took " + ", ".join(f"{sec / 60:.1f} minutes ({step})"
+                                                     for step, sec in opt_in.items()) + " more")
+                + ".")
     if not any((r.meta.get("machine") or {}).get("cuda_gpu") for r in machines.values()):
         lines += para("No machine with a CUDA GPU has results here yet: GPU figures are not yet "
                       "measured.")

@@ -133,8 +133,12 @@ def test_round_table_and_gpu_verdict(results_tree):
 def test_total_run_time_per_machine(tmp_path):
     write(tmp_path / "r" / "m" / "round.json", wrapped("round", round_result(), seconds=120.0))
     write(tmp_path / "r" / "m" / "import.json", wrapped("import", import_result(), seconds=60.0))
+    write(tmp_path / "r" / "m" / "sim-fastloop.json",
+          wrapped("sim-fastloop", sim_result(), seconds=3600.0))
     page = " ".join(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path).split())
-    assert "`m`: the benchmarks shown took 3.0 minutes in all (import 1.0, round 2.0 minutes;" in page
+    assert ("`m`: the benchmarks shown took 3.0 minutes in all (import 1.0, round 2.0 minutes; "
+            "`make bench` runs them one after the other); the simulation, which it runs on a CPU "
+            "only with `--with-sim`, took 60.0 minutes (sim-fastloop) more.") in page
 
 
 def test_round_verdict_follows_the_figure(tmp_path):
@@ -281,3 +285,17 @@ def test_fastloop_without_the_target_size_says_so(tmp_path):
           wrapped("fastloop", fastloop_result(pool=2_000)))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "fastloop")
     assert "under 1 s at 20,000 texts: not measured at that size." in text
+
+
+def test_sim_with_one_repeat_shows_no_spread_and_says_so(tmp_path):
+    from learner.simulate import summarise
+
+    result = sim_result()
+    result["curves"] = {name: runs[:1] for name, runs in result["curves"].items()}
+    result["summary"] = summarise(result["curves"])
+    result["config"]["repeats"] = 1
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", result))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+    assert "| 60 | 0.950 | 0.700 |" in text and "±" not in text
+    assert ("One repeat, so no spread to show: a curve's point moves by a point or two between "
+            "runs (each of the 100 test texts is 1.00% of the accuracy)") in text
