@@ -485,25 +485,6 @@ class _Source:
         )
 
 
-_LONE_CR = re.compile("\r(?!\n)")
-
-
-def _complete_lines(chunk: str) -> tuple[list[str], str]:
-    """A non-empty chunk's lines that end at a ``"\n"`` (kept), and the unfinished rest.
-
-    ``str.splitlines`` copies each line once; it also ends lines at a lone ``"\r"``, form
-    feeds, ``"\u2028"`` and a few more, which adds lines: where the count shows any, the chunk
-    is split at ``"\n"`` alone.
-    """
-    lines = chunk.splitlines(True)
-    rest = "" if chunk.endswith("\n") else lines.pop()
-    if len(lines) != chunk.count("\n"):
-        lines = chunk.split("\n")
-        rest = lines.pop()
-        lines = [line + "\n" for line in lines]
-    return lines, rest
-
-
 def _lines(chunks: Iterable[str], universal: bool) -> Iterator[str]:
     """Split text chunks into lines, keeping line endings.
 
@@ -520,11 +501,12 @@ def _lines(chunks: Iterable[str], universal: bool) -> Iterator[str]:
             pending.append(chunk)
             chunk = "".join(pending)
             pending = []
-        if not universal or "\r" not in chunk or not _LONE_CR.search(chunk):
+        if not universal or "\r" not in chunk or chunk.count("\r") == chunk.count("\r\n"):
             # Every line ends at a "\n" (any "\r" comes just before one): a plain split,
             # several times faster than going through a StringIO.
-            lines, rest = _complete_lines(chunk)
-            yield from lines
+            lines = chunk.split("\n")
+            rest = lines.pop()
+            yield from [line + "\n" for line in lines]
             if rest:
                 pending.append(rest)
             continue
