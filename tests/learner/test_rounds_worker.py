@@ -127,7 +127,9 @@ def test_failed_round_is_recorded_with_its_reason(settings, tiny_model_dir):
 @pytest.mark.slow
 def test_killed_worker_leaves_labels_queue_and_model_intact(settings, tiny_model_dir):
     """kill -9 the worker mid-round: the previous model and queue serve on, labels untouched."""
-    project_id, rows = make_project(settings, tiny_model_dir, n_per_class=400, retrain_every=0)
+    # The fast loop off: it would re-rank the queue (in whole write units) while the round trains.
+    project_id, rows = make_project(settings, tiny_model_dir, n_per_class=400, retrain_every=0,
+                                    fast_loop_every=0)
     label(settings, project_id, rows, 20)
     first = request_training(settings, project_id)
     work_once(settings, WorkerOptions(poll_s=0.01), "w")
