@@ -61,31 +61,52 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class _Beat:
-    """Heartbeats a running run from a thread; notices when it was cancelled."""
+class _Ticker:
+    """Calls ``tick`` from a daemon thread every ``every_s`` seconds while in its ``with`` block.
 
-    def __init__(self, settings: Settings, run_id: int, every_s: float) -> None:
-        self.settings, self.run_id, self.every_s = settings, run_id, every_s
-        self.stage, self.progress = "starting", 0.0
-        self.cancelled = threading.Event()
+    A tick that raises is logged and tried again on the next one: the round goes on.
+    """
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> "_Beat":
+    def __enter__(self) -> "_Ticker":
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.every_s + 5)
+        self._thread.join(timeout=self.every_s + 30)  # a tick in flight ends within seconds
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
-                if not heartbeat(self.settings, self.run_id, self.stage, self.progress):
-                    self.cancelled.set()
-            except Exception:  # noqa: BLE001 - a missed beat is retried on the next tick
-                log.exception("heartbeat failed")
+                self.tick()
+            except Exception:  # noqa: BLE001 - retried on the next tick
+                log.exception("%s failed", type(self).__name__)
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
+class _Beat(_Ticker):
+    """Heartbeats a running run; notices when it was cancelled."""
+
+    def __init__(self, settings: Settings, run_id: int, every_s: float) -> None:
+        super().__init__(every_s)
+        self.settings, self.run_id = settings, run_id
+        self.stage, self.progress = "starting", 0.0
+        self.cancelled = threading.Event()
+
+    def __enter__(self) -> "_Beat":
+        super().__enter__()
+        return self
+
+    def tick(self) -> None:
+        if not heartbeat(self.settings, self.run_id, self.stage, self.progress):
+            self.cancelled.set()
 
     def update(self, stage: str, progress: float) -> None:
         if self.cancelled.is_set():
@@ -93,32 +114,19 @@ class _Beat:
         self.stage, self.progress = stage, progress
 
 
-class _FastLoops:
-    """While a round trains, re-ranks queues from a thread (the worker's loop waits on the round).
+class _FastLoops(_Ticker):
+    """Re-ranks due queues while a round trains (the worker's loop waits on the round).
 
     On a CPU a round takes minutes, in which annotators give dozens of labels: the fast loop
     keeps their queues on the newest labels meanwhile, on the last version's embeddings.
     """
 
     def __init__(self, settings: Settings, every_s: float) -> None:
-        self.settings, self.every_s = settings, every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        super().__init__(every_s)
+        self.settings = settings
 
-    def __enter__(self) -> "_FastLoops":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()  # a re-rank in flight ends within seconds
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                refresh_fast_loops(self.settings)
-            except Exception:  # noqa: BLE001 - retried on the next tick, the round goes on
-                log.exception("fast loop failed")
+    def tick(self) -> None:
+        refresh_fast_loops(self.settings)
 
 
 def execute(settings: Settings, run: RunInfo, options: WorkerOptions) -> None:
