@@ -14,6 +14,7 @@ import socket
 import threading
 import traceback
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 from sqlalchemy import select
@@ -72,7 +73,7 @@ class _Ticker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> "_Ticker":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -99,10 +100,6 @@ class _Beat(_Ticker):
         self.settings, self.run_id = settings, run_id
         self.stage, self.progress = "starting", 0.0
         self.cancelled = threading.Event()
-
-    def __enter__(self) -> "_Beat":
-        super().__enter__()
-        return self
 
     def tick(self) -> None:
         if not heartbeat(self.settings, self.run_id, self.stage, self.progress):
