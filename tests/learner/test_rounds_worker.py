@@ -294,10 +294,11 @@ def test_the_fast_loop_keeps_reranking_while_a_round_trains_and_right_after(
     training = threading.Thread(target=work_once, args=(settings, options, "w"))
     training.start()
     try:
-        while get_run(settings, run.id).status != "running":
+        deadline = time.monotonic() + 30
+        while get_run(settings, run.id).status != "running" and time.monotonic() < deadline:
             time.sleep(0.01)
         truth = {i: y for i, _, y in rows}
-        for example_id in first_queue[:3]:  # labels the round's snapshot does not have
+        for example_id in first_queue[:3]:  # given while the round runs
             annotate(settings, project_id, example_id, "bob", truth[example_id])
         answered, deadline = set(first_queue[:3]), time.monotonic() + 30
         while time.monotonic() < deadline:  # the fast loop's thread re-ranks meanwhile
