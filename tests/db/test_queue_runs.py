@@ -235,9 +235,10 @@ def test_claim_and_answer_are_one_short_unit_each(any_settings):
     assert answer.transactions == 1 and len(answer.statements) <= 4, answer.statements
 
 
-def test_queue_status_tells_what_ranked_the_queue_when_and_labels_since(settings):
+def test_queue_status_tells_what_ranked_the_queue_when_and_labels_since(any_settings):
     from db.models import ModelVersion
 
+    settings = any_settings
     project_id, ids = _project(settings)
     assert queue_status(settings, project_id) is None
     before = utcnow()
