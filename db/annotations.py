@@ -301,3 +301,13 @@ def recent_annotations(
         )
         for row in rows
     ]
+
+
+def labels_since(session: Session, project_id: int, since: datetime | None) -> int:
+    """Labels given or changed in the project after ``since`` (all of them for None)."""
+    query = (select(func.count()).select_from(Annotation)
+             .join(Example, Example.id == Annotation.example_id)
+             .where(Example.project_id == project_id))
+    if since is not None:
+        query = query.where(Annotation.updated_at > since)
+    return int(session.scalar(query) or 0)

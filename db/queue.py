@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, exists, func, insert, select, true
 from sqlalchemy.orm import Session
 
+from db.annotations import labels_since
 from db.engine import dialect_insert, read_unit, write_unit
 from db.models import (
     Annotation,
@@ -266,20 +267,15 @@ def queue_remaining(session: Session, project_id: int) -> int:
     )
 
 
-def labels_since(session: Session, project_id: int, since: datetime | None) -> int:
-    """Labels given or changed in the project after ``since`` (all of them for None)."""
-    query = (select(func.count()).select_from(Annotation)
-             .join(Example, Example.id == Annotation.example_id)
-             .where(Example.project_id == project_id))
-    if since is not None:
-        query = query.where(Annotation.updated_at > since)
-    return int(session.scalar(query) or 0)
+def _written_at(session: Session, project_id: int) -> datetime | None:
+    """When the project's queue was last written (by a round or the fast loop)."""
+    return session.scalar(
+        select(func.max(QueueItem.created_at)).where(QueueItem.project_id == project_id))
 
 
 def labels_since_queue(session: Session, project_id: int) -> int:
-    """Labels given since the project's queue was last written (by a round or the fast loop)."""
-    return labels_since(session, project_id, session.scalar(
-        select(func.max(QueueItem.created_at)).where(QueueItem.project_id == project_id)))
+    """Labels given since the project's queue was last written."""
+    return labels_since(session, project_id, _written_at(session, project_id))
 
 
 @dataclass(frozen=True)
@@ -303,15 +299,12 @@ class QueueStatus:
 def queue_status(settings: Settings, project_id: int) -> QueueStatus | None:
     """The project's `QueueStatus`; None while it has no queue."""
     with read_unit(settings) as session:
-        ranked_at, version = session.execute(
-            select(func.max(QueueItem.created_at), func.max(ModelVersion.version))
-            .select_from(QueueItem)
-            .outerjoin(ModelVersion, ModelVersion.id == QueueItem.model_version_id)
-            .where(QueueItem.project_id == project_id)).one()
+        ranked_at = _written_at(session, project_id)
         if ranked_at is None:
             return None
-        return QueueStatus(ranked_at, version, queue_remaining(session, project_id),
-                           labels_since_queue(session, project_id))
+        return QueueStatus(ranked_at, queue_version(session, project_id),
+                           queue_remaining(session, project_id),
+                           labels_since(session, project_id, ranked_at))
 
 
 def unlabelled_ids(session: Session, project_id: int) -> list[int]:

@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from db.annotations import labels_since
 from db.engine import read_unit, write_unit
 from db.errors import NotFound
-from db.models import Annotation, Example, ModelVersion, Project, RunStatus, TrainingRun, utcnow
+from db.models import ModelVersion, Project, RunStatus, TrainingRun, utcnow
 from db.settings import Settings
 from db.users import require_admin
 
@@ -254,18 +255,8 @@ def active_run(settings: Settings, project_id: int) -> RunInfo | None:
 
 def labels_since_last_version(session: Session, project_id: int) -> int:
     """Annotations given or changed since the project's latest model version was made."""
-    since = session.scalar(
-        select(func.max(ModelVersion.created_at)).where(ModelVersion.project_id == project_id)
-    )
-    query = (
-        select(func.count())
-        .select_from(Annotation)
-        .join(Example, Example.id == Annotation.example_id)
-        .where(Example.project_id == project_id)
-    )
-    if since is not None:
-        query = query.where(Annotation.updated_at > since)
-    return int(session.scalar(query) or 0)
+    return labels_since(session, project_id, session.scalar(
+        select(func.max(ModelVersion.created_at)).where(ModelVersion.project_id == project_id)))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Self
 import numpy as np
 from sqlalchemy import select
 
+from db.annotations import labels_since
 from db.engine import read_unit, write_unit
 from db.models import Example, ModelVersion, Project, QueueReason
 from db.projects import ProjectConfig
@@ -27,7 +28,6 @@ from db.queue import (
     assign_overlap,
     audit_picks,
     interleave_audit,
-    labels_since,
     labels_since_queue,
     queue_remaining,
     replace_queue,
