@@ -297,9 +297,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         raise LabelwiseError(str(exc)) from None
     if args.workers < 1:
         raise LabelwiseError("--workers must be at least 1")
-    train = TrainConfig(max_length=args.max_length, seed=0)
-    if args.epochs:
-        train = TrainConfig(max_length=args.max_length, seed=0, epochs=args.epochs)
+    train = TrainConfig(max_length=args.max_length, seed=0, epochs=args.epochs)
     factory = functools.partial(TransformerClassifier, args.model or settings.model_path, train)
     results = simulate(texts, labels, config, factory, Path(args.out),
                        title=f"{Path(args.data).name}: {len(set(labels))} labels",
@@ -456,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool-cap", type=int, help="score at most this many pool texts per round")
     p.add_argument("--model", help="backbone (default: LABELWISE_MODEL or builtin:minilm-l6)")
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--epochs", type=int, help="training epochs per round")
+    p.add_argument("--epochs", type=int,
+                   help="training epochs per round (default: the product's, 6 to 10 by label count)")
     p.add_argument("--fast-loop", choices=["on", "off"], default="off",
                    help="between rounds, re-rank on the round's embeddings every few answers")
     p.add_argument("--fast-every", type=int, default=5, help="answers between fast re-ranks")

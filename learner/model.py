@@ -82,6 +82,13 @@ SPEEDUP_MIN = 1.1
 """How much faster than fp32 a candidate must score the sample to be used: a CPU with AVX-512
 BF16 but no AMX can be slower in bf16 than in fp32 (0.75x measured on one)."""
 
+AUTO_EPOCHS = (6, 10)
+"""Fewest and most epochs :func:`auto_epochs` chooses."""
+
+AUTO_MIN_STEPS = 40
+"""Optimiser steps :func:`auto_epochs` aims for. Few labels make few steps an epoch: 50 texts
+in batches of 16 make 4, so 10 epochs; from about 100 texts on, 6 epochs make enough."""
+
 
 # --------------------------------------------------------------------------- model specs
 
@@ -156,13 +163,26 @@ def _hub_cache_path(spec: str) -> str:
 # --------------------------------------------------------------------------- configuration
 
 
+def auto_epochs(steps_per_epoch: int) -> int:
+    """Epochs to train when ``TrainConfig.epochs`` is ``None``.
+
+    As many as make ``AUTO_MIN_STEPS`` optimiser steps, but no fewer than ``AUTO_EPOCHS[0]``
+    and no more than ``AUTO_EPOCHS[1]``: 10 epochs up to 64 training texts (batches of 16),
+    then fewer, down to 6 from 97 texts on.
+    """
+    fewest, most = AUTO_EPOCHS
+    return min(most, max(fewest, math.ceil(AUTO_MIN_STEPS / max(1, steps_per_epoch))))
+
+
 @dataclass
 class TrainConfig:
     """How :class:`TransformerClassifier` trains and scores.
 
     Attributes:
         max_length: Texts are truncated to this many tokens (special tokens included).
-        epochs: Most passes over the training texts; early stopping may end sooner.
+        epochs: Passes over the training texts (early stopping, when on, may end sooner), or
+            ``None`` for :func:`auto_epochs`: as many as make ``AUTO_MIN_STEPS`` optimiser
+            steps, within ``AUTO_EPOCHS``.
         batch_size: Texts per optimiser step.
         learning_rate: Peak AdamW learning rate. MiniLM fine-tuned on few labels wants a
             much higher rate than BERT-base's usual 2e-5..5e-5: on BBC News (5 classes,
@@ -172,7 +192,11 @@ class TrainConfig:
         warmup_ratio: Fraction of all steps over which the rate rises linearly from 0; it
             then falls linearly to 0 at the last step of ``epochs``.
         seed: Seeds head initialisation, dropout, shuffling and the validation split.
-        validation_fraction: Share of the labelled texts held out for early stopping.
+        validation_fraction: Share of the labelled texts held out for early stopping; 0 (the
+            default) trains on all of them with no early stopping. With 300 BBC labels, early
+            stopping on a 30-text split stopped at 2-5 epochs with the rate still high and
+            chose the epoch by one or two texts: test accuracy 0.938 mean over 4 seeds (0.920
+            to 0.958), against 0.961 (0.948 to 0.969) for 6 epochs on all 300 texts.
         min_validation: No validation split (and so no early stopping: all ``epochs`` run)
             when the held-out share would be smaller than this many texts.
         patience: Epochs without a better validation score before training stops. The
@@ -193,13 +217,13 @@ class TrainConfig:
     """
 
     max_length: int = 128
-    epochs: int = 10
+    epochs: int | None = None
     batch_size: int = 16
     learning_rate: float = 2e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     seed: int = 0
-    validation_fraction: float = 0.1
+    validation_fraction: float = 0.0
     min_validation: int = 10
     patience: int = 2
     device: str | None = None
@@ -212,7 +236,7 @@ class TrainConfig:
         positive = ("max_length", "epochs", "batch_size", "scoring_batch_size", "patience")
         for name in positive:
             value = getattr(self, name)
-            if name == "scoring_batch_size" and value is None:
+            if name in ("scoring_batch_size", "epochs") and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LearnerError(f"TrainConfig.{name} must be a positive integer, not {value!r}")
@@ -373,7 +397,8 @@ class TransformerClassifier:
         train_idx, val_idx = _split(label_ids, cfg, rng)
 
         steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
-        total_steps = steps_per_epoch * cfg.epochs
+        epochs = cfg.epochs if cfg.epochs is not None else auto_epochs(steps_per_epoch)
+        total_steps = steps_per_epoch * epochs
         optimizer = torch.optim.AdamW(
             _param_groups(model, cfg), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
@@ -388,10 +413,10 @@ class TransformerClassifier:
         history: list[dict[str, float]] = []
         best_key: tuple[float, float] | None = None
         best_state: dict[str, torch.Tensor] | None = None
-        best_epoch = cfg.epochs
+        best_epoch = epochs
         stale = 0
         step = 0
-        for epoch in range(cfg.epochs):
+        for epoch in range(epochs):
             model.train()
             order = rng.permutation(train_idx)
             loss_sum = 0.0

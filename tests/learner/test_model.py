@@ -20,6 +20,7 @@ from learner.model import (
     TransformerClassifier,
     _param_groups,
     _split,
+    auto_epochs,
     resolve_model_path,
 )
 from tests.learner.conftest import synthetic_texts
@@ -318,7 +319,8 @@ def test_embed_shape_and_dtype_before_and_after_fit(tiny_model_dir: Path, fitted
 
 def test_validation_split_and_early_stopping_bookkeeping(tiny_model_dir: Path) -> None:
     X, y = synthetic_texts(60)
-    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=12, patience=2, batch_size=16)).fit(X, y)
+    config = tiny_config(epochs=12, patience=2, batch_size=16, validation_fraction=0.1)
+    clf = TransformerClassifier(str(tiny_model_dir), config).fit(X, y)
     assert clf.validation_size_ == 12
     assert 1 <= len(clf.history_) <= 12
     assert all("val_accuracy" in h and "val_loss" in h for h in clf.history_)
@@ -327,6 +329,26 @@ def test_validation_split_and_early_stopping_bookkeeping(tiny_model_dir: Path) -
     assert best["val_accuracy"] == max(h["val_accuracy"] for h in clf.history_)
     if len(clf.history_) < 12:  # stopped early: the last `patience` epochs were no better
         assert len(clf.history_) - clf.best_epoch_ == 2
+
+
+@pytest.mark.parametrize(
+    ("steps_per_epoch", "epochs"),
+    [(1, 10), (4, 10), (5, 8), (6, 7), (7, 6), (19, 6), (500, 6)],
+)
+def test_auto_epochs_aims_for_the_minimum_steps_within_bounds(steps_per_epoch: int, epochs: int) -> None:
+    assert auto_epochs(steps_per_epoch) == epochs
+
+
+def test_default_config_trains_auto_epochs_on_every_text_without_early_stopping(tiny_model_dir: Path) -> None:
+    X, y = synthetic_texts(20)  # 40 texts in batches of 8: 5 steps an epoch, so 8 epochs
+    steps: list[float] = []
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=None))
+    clf.fit(X, y, progress=steps.append)
+    assert clf.validation_size_ == 0
+    assert [h["epoch"] for h in clf.history_] == list(range(1, 9))
+    assert all("val_accuracy" not in h for h in clf.history_)
+    assert clf.best_epoch_ == 8
+    assert len(steps) == 1 + 40  # the start, then every optimiser step
 
 
 def test_split_is_stratified_and_respects_min_validation() -> None:
