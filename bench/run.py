@@ -214,8 +214,9 @@ SIM_STRATEGIES = ["margin", "entropy", "least_confidence", "diverse"]
 def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
     """The label-efficiency simulation on the demo corpus (an hour or more on a CPU: opt-in).
 
-    The product's own training settings (6 to 10 epochs by label count, no early stopping); every curve (one
-    per strategy and repeat) in its own process, as many at once as the machine has room for.
+    The product's own training settings (6 to 10 epochs by label count, no early stopping);
+    every curve (one per strategy and repeat) in its own process, as many at once as the
+    machine has room for.
     On a GPU: a seed of 20 texts, then batches of 10 up to 300 labels, 3 repeats, the whole
     pool scored each round. On a CPU (``--with-sim``), where a round takes a minute or more:
     a seed of 50, then batches of 50 (the product's ``retrain_every``) up to 300, one repeat,

