@@ -518,6 +518,35 @@ def _accuracy_targets(summary: dict[str, Any], seed_size: int | None) -> list[st
     return para("Accuracy targets (mean over the repeats):") + table(head, rows)
 
 
+def _beside_previous(previous: dict[str, Any] | None, summary: dict[str, Any],
+                     counts: list[int]) -> list[str]:
+    """The run this one replaced (same protocol, earlier commit): accuracy then and now."""
+    if not previous:
+        return []
+    then = previous["accuracy"]
+    names = [name for name in summary if name in then]
+    now = {name: dict(zip(summary[name]["n_labels"], summary[name]["accuracy_mean"],
+                          strict=True)) for name in names}
+
+    def cell(name: str, n: int) -> str:
+        before, after = then[name].get(str(n)), now[name].get(n)
+        if before is None or after is None:
+            return ""
+        return f"{before:.3f} → {after:.3f} ({after - before:+.3f})"
+
+    def mean_change(name: str) -> str:
+        deltas = [now[name][n] - then[name][str(n)] for n in counts[1:]
+                  if n in now[name] and str(n) in then[name]]
+        return f"`{name}` {sum(deltas) / len(deltas):+.3f}" if deltas else f"`{name}` —"
+
+    lines = para(f"Beside the run this one replaced, with the same protocol (commit "
+                 f"`{previous.get('commit')}`, {_when(previous.get('date'))}): accuracy then → now.")
+    lines += table(["labels", *names], [[str(n), *(cell(name, n) for name in names)]
+                                        for n in counts])
+    return lines + para("Mean change after the seed texts: "
+                        + ", ".join(mean_change(name) for name in names) + ".")
+
+
 def render_sim(r: Result) -> list[str]:
     x = r.result
     cfg, summary, curves = x.get("config", {}), x["summary"], x.get("curves", {})
@@ -541,6 +570,7 @@ def render_sim(r: Result) -> list[str]:
         lines += table(["labels", *(f"{n} {label}" for n in names)],
                        [[str(n), *(_mean_sd(summary[s], metric, n, cfg["repeats"])
                                    for s in names)] for n in counts])
+    lines += _beside_previous(r.meta.get("previous"), summary, counts)
     if cfg["repeats"] == 1:
         lines += para(
             f"One repeat, so no spread to show: a curve's point moves by a point or two between "

@@ -306,19 +306,41 @@ def wrap(outcome: Outcome, run_meta: dict[str, Any], out_dir: Path) -> dict[str,
     return doc
 
 
+def previous_sim(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """What the page needs to set a simulation beside the run it replaces, else ``None``.
+
+    Label efficiency does not depend on how busy the machine was, so two runs of the same
+    protocol (the same ``config``: strategies, seed texts, batches, repeats) at different
+    commits compare fairly; this keeps the earlier run's commit, date and mean accuracy per
+    strategy and label count.
+    """
+    old_result, new_result = old.get("result") or {}, new.get("result") or {}
+    if "summary" not in old_result or old_result.get("config") != new_result.get("config"):
+        return None
+    return {"commit": old["meta"].get("commit"), "date": old["meta"].get("date"),
+            "accuracy": {name: {str(n): a for n, a in zip(s["n_labels"], s["accuracy_mean"],
+                                                           strict=True)}
+                         for name, s in old_result["summary"].items()}}
+
+
 def publish(out_dir: Path, names: list[str], dest: Path) -> None:
     """Copy the wrapped results (and their files) of ``names`` into ``dest``.
 
-    A skipped or failed step does not replace a measured result already there. Attached files
-    become ``<step>.<key><suffix>`` (``sim.curve.png``) beside the json.
+    A skipped or failed step does not replace a measured result already there. A simulation
+    that replaces one run with the same protocol keeps that run's accuracy curves (see
+    :func:`previous_sim`). Attached files become ``<step>.<key><suffix>`` (``sim.curve.png``)
+    beside the json.
     """
     dest.mkdir(parents=True, exist_ok=True)
     for name in names:
         doc = json.loads((out_dir / f"{name}.json").read_text(encoding="utf-8"))
         target = dest / f"{name}.json"
-        if "result" not in doc and target.exists() and "result" in json.loads(
-                target.read_text(encoding="utf-8")):
+        old = json.loads(target.read_text(encoding="utf-8")) if target.exists() else {}
+        if "result" not in doc and "result" in old:
             continue
+        previous = previous_sim(old, doc)
+        if previous:
+            doc["meta"]["previous"] = previous
         files = {}
         for key, rel in doc.get("files", {}).items():
             copied = dest / f"{name}.{key}{Path(rel).suffix}"

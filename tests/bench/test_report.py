@@ -287,6 +287,26 @@ def test_fastloop_without_the_target_size_says_so(tmp_path):
     assert "under 1 s at 20,000 texts: not measured at that size." in text
 
 
+def test_sim_beside_the_run_it_replaced(tmp_path):
+    previous = {"commit": "old1234", "date": "2026-11-30T09:00:00Z",
+                "accuracy": {"margin": {"20": 0.5, "40": 0.8, "60": 0.9, "80": 1.0},
+                             "random": {"20": 0.5, "40": 0.6, "60": 0.7, "80": 0.8, "100": 0.9}}}
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", sim_result(), previous=previous))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+    assert ("Beside the run this one replaced, with the same protocol (commit `old1234`, on "
+            "2026-11-30 09:00 UTC): accuracy then → now.") in text
+    assert "| 40 | 0.800 → 0.860 (+0.060) | 0.600 → 0.610 (+0.010) |" in text
+    assert "| 100 | | 0.900 → 0.890 (-0.010) |" in text  # margin had no point at 100 then
+    # margin after the seed: (0.06 + 0.06 + 0.0) / 3; random: (0.01 + 0.01 - 0.01 - 0.01) / 4
+    assert "Mean change after the seed texts: `margin` +0.040, `random` +0.000." in text
+
+
+def test_sim_without_a_previous_run_sets_nothing_beside_it(tmp_path):
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", sim_result()))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+    assert "Beside the run" not in text and "→" not in text
+
+
 def test_sim_with_one_repeat_shows_no_spread_and_says_so(tmp_path):
     from learner.simulate import summarise
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import meta, report, run
-from tests.bench.conftest import MACHINE, wrapped, write
+from tests.bench.conftest import MACHINE, sim_result, wrapped, write
 
 ORDER = ["import", "export", "queue", "queue-postgresql", "scoring", "round", "fastloop", "sim",
          "sim-fastloop"]
@@ -77,6 +77,25 @@ def test_a_full_run_is_published_and_a_skip_keeps_the_measured_result(monkeypatc
     assert (results / "cpu-4core" / "queue.curve.png").read_bytes() == b"png"
     assert json.loads((results / "cpu-4core" / "sim.json").read_text())["result"] == {
         "measured": "before"}
+
+
+def test_a_simulation_replacing_one_of_the_same_protocol_keeps_its_accuracy(tmp_path):
+    out, results = tmp_path / "out", tmp_path / "results"
+    earlier = wrapped("sim", sim_result(active_gain=0.05), commit="old1234")
+    write(results / "sim.json", earlier)
+    write(out / "sim.json", wrapped("sim", sim_result(), commit="new5678"))
+    run.publish(out, ["sim"], results)
+    previous = json.loads((results / "sim.json").read_text())["meta"]["previous"]
+    assert previous["commit"] == "old1234" and previous["date"] == earlier["meta"]["date"]
+    assert previous["accuracy"]["margin"] == dict(zip(
+        ["20", "40", "60", "80", "100"], earlier["result"]["summary"]["margin"]["accuracy_mean"]))
+    assert previous["accuracy"]["random"]["100"] == pytest.approx(0.89)
+
+    other = sim_result()
+    other["config"]["batch"] = 10  # another protocol: nothing to set beside it
+    write(out / "sim.json", wrapped("sim", other))
+    run.publish(out, ["sim"], results)
+    assert "previous" not in json.loads((results / "sim.json").read_text())["meta"]
 
 
 def test_unknown_step_is_a_usage_error(capsys):
