@@ -85,9 +85,10 @@ BF16 but no AMX can be slower in bf16 than in fp32 (0.75x measured on one)."""
 AUTO_EPOCHS = (6, 10)
 """Fewest and most epochs :func:`auto_epochs` chooses."""
 
-AUTO_MIN_STEPS = 40
-"""Optimiser steps :func:`auto_epochs` aims for. Few labels make few steps an epoch: 50 texts
-in batches of 16 make 4, so 10 epochs; from about 100 texts on, 6 epochs make enough."""
+AUTO_MIN_STEPS = 70
+"""Optimiser steps :func:`auto_epochs` aims for. On BBC News (4 seeds each, the same labels):
+100 labels in 6 epochs (42 steps) reached 0.873 test accuracy, in 10 (70 steps) 0.895; 300
+labels in 6 epochs (114 steps) 0.961."""
 
 
 # --------------------------------------------------------------------------- model specs
@@ -167,8 +168,8 @@ def auto_epochs(steps_per_epoch: int) -> int:
     """Epochs to train when ``TrainConfig.epochs`` is ``None``.
 
     As many as make ``AUTO_MIN_STEPS`` optimiser steps, but no fewer than ``AUTO_EPOCHS[0]``
-    and no more than ``AUTO_EPOCHS[1]``: 10 epochs up to 64 training texts (batches of 16),
-    then fewer, down to 6 from 97 texts on.
+    and no more than ``AUTO_EPOCHS[1]``: 10 epochs up to 112 training texts (batches of 16),
+    then fewer, down to 6 from 177 texts on.
     """
     fewest, most = AUTO_EPOCHS
     return min(most, max(fewest, math.ceil(AUTO_MIN_STEPS / max(1, steps_per_epoch))))

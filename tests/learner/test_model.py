@@ -333,14 +333,14 @@ def test_validation_split_and_early_stopping_bookkeeping(tiny_model_dir: Path) -
 
 @pytest.mark.parametrize(
     ("steps_per_epoch", "epochs"),
-    [(1, 10), (4, 10), (5, 8), (6, 7), (7, 6), (19, 6), (500, 6)],
+    [(1, 10), (7, 10), (8, 9), (9, 8), (10, 7), (11, 7), (12, 6), (19, 6), (500, 6)],
 )
 def test_auto_epochs_aims_for_the_minimum_steps_within_bounds(steps_per_epoch: int, epochs: int) -> None:
     assert auto_epochs(steps_per_epoch) == epochs
 
 
 def test_default_config_trains_auto_epochs_on_every_text_without_early_stopping(tiny_model_dir: Path) -> None:
-    X, y = synthetic_texts(20)  # 40 texts in batches of 8: 5 steps an epoch, so 8 epochs
+    X, y = synthetic_texts(36)  # 72 texts in batches of 8: 9 steps an epoch, so 8 epochs
     steps: list[float] = []
     clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=None))
     clf.fit(X, y, progress=steps.append)
@@ -348,7 +348,7 @@ def test_default_config_trains_auto_epochs_on_every_text_without_early_stopping(
     assert [h["epoch"] for h in clf.history_] == list(range(1, 9))
     assert all("val_accuracy" not in h for h in clf.history_)
     assert clf.best_epoch_ == 8
-    assert len(steps) == 1 + 40  # the start, then every optimiser step
+    assert len(steps) == 1 + 72  # the start, then every optimiser step
 
 
 def test_split_is_stratified_and_respects_min_validation() -> None:
