@@ -5,7 +5,7 @@ sim-fastloop. Each runs in a child process, so that peak memory is its own, and 
 figures to ``OUT_DIR/raw/<step>.json``; this script wraps them as ``OUT_DIR/<step>.json``::
 
     {"meta": {"step", "command", "date", "commit", "machine", "machine_tag", "quick",
-              "exit_code", "seconds", ...},
+              "exit_code", "seconds", "cpu_steal_share", ...},
      "result": <what the benchmark wrote>}          # or "skipped": "<why not measured>"
 
 plus ``"files": {"curve": "sim/curve.png"}`` (paths relative to OUT_DIR) where a step leaves
@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -351,6 +352,12 @@ def publish(out_dir: Path, names: list[str], dest: Path) -> None:
         write_json(target, doc)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a timeout) as an exit, so that the way out runs: the running
+    benchmark's process is killed and a throwaway PostgreSQL cluster stopped and removed."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -367,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-report", action="store_true",
                         help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         names = select_steps(args.only)
     except ValueError as exc:
@@ -381,9 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         run_meta = {"step": name, "date": meta.utc_now(), "commit": meta.git_commit(),
                     "machine": machine, "machine_tag": tag, "quick": args.quick}
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), meta.cpu_times()
         outcome = STEPS[name](ctx)
         run_meta["seconds"] = round(time.perf_counter() - started, 1)
+        run_meta["cpu_steal_share"] = meta.steal_share(cpu_before, meta.cpu_times())
         doc = wrap(outcome, run_meta, out_dir)
         write_json(out_dir / f"{name}.json", doc)
         print(f"{name}: " + ("measured" if outcome.result is not None else outcome.skipped or ""),

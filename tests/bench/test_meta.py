@@ -40,3 +40,24 @@ def test_machine_tag():
 def test_commit_and_date_formats():
     assert re.fullmatch(r"[0-9a-f]{7,}(\+dirty)?", meta.git_commit() or "")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta.utc_now())
+
+
+def test_cpu_times_from_proc_stat(monkeypatch, tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  4718500 1315 409858 1876023 38428 0 13558 151022 0 0\n"
+                    "cpu0 2134576 658 173637 1209032 7658 0 4354 72872 0 0\n")
+    monkeypatch.setattr(meta, "PROC_STAT", stat)
+    assert meta.cpu_times() == {"user": 4718500, "nice": 1315, "system": 409858,
+                                "idle": 1876023, "iowait": 38428, "irq": 0, "softirq": 13558,
+                                "steal": 151022}
+    monkeypatch.setattr(meta, "PROC_STAT", tmp_path / "absent")
+    assert meta.cpu_times() is None
+
+
+def test_steal_share():
+    before = dict.fromkeys(("user", "nice", "system", "idle", "iowait", "irq", "softirq",
+                            "steal"), 100)
+    after = {**before, "user": 160, "idle": 115, "steal": 125}  # 100 ticks, 25 stolen
+    assert meta.steal_share(before, after) == 0.25
+    assert meta.steal_share(before, before) is None  # no time between the readings
+    assert meta.steal_share(None, after) is None and meta.steal_share(before, None) is None

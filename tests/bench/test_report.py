@@ -319,3 +319,96 @@ def test_sim_with_one_repeat_shows_no_spread_and_says_so(tmp_path):
     assert "| 60 | 0.950 | 0.700 |" in text and "±" not in text
     assert ("One repeat, so no spread to show: a curve's point moves by a point or two between "
             "runs (each of the 100 test texts is 1.00% of the accuracy)") in text
+
+
+def _glance(page: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The "Targets at a glance" table: its header, and each target's cells (one per machine)."""
+    start = page.index("## Targets at a glance\n")
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in page[start:page.index("\n## ", start + 1)].splitlines()
+            if line.startswith("| ")]
+    header, *body = rows
+    return header, {row[0]: row[1:] for row in body}
+
+
+def test_targets_at_a_glance_a_row_per_target_a_column_per_machine(tmp_path):
+    cpu, gpu = tmp_path / "r" / "cpu-a", tmp_path / "r" / "gpu-b"
+    write(cpu / "import.json", wrapped("import", import_result(19_999)))
+    write(cpu / "scoring.json", wrapped("scoring", scoring_result(speedup=3.5)))
+    write(cpu / "export.json", wrapped("export", skipped="not run"))
+    write(gpu / "scoring.json", wrapped("scoring", scoring_result(gpu=True, texts_per_s=5_000),
+                                        commit="def5678"))
+    write(gpu / "round.json", wrapped("round", round_result(total_s=12.0), commit="def5678"))
+    write(gpu / "sim.json", wrapped("sim", sim_result(), commit="def5678", quick=True))
+    header, rows = _glance(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path))
+    assert header == ["target", "`cpu-a`", "`gpu-b`"]
+    assert rows["Import: at least 20,000 rows/s, as the caller waits"] == [
+        "19,999 rows/s: **missed** (`abc1234`)", "—"]
+    assert not any(target.startswith("Export") for target in rows)  # skipped: nothing to judge
+    assert rows["Scoring on a CPU: at least 3x plain fp32, the same class for at least 99%"] == [
+        "3.50x, 99.80% (bf16): **met** (`abc1234`)", "—"]
+    assert rows["Scoring on a GPU: at least 10,000 texts/s (the target names an H100)"] == [
+        "—", "5,000 texts/s: **missed** (`def5678`)"]
+    assert rows["Round on a GPU (200 labels, 20,000 texts): under 15 s"] == [
+        "—", "12.0 s (second round): **met** (`def5678`)"]
+    efficiency = "Label efficiency (fast loop off): every active strategy"
+    assert rows[f"{efficiency} at least 91% accurate at 50 labels"] == [
+        "—", "not a point of this run (`def5678`, quick run)"]
+    assert rows[f"{efficiency} at least 95% accurate at 100 labels"] == [
+        "—", "lowest 1.000 (`margin`), 2 repeats: **met** (`def5678`, quick run)"]
+    assert rows[f"{efficiency} at or above random after the seed texts"] == [
+        "—", "none below, 2 repeats: **met** (`def5678`, quick run)"]
+    assert rows[f"{efficiency} reaches random's final accuracy with at most 60% of its budget"] == [
+        "—", "largest 60% (`margin`): **met** (`def5678`, quick run)"]
+    assert list(rows).index(f"{efficiency} at least 91% accurate at 50 labels") < list(rows).index(
+        f"{efficiency} at least 95% accurate at 100 labels")
+
+
+@pytest.mark.parametrize(("rate", "word"), [(19_999, "missed"), (20_000, "met")])
+def test_targets_at_a_glance_agree_with_the_sections(tmp_path, rate, word):
+    write(tmp_path / "r" / "m" / "import.json", wrapped("import", import_result(rate)))
+    write(tmp_path / "r" / "m" / "queue.json", wrapped("queue", queue_result(5.0, 15.0)))
+    page = render(collect(tmp_path / "none", tmp_path / "r"), tmp_path)
+    _, rows = _glance(page)
+    assert f"rows/s: **{word}**" in _section(page, "import")
+    assert rows["Import: at least 20,000 rows/s, as the caller waits"] == [
+        f"{rate:,} rows/s: **{word}** (`abc1234`)"]
+    assert rows["Serving on SQLite: p95 under 20 ms"] == [
+        "worst p95 15.00 ms (up to 100,000 texts): **met** (`abc1234`)"]
+    assert rows["Serving on SQLite: flat (p95 at the largest pool at most 2× that at the "
+                "smallest)"] == ["claim 3.00×, submit 3.00×: **missed** (`abc1234`)"]
+
+
+def test_targets_at_a_glance_name_the_strategy_that_misses(tmp_path):
+    write(tmp_path / "r" / "m" / "sim-fastloop.json",
+          wrapped("sim-fastloop", sim_result(active_gain=-0.05)))
+    _, rows = _glance(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path))
+    efficiency = "Label efficiency (fast loop on): every active strategy"
+    assert rows[f"{efficiency} at or above random after the seed texts"] == [
+        "below: `margin` at 40, 60, 80, 100, 2 repeats: **missed** (`abc1234`)"]
+    assert rows[f"{efficiency} reaches random's final accuracy with at most 60% of its budget"] == [
+        "`margin` never reached it: **missed** (`abc1234`)"]
+    assert rows[f"{efficiency} at least 95% accurate at 100 labels"] == [
+        "lowest 0.840 (`margin`), 2 repeats: **missed** (`abc1234`)"]
+
+
+def test_no_targets_no_glance_table(tmp_path):
+    write(tmp_path / "r" / "m" / "export.json", wrapped("export", skipped="not run"))
+    assert "Targets at a glance" not in render(collect(tmp_path / "none", tmp_path / "r"), tmp_path)
+
+
+@pytest.mark.parametrize(("share", "expected"), [
+    (0.004, "CPU steal during the run: 0.4% of the machine's CPU time went to other guests of "
+            "its host."),
+    (0.25, "CPU steal during the run: 25.0% of the machine's CPU time went to other guests of "
+           "its host, which slows a timing at full load by up to about 33% against a quiet host."),
+    (None, None),
+])
+def test_header_says_how_much_cpu_the_host_took(tmp_path, share, expected):
+    write(tmp_path / "r" / "m" / "import.json",
+          wrapped("import", import_result(), cpu_steal_share=share))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "import")
+    if expected is None:
+        assert "CPU steal" not in text
+    else:
+        assert expected in text

@@ -46,6 +46,14 @@ def _fake_steps(monkeypatch, calls: list[str]) -> None:
 
     monkeypatch.setattr(run, "STEPS", {name: fake(name) for name in ORDER})
     monkeypatch.setattr(meta, "machine", lambda: dict(MACHINE))
+    ticks = iter(range(0, 10_000, 100))  # each reading 100 ticks later, 10 of them stolen
+
+    def cpu_times() -> dict[str, int]:
+        t = next(ticks)
+        return {"user": t * 9 // 10, "nice": 0, "system": 0, "idle": 0, "iowait": 0, "irq": 0,
+                "softirq": 0, "steal": t // 10}
+
+    monkeypatch.setattr(meta, "cpu_times", cpu_times)
 
 
 def test_main_runs_only_the_chosen_steps_and_wraps_their_results(monkeypatch, tmp_path):
@@ -62,6 +70,7 @@ def test_main_runs_only_the_chosen_steps_and_wraps_their_results(monkeypatch, tm
     assert doc["meta"]["command"] == "bench queue" and doc["meta"]["machine_tag"] == "cpu-4core"
     assert json.loads((out / "sim.json").read_text())["skipped"] == "not here"
     assert not (out / "import.json").exists()
+    assert doc["meta"]["cpu_steal_share"] == 0.1  # the fake readings below: 10 of 100 ticks
     assert not results.exists()  # a quick run is not published
 
 
@@ -196,3 +205,41 @@ def test_throwaway_postgres_starts_and_is_removed():
             data = Path(conn.execute("SHOW data_directory").fetchone()[0])
         assert data.is_dir()
     assert not data.exists()
+
+
+def test_sigterm_runs_the_way_out(tmp_path):
+    """`kill` on a run mid-step still stops what the step holds (a throwaway PostgreSQL)."""
+    import signal
+    import subprocess
+
+    marker = tmp_path / "cleaned"
+    script = f"""
+import sys, time
+from contextlib import contextmanager
+from bench import meta, run
+
+@contextmanager
+def held():
+    try:
+        yield
+    finally:
+        open({str(marker)!r}, "w").write("stopped")
+
+def step(ctx):
+    with held():
+        print("holding", flush=True)
+        time.sleep(120)
+
+run.STEPS = {{"import": step}}
+meta.machine = lambda: {MACHINE!r}
+sys.exit(run.main(["--quick", "--only", "import", "--out-dir", {str(tmp_path / "out")!r},
+                   "--no-report"]))
+"""
+    with subprocess.Popen([sys.executable, "-c", script], cwd=run.ROOT, stdout=subprocess.PIPE,
+                          text=True) as proc:
+        assert proc.stdout is not None
+        while (line := proc.stdout.readline()) and line.strip() != "holding":
+            pass
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert marker.read_text() == "stopped"
