@@ -16,12 +16,15 @@ times (the median counts):
 - ``optimised_fp32``: ``TransformerClassifier.predict_proba`` in fp32: length-sorted batches
   and ``torch.inference_mode``.
 - ``optimised_auto``: ``predict_proba`` as the product runs it (``precision="auto"``): bf16
-  autocast on CUDA; on a CPU, the fastest of bf16 (CPUs with bf16 units: AMX, AVX-512 BF16)
-  and int8 that agrees with fp32 on at least 99% of a sample and scores it at least 1.1x as
-  fast; fp32 when neither does.
-- ``forced_bf16`` (CPUs with bf16 units only) and ``forced_int8`` (CPU only): the optimised
-  path in bf16 autocast, or over the product's int8 copy of the model (linear layers
-  quantised per output channel), whatever the check says, to show what the check weighed.
+  autocast on CUDA; on a CPU, the fastest of bf16 (CPUs with bf16 units: AMX, AVX-512 BF16),
+  torch's int8 and OpenVINO's int8 that agrees with fp32 on at least 99% of a sample and
+  scores it at least 1.1x as fast; fp32 when none does. Its first call, on the whole pool,
+  takes that decision (and builds the OpenVINO model) and is timed apart (``auto_decision_s``).
+- ``forced_bf16`` (CPUs with bf16 units only), ``forced_int8`` and ``forced_ov_int8`` (CPU
+  only): the optimised path in bf16 autocast, over the product's int8 copy of the model
+  (linear layers quantised per output channel), or over its OpenVINO int8 twin (weights and
+  activations in int8, calibrated on the pool), whatever the check says, to show what the
+  check weighed.
 
 Each variant's agreement is the share of texts whose predicted class equals plain fp32's.
 Last, ``--stream`` texts (the corpus repeated with a counter appended, so each is distinct)
@@ -89,10 +92,10 @@ def with_precision(clf: TransformerClassifier, precision: str) -> TransformerCla
     return twin
 
 
-def forced_int8(clf: TransformerClassifier) -> TransformerClassifier:
-    """A view of ``clf`` that scores over its int8 copy without a check."""
+def forced(clf: TransformerClassifier, precision: str) -> TransformerClassifier:
+    """A view of ``clf`` that scores in ``precision`` (``"int8"``, ``"ov-int8"``) without a check."""
     twin = with_precision(clf, "fp32")
-    twin.scoring_precision_ = "int8"
+    twin.scoring_precision_ = precision
     return twin
 
 
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from learner.device import cpu_has_fast_bf16, cpu_has_int8, resolve_device
+    from learner.device import OV_INT8, cpu_has_fast_bf16, cpu_has_int8, resolve_device
+    from learner.openvino_int8 import openvino_available
 
     device = resolve_device(args.device)
     gpu = device.startswith("cuda")
@@ -168,12 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         variants["plain_fp32_batch64"] = lambda x: plain_fp32(clf, x, 64)
     variants["optimised_fp32"] = with_precision(clf, "fp32").predict_proba
     auto = with_precision(clf, "auto")
+    t = time.perf_counter()
+    auto.predict_proba(pool)  # the product's decision, on a whole pool as a round takes it
+    auto_decision_s = time.perf_counter() - t
     variants["optimised_auto"] = auto.predict_proba
     if not gpu and cpu_has_fast_bf16():
         variants["forced_bf16"] = with_precision(clf, "bf16").predict_proba
     if not gpu and cpu_has_int8():
-        variants["forced_int8"] = forced_int8(clf).predict_proba
-    for fn in variants.values():  # warm-up (and the bf16 agreement check, on its own sample)
+        variants["forced_int8"] = forced(clf, "int8").predict_proba
+    if not gpu and openvino_available():
+        variants["forced_ov_int8"] = forced(clf, OV_INT8).predict_proba
+    for fn in variants.values():  # warm-up (the forced int8 copies are built here)
         fn(pool[:max(64, min(n, 1024))])
     times: dict[str, list[float]] = {name: [] for name in variants}
     preds: dict[str, np.ndarray] = {}
@@ -202,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         "fit_s": round(fit_s, 1), "mean_tokens": round(float(np.mean(lengths)), 1),
         "share_at_max_length": round(float(np.mean(np.array(lengths) >= 128)), 3),
         "auto_precision": auto.scoring_precision_,
+        "auto_decision_s": round(auto_decision_s, 1),
         "auto_checks": {name: {k: round(v, 4) for k, v in check.items()}
                         for name, check in auto.scoring_checks_.items()},
+        "auto_failures": auto.scoring_failures_,
         "variants": results, "stream": streamed,
     }
     emit(report, args.out)

@@ -25,6 +25,7 @@ from typing import Any
 
 from learner.model import AGREEMENT_MIN as SCORING_CHECK_AGREEMENT
 from learner.model import AGREEMENT_SAMPLE as SCORING_CHECK_SAMPLE
+from learner.model import OV_INT8_MIN_TEXTS
 from learner.model import SPEEDUP_MIN as SCORING_CHECK_SPEEDUP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -413,6 +414,7 @@ SCORING_VARIANTS = {
     "optimised_auto": "the product's path (`precision=auto`)",
     "forced_bf16": "length-sorted, `inference_mode`, bf16 autocast always",
     "forced_int8": "length-sorted, `inference_mode`, int8 (the product's int8 copy) always",
+    "forced_ov_int8": "length-sorted, OpenVINO int8 (the product's OpenVINO twin) always",
     "int8_dynamic": "int8 dynamic quantisation of the linear layers (per tensor)",
 }
 
@@ -426,7 +428,11 @@ def _precision_check(x: dict[str, Any]) -> str:
         found = "; ".join(f"{name} agreed with fp32 on {c['agreement']:.1%} of its check sample "
                           f"and scored it at {c['speedup']:.2f}x fp32's speed"
                           for name, c in checks.items())
-        return " after the check: " + found + needs
+        failed = "".join(f" {name} could not be built: {why}." for name, why in
+                         (x.get("auto_failures") or {}).items())
+        took = (f" The decision, on the first call ({x['texts']:,} texts), took "
+                f"{x['auto_decision_s']:.1f} s in all." if "auto_decision_s" in x else "")
+        return " after the check: " + found + needs + failed + took
     agreement, speedup = x.get("auto_agreement_check"), x.get("auto_speedup_check")  # older runs
     if agreement is None:
         return "."
@@ -812,15 +818,19 @@ SECTIONS: dict[str, Section] = {
         "`bench.bench_scoring`: texts/s of the default model (MiniLM-L6) at max length 128, "
         "the plain fp32 loop against the product's scoring path, measured side by side in one "
         "process. On a CPU the product scores in the fastest of bf16 autocast (CPUs with bf16 "
-        "units: AMX, AVX-512 BF16) and int8 (its linear layers quantised per output channel, "
-        "activations dynamically) that picks the same class as fp32 for at least "
-        f"{SCORING_CHECK_AGREEMENT:.0%} of a {SCORING_CHECK_SAMPLE}-text sample and scores it "
-        f"at least {SCORING_CHECK_SPEEDUP:g}x as fast, and in fp32 when neither does; on CUDA it uses "
-        "bf16 autocast. Runs before commit 5abb2d6 had no int8 candidate (their "
-        "`int8_dynamic` row quantised per tensor, for comparison only). ONNX Runtime is not in "
-        "the pinned requirements; tried outside `make bench` on `cpu-intel-2core` (512 texts, "
-        "same fine-tuned model), it scored at 1.12x plain fp32 in fp32 and 1.53x in int8 "
-        "(per channel, 99.6% agreement), no better than torch's own int8.",
+        "units: AMX, AVX-512 BF16), torch's int8 (its linear layers quantised per output "
+        "channel, activations dynamically) and OpenVINO's int8 (the network converted to "
+        "OpenVINO, weights and activations quantised by NNCF with ranges from calibration texts "
+        f"of the pool; weighed where the pool has at least {OV_INT8_MIN_TEXTS:,} texts) that "
+        f"picks the same class as fp32 for at least {SCORING_CHECK_AGREEMENT:.0%} of a "
+        f"{SCORING_CHECK_SAMPLE}-text sample and scores it at least {SCORING_CHECK_SPEEDUP:g}x "
+        "as fast, and in fp32 when none does; on CUDA it uses bf16 autocast. Runs before "
+        "commit 5abb2d6 had no int8 candidate (their `int8_dynamic` row quantised per tensor, "
+        "for comparison only), runs before the OpenVINO candidate had no `forced_ov_int8` "
+        "row. ONNX Runtime is not in the pinned requirements; tried outside `make bench` on "
+        "`cpu-intel-2core` (512 texts, same fine-tuned model), it scored at 1.12x plain fp32 "
+        "in fp32 and 1.53x in int8 (per channel, 99.6% agreement), no better than torch's own "
+        "int8.",
         render_scoring, check_scoring),
     "round": Section(
         "Round time: 200 labels, 20,000-text pool (issue 6)",

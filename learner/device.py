@@ -9,6 +9,7 @@ import contextlib
 from typing import Any, Literal
 
 from learner.errors import LearnerError
+from learner.openvino_int8 import openvino_available
 
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -88,6 +89,9 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[A
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
+OV_INT8 = "ov-int8"
+"""Scoring through OpenVINO with int8 weights and activations (`learner.openvino_int8`)."""
+
 CHECK = "check"
 """Scoring precision still to be decided: the fastest candidate (see `scoring_candidates`)
 that agrees with fp32 on a sample and beats it, else fp32."""
@@ -113,14 +117,16 @@ def scoring_candidates(device: str) -> tuple[str, ...]:
     """The faster precisions a CPU may score in once they pass the check against fp32.
 
     ``"bf16"`` (autocast) where the CPU has bf16 units; ``"int8"`` (the linear layers
-    dynamically quantised per output channel) where torch has an int8 engine. None on other
-    devices: CUDA scores in bf16 without a check.
+    dynamically quantised per output channel) where torch has an int8 engine; ``"ov-int8"``
+    (OpenVINO, weights and activations in int8) where OpenVINO and NNCF are installed. None on
+    other devices: CUDA scores in bf16 without a check.
     """
     import torch
 
     if torch.device(device).type != "cpu":
         return ()
-    return (("bf16",) if cpu_has_fast_bf16() else ()) + (("int8",) if cpu_has_int8() else ())
+    return ((("bf16",) if cpu_has_fast_bf16() else ()) + (("int8",) if cpu_has_int8() else ())
+            + ((OV_INT8,) if openvino_available() else ()))
 
 
 def scoring_precision(precision: str, device: str) -> str:

@@ -34,6 +34,7 @@ import numpy as np
 
 from learner.device import (
     CHECK,
+    OV_INT8,
     PRECISIONS,
     autocast,
     resolve_device,
@@ -74,6 +75,11 @@ scored 1.29x as fast at 16 as at 64 in fp32, and 1.5x as fast in int8."""
 AGREEMENT_SAMPLE = 256
 """Texts scored in fp32 and in each faster candidate (bf16, int8) before a candidate is
 trusted for scoring on a CPU."""
+
+OV_INT8_MIN_TEXTS = 2048
+"""Fewest texts in the call that takes the decision for OpenVINO int8 to be weighed at all: its
+build (convert, calibrate, compile) took about 20 s for MiniLM on a 2-core Xeon, which 3.4x
+faster scoring wins back only after about 1,800 texts."""
 
 AGREEMENT_MIN = 0.99
 """Share of the sample whose predicted class must be the same in the candidate as in fp32."""
@@ -298,12 +304,14 @@ class TransformerClassifier:
             validation split, ``val_accuracy`` and ``val_loss``).
         best_epoch_: After ``fit``: the 1-based epoch whose weights were kept.
         validation_size_: After ``fit``: how many texts were held out (0: none).
-        scoring_precision_: ``"fp32"``, ``"bf16"`` or ``"int8"`` once decided; ``"check"``
-            until the agreement check has run.
+        scoring_precision_: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"ov-int8"`` once decided;
+            ``"check"`` until the agreement check has run.
         scoring_checks_: Per candidate precision the check tried: ``agreement``, the share
             of the check's sample on which it predicted the same class as fp32, and
             ``speedup``, how many times as fast it scored the sample as fp32 did (each one's
             fastest batch, the first of each left out as warm-up). Empty when no check ran.
+        scoring_failures_: Per candidate that could not be built for this network (OpenVINO
+            cannot convert every architecture), why; such a candidate is not checked.
     """
 
     classes_: np.ndarray
@@ -333,8 +341,10 @@ class TransformerClassifier:
         self._device: str | None = None
         self._precision: str | None = None
         self._int8: Any = None  # the int8 copy of the fitted model, once the check asks for it
+        self._ov_int8: Any = None  # its OpenVINO int8 twin, likewise
         self.scoring_precision_ = "fp32"
         self.scoring_checks_: dict[str, dict[str, float]] = {}
+        self.scoring_failures_: dict[str, str] = {}
 
     def __repr__(self) -> str:
         state = f"classes={self.classes_.tolist()!r}" if self.is_fitted else "unfitted"
@@ -577,16 +587,23 @@ class TransformerClassifier:
         The decision (see ``TrainConfig.precision``) is taken on the first call with at least
         twice ``AGREEMENT_SAMPLE`` texts: the sample is scored in fp32 (those rows are kept)
         and in each of `scoring_candidates`, timing each batch, and the first ``n_logits``
-        columns of ``fn``'s output are compared.
+        columns of ``fn``'s output are compared. OpenVINO int8 is weighed only in a call of at
+        least ``OV_INT8_MIN_TEXTS`` texts.
         """
         model, tokenizer = self._fitted()
         encoded = _encode(tokenizer, texts, self.config.max_length)
         device = self._device or "cpu"
+        batch_size = scoring_batch(self.config, device)
 
         def run(idx: np.ndarray, precision: str, seconds: list[float] | None = None) -> np.ndarray:
-            net = self._int8_model() if precision == "int8" else model
-            return _run_sorted(net, tokenizer, encoded, idx, scoring_batch(self.config, device),
-                               device, precision, fn, seconds)
+            if precision == OV_INT8 and self._ov_int8 is None and not self._build_ov_int8(
+                    tokenizer, encoded, idx, batch_size):  # set without a check: calibrate here
+                raise LearnerError("OpenVINO int8 scoring is not possible for this model: "
+                                   + self.scoring_failures_[OV_INT8])
+            net = self._int8_model() if precision == "int8" else (
+                self._ov_int8 if precision == OV_INT8 else model)
+            return _run_sorted(net, tokenizer, encoded, idx, batch_size, device, precision, fn,
+                               seconds)
 
         everything = np.arange(len(texts))
         if self.scoring_precision_ != CHECK:
@@ -594,10 +611,15 @@ class TransformerClassifier:
         if len(texts) < 2 * AGREEMENT_SAMPLE:
             return run(everything, "fp32")  # too few to be worth a check: decide on a larger call
         sample = np.unique(np.linspace(0, len(texts) - 1, AGREEMENT_SAMPLE).astype(np.int64))
+        rest = np.setdiff1d(everything, sample)
         exact_s: list[float] = []
         exact = run(sample, "fp32", exact_s)
         checks: dict[str, dict[str, float]] = {}
+        self.scoring_failures_ = {}
         for candidate in scoring_candidates(device):
+            if candidate == OV_INT8 and (len(texts) < OV_INT8_MIN_TEXTS or not self._build_ov_int8(
+                    tokenizer, encoded, rest, batch_size)):
+                continue  # too few texts to pay for the build, or it failed (scoring_failures_)
             seconds: list[float] = []
             fast = run(sample, candidate, seconds)
             agreement = float(np.mean(exact[:, :n_logits].argmax(1) == fast[:, :n_logits].argmax(1)))
@@ -606,11 +628,35 @@ class TransformerClassifier:
         self.scoring_precision_ = _choose_precision(checks)
         if self.scoring_precision_ != "int8":
             self._int8 = None  # not used: free it
+        if self.scoring_precision_ != OV_INT8:
+            self._ov_int8 = None
         out = np.empty((len(texts), exact.shape[1]), dtype=exact.dtype)
         out[sample] = exact
-        rest = np.setdiff1d(everything, sample)
         out[rest] = run(rest, self.scoring_precision_)
         return out
+
+    def _build_ov_int8(self, tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list[list[int]]],
+                       pool: np.ndarray, batch_size: int) -> bool:
+        """Builds the OpenVINO int8 twin of the fitted model, its activation ranges taken from
+        up to ``CALIBRATION_TEXTS`` of ``pool`` (texts outside the check's sample, so that the
+        check measures texts it was not calibrated on); False, with the reason in
+        ``scoring_failures_``, where this network cannot be converted or quantised."""
+        import torch
+
+        from learner.openvino_int8 import CALIBRATION_TEXTS, OpenVINOInt8
+
+        model, _ = self._fitted()
+        picks = pool[np.unique(np.linspace(0, len(pool) - 1, min(CALIBRATION_TEXTS, len(pool)))
+                               .astype(np.int64))]
+        batches = [_collate(tokenizer, encoded, picks[i : i + batch_size], "cpu")
+                   for i in range(0, len(picks), batch_size)]
+        try:
+            self._ov_int8 = OpenVINOInt8(model, batches, torch.get_num_threads())
+        except Exception as exc:  # noqa: BLE001 - any architecture OpenVINO or NNCF cannot take
+            self.scoring_failures_[OV_INT8] = f"{type(exc).__name__}: {exc}"
+            self._ov_int8 = None
+            return False
+        return True
 
     def _int8_model(self) -> Any:
         """The fitted model with its linear layers quantised to int8 (per output channel, the
@@ -633,6 +679,8 @@ class TransformerClassifier:
         self.scoring_precision_ = scoring_precision(self.config.precision, self._device or "cpu")
         self.scoring_checks_ = {}
         self._int8 = None
+        self._ov_int8 = None
+        self.scoring_failures_ = {}
 
     def predict(self, X: Sequence[str]) -> np.ndarray:
         """Most probable label per text.

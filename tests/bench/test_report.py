@@ -163,7 +163,8 @@ def test_scoring_verdicts_follow_the_figures(tmp_path, kwargs, expected):
 def test_scoring_tells_how_the_precision_was_chosen_and_what_later_chunks_added(tmp_path):
     result = scoring_result()
     result.update(auto_precision="int8", auto_checks={
-        "bf16": {"agreement": 0.9961, "speedup": 0.63}, "int8": {"agreement": 0.9922, "speedup": 1.52}})
+        "bf16": {"agreement": 0.9961, "speedup": 0.63}, "int8": {"agreement": 0.9922, "speedup": 1.52}},
+        auto_failures={"ov-int8": "RuntimeError: unsupported operation"}, auto_decision_s=31.4)
     result["stream"].update(peak_rss_after_first_chunk_mb=1508.0, chunks=3)
     write(tmp_path / "r" / "m" / "scoring.json", wrapped("scoring", result))
     text = " ".join(_section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path),
@@ -171,7 +172,8 @@ def test_scoring_tells_how_the_precision_was_chosen_and_what_later_chunks_added(
     assert ("chose **int8** after the check: bf16 agreed with fp32 on 99.6% of its check sample "
             "and scored it at 0.63x fp32's speed; int8 agreed with fp32 on 99.2% of its check "
             "sample and scored it at 1.52x fp32's speed (a candidate needs at least 99% "
-            "agreement and 1.1x)") in text
+            "agreement and 1.1x). ov-int8 could not be built: RuntimeError: unsupported operation. "
+            "The decision, on the first call (512 texts), took 31.4 s in all.") in text
     assert "1,508 MB after the first of 3 chunks, so the 2 after it added +2 MB" in text
 
 

