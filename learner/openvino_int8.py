@@ -110,7 +110,7 @@ class OpenVINOInt8:
             model.train(was_training)
         data = nncf.Dataset([{name: batch[name].numpy() for name in names} for batch in calibration])
         quantised = nncf.quantize(converted, data, model_type=nncf.ModelType.TRANSFORMER,
-                                  subset_size=sum(len(batch[names[0]]) for batch in calibration))
+                                  subset_size=len(calibration))  # items (batches): all of them
         compiled = ov.Core().compile_model(quantised, "CPU", {
             "INFERENCE_PRECISION_HINT": "f32",  # int8 where quantised, fp32 elsewhere; no bf16
             "INFERENCE_NUM_THREADS": threads,
