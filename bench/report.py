@@ -430,7 +430,8 @@ def _precision_check(x: dict[str, Any]) -> str:
                           for name, c in checks.items())
         failed = "".join(f" {name} could not be built: {why}." for name, why in
                          (x.get("auto_failures") or {}).items())
-        took = (f" The decision, on the first call ({x['texts']:,} texts), took "
+        took = (f" The decision, on the first call "
+                f"({x.get('auto_decision_texts', x['texts']):,} texts), took "
                 f"{x['auto_decision_s']:.1f} s in all." if "auto_decision_s" in x else "")
         return " after the check: " + found + needs + failed + took
     agreement, speedup = x.get("auto_agreement_check"), x.get("auto_speedup_check")  # older runs

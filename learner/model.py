@@ -76,10 +76,11 @@ AGREEMENT_SAMPLE = 256
 """Texts scored in fp32 and in each faster candidate (bf16, int8) before a candidate is
 trusted for scoring on a CPU."""
 
-OV_INT8_MIN_TEXTS = 2048
-"""Fewest texts in the call that takes the decision for OpenVINO int8 to be weighed at all: its
-build (convert, calibrate, compile) took about 20 s for MiniLM on a 2-core Xeon, which 3.4x
-faster scoring wins back only after about 1,800 texts."""
+OV_INT8_MIN_TEXTS = SCORING_CHUNK
+"""Fewest texts in the call that takes the decision for OpenVINO int8 to be weighed at all (a
+pool's first chunk, for a pool of at least this many): its build (convert, calibrate,
+compile) took 19 s for MiniLM on a 2-core Xeon, which scoring at 2.6x fp32's speed against
+torch's int8 at 1.8x wins back only after about 7,000 texts."""
 
 AGREEMENT_MIN = 0.99
 """Share of the sample whose predicted class must be the same in the candidate as in fp32."""
