@@ -73,8 +73,8 @@ scores: batch x heads x length^2) in the CPU's caches: on a 2-core Xeon, MiniLM 
 scored 1.29x as fast at 16 as at 64 in fp32, and 1.5x as fast in int8."""
 
 AGREEMENT_SAMPLE = 256
-"""Texts scored in fp32 and in each faster candidate (bf16, int8) before a candidate is
-trusted for scoring on a CPU."""
+"""Texts scored in fp32 and in each faster candidate (bf16, int8, ov-int8) before a candidate
+is trusted for scoring on a CPU."""
 
 OV_INT8_MIN_TEXTS = SCORING_CHUNK
 """Fewest texts in the call that takes the decision for OpenVINO int8 to be weighed at all (a
@@ -639,8 +639,8 @@ class TransformerClassifier:
     def _build_ov_int8(self, tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list[list[int]]],
                        pool: np.ndarray, batch_size: int) -> bool:
         """Builds the OpenVINO int8 twin of the fitted model, its activation ranges taken from
-        up to ``CALIBRATION_TEXTS`` of ``pool`` (texts outside the check's sample, so that the
-        check measures texts it was not calibrated on); False, with the reason in
+        up to ``CALIBRATION_TEXTS`` of ``pool`` (in the check, texts outside its sample, so that
+        the check measures texts the model was not calibrated on); False, with the reason in
         ``scoring_failures_``, where this network cannot be converted or quantised."""
         import torch
 
