@@ -11,8 +11,6 @@ times (the median counts):
 
 - ``plain_fp32``: the straightforward loop: batches in input order, padded to the longest
   text of the batch, ``torch.no_grad``, fp32. The baseline, in the product's batch size.
-- ``plain_fp32_batch64`` (CPU only): the same loop in batches of 64, the product's CPU batch
-  size until it moved to 16 (small batches stay in the CPU's caches).
 - ``optimised_fp32``: ``TransformerClassifier.predict_proba`` in fp32: length-sorted batches
   and ``torch.inference_mode``.
 - ``optimised_auto``: ``predict_proba`` as the product runs it (``precision="auto"``): bf16
@@ -158,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (2 if args.quick else 3)
     # On a CPU, two chunks: the second shows whether memory stays bounded after the first.
     n_stream = args.stream or (1_000_000 if gpu and not args.quick else 4096 if args.quick
-                               else SCORING_CHUNK + 4096)
+                               else SCORING_CHUNK + 1024)
     texts, labels = corpus()
     n_train = args.train or (64 if args.quick else 200)
     config = TrainConfig(max_length=128, epochs=2 if args.quick else 3, device=device, seed=0)
@@ -175,8 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     variants: dict[str, Callable[[list[str]], np.ndarray]] = {
         "plain_fp32": lambda x: plain_fp32(clf, x, batch),
     }
-    if not gpu and batch != 64:
-        variants["plain_fp32_batch64"] = lambda x: plain_fp32(clf, x, 64)
     variants["optimised_fp32"] = with_precision(clf, "fp32").predict_proba
     auto = with_precision(clf, "auto")
     # The product's decision, on a call as large as a round's first chunk, where OpenVINO is

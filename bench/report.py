@@ -409,7 +409,6 @@ def render_queue(r: Result) -> list[str]:
 
 SCORING_VARIANTS = {
     "plain_fp32": "plain fp32 (input order, `no_grad`)",
-    "plain_fp32_batch64": "plain fp32 in batches of 64 (the CPU batch size until commit 07e6566)",
     "optimised_fp32": "length-sorted, `inference_mode`, fp32",
     "optimised_auto": "the product's path (`precision=auto`)",
     "forced_bf16": "length-sorted, `inference_mode`, bf16 autocast always",
