@@ -617,9 +617,9 @@ def _mean_sd(s: dict[str, Any], metric: str, n: int, repeats: int) -> str:
 
 def _versus_random(summary: dict[str, Any], name: str) -> str:
     s, rnd = summary[name], summary["random"]
-    rnd_at = dict(zip(rnd["n_labels"], rnd["accuracy_mean"]))
-    below = [f"{n} labels ({a:.3f} against {rnd_at[n]:.3f})"
-             for n, a in zip(s["n_labels"], s["accuracy_mean"]) if n in rnd_at and a < rnd_at[n]]
+    at, rnd_at = (dict(zip(x["n_labels"], x["accuracy_mean"])) for x in (s, rnd))
+    below = [f"{n} labels ({at[n]:.3f} against {rnd_at[n]:.3f})"
+             for n in _below_random_after_seed(summary, name, None)]
     if not below:
         return f"`{name}` is at or above random at every point."
     return f"`{name}` is below random at {len(below)} of {len(s['n_labels'])} points: " \

@@ -597,12 +597,9 @@ class TransformerClassifier:
         batch_size = scoring_batch(self.config, device)
 
         def run(idx: np.ndarray, precision: str, seconds: list[float] | None = None) -> np.ndarray:
-            if precision == OV_INT8 and self._ov_int8 is None and not self._build_ov_int8(
-                    tokenizer, encoded, idx, batch_size):  # set without a check: calibrate here
-                raise LearnerError("OpenVINO int8 scoring is not possible for this model: "
-                                   + self.scoring_failures_[OV_INT8])
             net = self._int8_model() if precision == "int8" else (
-                self._ov_int8 if precision == OV_INT8 else model)
+                self._ov_int8_model(tokenizer, encoded, idx, batch_size) if precision == OV_INT8
+                else model)
             return _run_sorted(net, tokenizer, encoded, idx, batch_size, device, precision, fn,
                                seconds)
 
@@ -618,9 +615,13 @@ class TransformerClassifier:
         checks: dict[str, dict[str, float]] = {}
         self.scoring_failures_ = {}
         for candidate in scoring_candidates(device):
-            if candidate == OV_INT8 and (len(texts) < OV_INT8_MIN_TEXTS or not self._build_ov_int8(
-                    tokenizer, encoded, rest, batch_size)):
-                continue  # too few texts to pay for the build, or it failed (scoring_failures_)
+            if candidate == OV_INT8:
+                if len(texts) < OV_INT8_MIN_TEXTS:
+                    continue  # too few texts to pay for the build
+                try:  # calibrated outside the sample, so the check measures texts it has not seen
+                    self._ov_int8_model(tokenizer, encoded, rest, batch_size)
+                except LearnerError:
+                    continue  # not checked; the reason is in scoring_failures_
             seconds: list[float] = []
             fast = run(sample, candidate, seconds)
             agreement = float(np.mean(exact[:, :n_logits].argmax(1) == fast[:, :n_logits].argmax(1)))
@@ -636,12 +637,17 @@ class TransformerClassifier:
         out[rest] = run(rest, self.scoring_precision_)
         return out
 
-    def _build_ov_int8(self, tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list[list[int]]],
-                       pool: np.ndarray, batch_size: int) -> bool:
-        """Builds the OpenVINO int8 twin of the fitted model, its activation ranges taken from
-        up to ``CALIBRATION_TEXTS`` of ``pool`` (in the check, texts outside its sample, so that
-        the check measures texts the model was not calibrated on); False, with the reason in
-        ``scoring_failures_``, where this network cannot be converted or quantised."""
+    def _ov_int8_model(self, tokenizer: PreTrainedTokenizerBase,
+                       encoded: dict[str, list[list[int]]], pool: np.ndarray, batch_size: int) -> Any:
+        """The OpenVINO int8 twin of the fitted model, made once per fitted model, its
+        activation ranges taken from up to ``CALIBRATION_TEXTS`` of ``pool`` when it is made.
+
+        Raises:
+            LearnerError: This network cannot be converted or quantised (the reason is also
+                kept in ``scoring_failures_``).
+        """
+        if self._ov_int8 is not None:
+            return self._ov_int8
         import torch
 
         from learner.openvino_int8 import CALIBRATION_TEXTS, OpenVINOInt8
@@ -655,9 +661,9 @@ class TransformerClassifier:
             self._ov_int8 = OpenVINOInt8(model, batches, torch.get_num_threads())
         except Exception as exc:  # noqa: BLE001 - any architecture OpenVINO or NNCF cannot take
             self.scoring_failures_[OV_INT8] = f"{type(exc).__name__}: {exc}"
-            self._ov_int8 = None
-            return False
-        return True
+            raise LearnerError("OpenVINO int8 scoring is not possible for this model: "
+                               f"{self.scoring_failures_[OV_INT8]}") from exc
+        return self._ov_int8
 
     def _int8_model(self) -> Any:
         """The fitted model with its linear layers quantised to int8 (per output channel, the
