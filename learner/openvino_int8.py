@@ -17,6 +17,8 @@ import importlib.util
 import logging
 import os
 import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,12 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 CALIBRATION_TEXTS = 128
 """Texts whose activations set the int8 ranges (NNCF's statistics and bias correction)."""
+
+IN_FLIGHT = 2
+"""Batches scored at once, each in its own OpenVINO stream (threads shared between them), so
+the cores stay busy while Python collates the next batch and copies out the last. Side by side
+on a 2-core Xeon (1,024 BBC texts, batches of 16, three runs): 2.82x, 3.00x and 3.01x plain
+fp32 against 2.44x, 2.91x and 2.54x for one batch at a time; three in flight were no faster."""
 
 
 def openvino_available() -> bool:
@@ -55,15 +63,26 @@ class _Output:
     hidden_states: tuple[torch.Tensor, ...]
 
 
-class OpenVINOInt8:
-    """The fitted network as an int8 OpenVINO model, called like the Hugging Face one in scoring.
+class Finished:
+    """A batch's output, called like the network that made it (arguments ignored), so the
+    scoring functions read it as they read a Hugging Face model's."""
 
-    ``net(**batch)`` and ``net(**batch, output_hidden_states=True)`` give ``.logits`` and
-    ``.hidden_states[-1]`` (the last layer's, the only one kept) as CPU tensors. One inference
-    request, so one caller at a time, as a classifier scores.
+    def __init__(self, output: _Output) -> None:
+        self.output = output
+
+    def __call__(self, **_: Any) -> _Output:
+        return self.output
+
+
+class OpenVINOInt8:
+    """The fitted network as an int8 OpenVINO model, scoring ``IN_FLIGHT`` batches at a time.
+
+    :meth:`pipelined` gives each batch's ``.logits`` and ``.hidden_states[-1]`` (the last
+    layer's, the only one kept) as CPU tensors. One caller at a time, as a classifier scores.
     """
 
     training = False
+    in_flight = IN_FLIGHT
 
     def __init__(self, model: Any, calibration: list[dict[str, torch.Tensor]], threads: int) -> None:
         """Converts, quantises and compiles ``model``.
@@ -71,7 +90,8 @@ class OpenVINOInt8:
         Args:
             model: The fitted ``AutoModelForSequenceClassification`` (left as it is).
             calibration: Batches as the scoring loop collates them (same input names).
-            threads: CPU threads for inference (torch's own count, so both compare fairly).
+            threads: CPU threads for inference, shared by the streams (torch's own count, so
+                both compare fairly).
         """
         import openvino as ov
         import torch
@@ -114,17 +134,43 @@ class OpenVINOInt8:
         compiled = ov.Core().compile_model(quantised, "CPU", {
             "INFERENCE_PRECISION_HINT": "f32",  # int8 where quantised, fp32 elsewhere; no bf16
             "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY",
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": max(1, min(IN_FLIGHT, threads)),
         })
         self._names = names
-        self._request = compiled.create_infer_request()
+        self._requests = [compiled.create_infer_request() for _ in range(IN_FLIGHT)]
 
-    def __call__(self, output_hidden_states: bool = False, **batch: torch.Tensor) -> _Output:
+    def pipelined(self, batches: Iterable[dict[str, torch.Tensor]]
+                  ) -> Iterator[tuple[dict[str, torch.Tensor], Finished]]:
+        """Scores ``batches`` with up to ``IN_FLIGHT`` of them running at once.
+
+        Yields:
+            Each batch with its output, in the order given; a batch is taken from ``batches``
+            only when a request is free.
+        """
+        pending: deque[tuple[dict[str, torch.Tensor], Any]] = deque()
+        try:
+            for i, batch in enumerate(batches):
+                if len(pending) == IN_FLIGHT:
+                    yield self._finish(*pending.popleft())
+                request = self._requests[i % IN_FLIGHT]  # the one just finished, or never used
+                request.start_async({name: batch[name].numpy() for name in self._names})
+                pending.append((batch, request))
+            while pending:
+                yield self._finish(*pending.popleft())
+        finally:  # left early: let what still runs end before the requests are used again
+            for _, request in pending:
+                request.wait()
+
+    @staticmethod
+    def _finish(batch: dict[str, torch.Tensor], request: Any
+                ) -> tuple[dict[str, torch.Tensor], Finished]:
         import torch
 
-        result = self._request.infer({name: batch[name].numpy() for name in self._names})
-        logits, hidden = (torch.from_numpy(np.array(result[i])) for i in (0, 1))
-        return _Output(logits, (hidden,))
+        request.wait()
+        logits, hidden = (torch.from_numpy(np.array(request.get_output_tensor(i).data))
+                          for i in (0, 1))  # copies: the request's buffers are reused
+        return batch, Finished(_Output(logits, (hidden,)))
 
     def eval(self) -> OpenVINOInt8:
         return self
