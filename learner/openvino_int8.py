@@ -145,8 +145,8 @@ class OpenVINOInt8:
         """Scores ``batches`` with up to ``IN_FLIGHT`` of them running at once.
 
         Yields:
-            Each batch with its output, in the order given; a batch is taken from ``batches``
-            only when a request is free.
+            Each batch with its output, in the order given. The next batch is taken from
+            ``batches`` (collated) while the others run, so at most ``IN_FLIGHT + 1`` are held.
         """
         pending: deque[tuple[dict[str, torch.Tensor], Any]] = deque()
         try:
