@@ -84,7 +84,8 @@ def _one_round(settings: Settings, project_id: int) -> dict[str, object]:
     version = run_round(settings, requested.id, project_id)
     total = time.perf_counter() - t
     done = get_run(settings, requested.id)
-    return {"version": version, "timings": dict(done.timings or {}), "total_s": round(total, 2)}
+    return {"version": version, "timings": dict(done.timings or {}), "total_s": round(total, 2),
+            "scoring": (done.metrics or {}).get("scoring")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -534,12 +534,15 @@ def render_round(r: Result) -> list[str]:
     for name, run in runs:
         t = run["timings"]
         other = run["total_s"] - sum(t.values())
+        scored_in = (run.get("scoring") or {}).get("precision", "–")  # – : not recorded then
         rows.append([name, x["device"], f"{x['labels']}", f"{x['pool']:,}",
                      *(f"{t.get(k, 0):.1f}" for k in ("snapshot_s", "train_s", "evaluate_s",
-                                                      "score_s", "write_s")),
-                     f"{other:.1f}", f"**{run['total_s']:.1f}**"])
+                                                      "score_s")),
+                     scored_in, f"{t.get('write_s', 0):.1f}", f"{other:.1f}",
+                     f"**{run['total_s']:.1f}**"])
     lines = table(["round", "device", "labels", "pool", "snapshot s", "train s", "evaluate s",
-                   "score + embed s", "write s", "other s (model files)", "total s"], rows)
+                   "score + embed s", "scored in", "write s", "other s (model files)", "total s"],
+                  rows)
     for check in check_round(r):
         run = runs[0][1]
         lines += para(f"Target on a GPU: the whole round under {ROUND_GPU_TARGET_S:g} s: "

@@ -682,6 +682,19 @@ class TransformerClassifier:
                                               dtype=torch.qint8)
         return self._int8
 
+    def scoring_summary(self) -> dict[str, Any]:
+        """How this model scores texts, as plain data for a round's record.
+
+        Returns:
+            ``device``; ``precision``, the one scored in (``"fp32"`` while undecided: a check
+            needs twice ``AGREEMENT_SAMPLE`` texts in one call); ``checks``, as
+            ``scoring_checks_``; ``failures``, as ``scoring_failures_``.
+        """
+        precision = "fp32" if self.scoring_precision_ == CHECK else self.scoring_precision_
+        return {"device": self._device or "cpu", "precision": precision,
+                "checks": {name: dict(check) for name, check in self.scoring_checks_.items()},
+                "failures": dict(self.scoring_failures_)}
+
     def _reset_scoring(self) -> None:
         self.scoring_precision_ = scoring_precision(self.config.precision, self._device or "cpu")
         self.scoring_checks_ = {}

@@ -181,6 +181,9 @@ def train_and_rank(
             audit_share,
         )
     timings["score_s"] = time.perf_counter() - t0
+    summary = getattr(model, "scoring_summary", None)
+    if callable(summary):  # the precision the pool was scored in, and the check behind it
+        metrics["scoring"] = summary()
     return RoundResult(model=model, metrics=metrics, ranking=ranking, timings=timings,
                        pool_embeddings=pool_embeddings, train_embeddings=train_embeddings)
 

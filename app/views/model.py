@@ -76,6 +76,29 @@ def live() -> None:
                 f"{run.progress:.0%} · {elapsed:.0f} s")
 
 
+def _scoring_caption(scoring: dict) -> str:
+    """How a round scored its pool: the precision, the check against fp32 behind it, and any
+    faster precision that could not be built for this model (with the reason)."""
+    precision = scoring.get("precision", "fp32")
+    checks, failures = scoring.get("checks") or {}, scoring.get("failures") or {}
+
+    def check(name: str) -> str:
+        c = checks[name]
+        return f"{name} {c['agreement']:.1%} same class as fp32 at {c['speedup']:.2f}x its speed"
+
+    text = f"Pool scored on {scoring.get('device', 'cpu')} in {precision}"
+    if precision in checks:
+        others = [check(name) for name in checks if name != precision]
+        text += f" after a check on a sample ({check(precision)}"
+        text += f"; also tried: {', '.join(others)})" if others else ")"
+    elif checks:
+        text += (" after a check on a sample, where no faster precision both agreed and was "
+                 f"faster ({', '.join(check(name) for name in checks)})")
+    if failures:
+        text += "; not tried: " + ", ".join(f"{name} ({why})" for name, why in failures.items())
+    return ui.md_escape(text + ".")
+
+
 live()
 
 versions = list_versions(settings, project.id)
@@ -100,6 +123,8 @@ else:
             f"{stability['top_overlap']:.0%} of the top of the queue stayed. Small changes "
             "round after round mean more labels add little."
         )
+    if "scoring" in m:
+        st.caption(_scoring_caption(m["scoring"]))
     curve = [
         {"labels": v.n_labels, "accuracy": v.metrics.get("accuracy"),
          "macro-F1": v.metrics.get("macro_f1")}
@@ -126,6 +151,7 @@ if runs:
     st.dataframe(
         [{"run": r.id, "status": r.status, "trigger": r.trigger, "version": r.model_version,
           "labels": r.n_labels, "accuracy": (r.metrics or {}).get("accuracy"),
+          "scored in": ((r.metrics or {}).get("scoring") or {}).get("precision"),
           "seconds": sum((r.timings or {}).values()) or None,
           "created": r.created_at.strftime("%Y-%m-%d %H:%M"), "error": r.error}
          for r in runs],

@@ -235,13 +235,13 @@ def test_ui_process_never_imports_torch(settings, tmp_path):
                    cwd=Path(MAIN).parents[1])
 
 
-def _a_round_lands(settings, project_id: int) -> None:
+def _a_round_lands(settings, project_id: int, metrics: dict | None = None) -> None:
     """Model version 1 and its queue: text 5, predicted "sport"."""
     from db.models import ModelVersion
 
     with write_unit(settings) as session:
         version = ModelVersion(project_id=project_id, version=1, base_model="m",
-                               artefact_path="/nowhere", metrics={})
+                               artefact_path="/nowhere", metrics=metrics or {})
         session.add(version)
         session.flush()
         replace_queue(session, project_id, [QueueEntry(5, "uncertain", 0.9, "sport", 0.6)],
@@ -257,6 +257,45 @@ def test_model_page_tells_how_fresh_the_queue_is(app, settings):
     caption = next(c.value for c in at.caption if c.value.startswith("Queue:"))
     assert "ranked by model v1" in caption and "0 labels since · 1 text left." in caption
     assert "after every 5 labels, also while a round trains" in caption
+
+
+def test_model_page_tells_how_the_pool_was_scored(app, settings):
+    from app.ui import md_escape
+
+    from db.models import RunStatus
+    from db.runs import claim_next_run, finish_run, request_training
+
+    at, project = app
+    metrics = {"n_train": 20, "scoring": {
+        "device": "cpu", "precision": "ov-int8",
+        "checks": {"int8": {"agreement": 0.996, "speedup": 1.8},
+                   "ov-int8": {"agreement": 1.0, "speedup": 2.63}},
+        "failures": {"bf16": "RuntimeError: [no](http://x) *bf16*"}}}
+    _a_round_lands(settings, project.id, metrics)
+    run = request_training(settings, project.id)
+    claim_next_run(settings, "test")
+    with write_unit(settings) as session:
+        finish_run(session, run.id, RunStatus.DONE, metrics=metrics)
+    _open(at, "model")
+    assert not at.exception
+    assert at.dataframe[-1].value["scored in"].tolist() == ["ov-int8"]
+    captions = [c.value for c in at.caption if c.value.startswith("Pool scored")]
+    assert captions == [md_escape(
+        "Pool scored on cpu in ov-int8 after a check on a sample (ov-int8 100.0% same class as "
+        "fp32 at 2.63x its speed; also tried: int8 99.6% same class as fp32 at 1.80x its speed); "
+        "not tried: bf16 (RuntimeError: [no](http://x) *bf16*).")]
+
+
+def test_model_page_says_when_no_faster_precision_passed(app, settings):
+    at, project = app
+    _a_round_lands(settings, project.id, {"scoring": {
+        "device": "cpu", "precision": "fp32", "checks": {"bf16": {"agreement": 1.0, "speedup": 0.57}},
+        "failures": {}}})
+    _open(at, "model")
+    caption = next(c.value for c in at.caption if c.value.startswith("Pool scored"))
+    assert caption.replace("\\", "") == (
+        "Pool scored on cpu in fp32 after a check on a sample, where no faster precision both "
+        "agreed and was faster (bf16 100.0% same class as fp32 at 0.57x its speed).")
 
 
 def test_model_page_cancel_and_history(app, settings):

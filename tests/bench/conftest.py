@@ -102,7 +102,8 @@ def round_result(total_s: float = 12.0, device: str = "cuda") -> dict[str, Any]:
     return {"device": device, "labels": 200, "pool": 20_000, "imported": 20_200, "labelled": 200,
             "version": 2, "timings": {"snapshot_s": 0.5, "train_s": 8.0, "evaluate_s": 0.5,
                                       "score_s": 2.0, "write_s": 0.5},
-            "total_s": total_s,
+            "total_s": total_s, "scoring": {"device": device, "precision": "bf16", "checks": {},
+                                            "failures": {}},
             "first": {"version": 1, "timings": {"snapshot_s": 0.5, "train_s": 18.0, "evaluate_s": 0.5,
                                                 "score_s": 2.0, "write_s": 0.5}, "total_s": 22.0}}
 

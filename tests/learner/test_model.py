@@ -460,12 +460,16 @@ def test_cpu_scores_in_a_candidate_only_after_agreeing_with_fp32_and_beating_it(
     assert clf.scoring_precision_ == device.CHECK
     clf.predict_proba(X[:20])  # too few texts to decide on: fp32, still undecided
     assert clf.scoring_precision_ == device.CHECK and clf.scoring_checks_ == {}
+    assert clf.scoring_summary() == {"device": "cpu", "precision": "fp32", "checks": {},
+                                     "failures": {}}
     pool, _ = synthetic_texts(40, seed=3)
     proba = clf.predict_proba(pool)
     assert clf.scoring_precision_ == (candidate if chosen else "fp32")
     assert list(clf.scoring_checks_) == [candidate]
     check = clf.scoring_checks_[candidate]
     assert 0.0 <= check["agreement"] <= 1.0 and check["speedup"] > 0.0
+    assert clf.scoring_summary() == {"device": "cpu", "precision": clf.scoring_precision_,
+                                     "checks": {candidate: check}, "failures": {}}
     assert (clf._int8 is not None) == (chosen and candidate == "int8")  # freed when not used
     assert (clf._ov_int8 is not None) == (chosen and candidate == "ov-int8")
     assert clf.scoring_failures_ == {}

@@ -66,6 +66,9 @@ def test_round_trains_evaluates_on_audit_and_replaces_queue(settings, tiny_model
     assert done.metrics["n_eval"] == 6 and done.metrics["n_train"] == 16
     assert 0.0 <= done.metrics["accuracy"] <= 1.0
     assert set(done.metrics["per_class_f1"]) == {"fruit", "vehicle"}
+    # a pool this small is scored in fp32, undecided: a check needs a larger call
+    assert done.metrics["scoring"] == {"device": "cpu", "precision": "fp32", "checks": {},
+                                       "failures": {}}
     assert set(done.timings) >= {"train_s", "evaluate_s", "score_s", "write_s", "snapshot_s"}
     assert [s for s, _ in stages][:2] == ["snapshot", "train"] and stages[-1][0] == "write"
     with read_unit(settings) as session:
