@@ -37,7 +37,8 @@ IN_FLIGHT = 2
 """Batches scored at once, each in its own OpenVINO stream (threads shared between them), so
 the cores stay busy while Python collates the next batch and copies out the last. Side by side
 on a 2-core Xeon (1,024 BBC texts, batches of 16, three runs): 2.82x, 3.00x and 3.01x plain
-fp32 against 2.44x, 2.91x and 2.54x for one batch at a time; three in flight were no faster."""
+fp32 against 2.44x, 2.91x and 2.54x for one batch at a time; three in flight read 3.07x and
+2.87x in the first two runs: no clear gain for a third request."""
 
 
 def openvino_available() -> bool:
