@@ -126,7 +126,14 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         for i in range(10):
             text = answer()
             answered.append(texts[text][0])
-            expect(shown).not_to_have_text(text)
+            try:  # a rerun can take seconds on a busy 2-core machine: 20 s, not the default 5
+                expect(shown).not_to_have_text(text, timeout=20_000)
+            except AssertionError as exc:  # say whether the key press reached the database
+                page.screenshot(path=str(SHOTS / f"failed-answer-{i}.png"))
+                with read_unit(settings) as session:
+                    got = sorted(session.scalars(select(Annotation.example_id)))
+                raise AssertionError(f"answer {i}: the text stayed on screen; stored "
+                                     f"{got}, pressed for {sorted(answered)}") from exc
             with read_unit(settings) as session:
                 got = sorted(session.scalars(select(Annotation.example_id)))
             assert got == sorted(answered), (i, got, answered)
