@@ -3,7 +3,9 @@
 Keys: 1-9 give the label in that position, S skips, U undoes the last answer. Each answer is
 committed in one short transaction by a button callback bound to the text it was shown for; the
 buttons' keys carry that text's id and an answer counts only for the text on screen, so a double
-click or a late key press can never label the next text unseen.
+click or a late key press can never label the next text unseen. Streamlit binds the keys
+(hotkeys-js) in an effect that runs just after the buttons are drawn: a key pressed before that
+(a few hundred ms at most, seen on a busy 2-core machine after signing in) sends nothing.
 """
 
 from __future__ import annotations

@@ -114,30 +114,31 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         shown = page.locator(".st-key-item-text").get_by_test_id("stText")
         labels = ["fruit", "vehicle"]
 
+        def press(key: str) -> None:
+            """Press ``key`` once Streamlit has bound it.
+
+            Streamlit binds a button's shortcut (hotkeys-js, ``window.hotkeys``) in an effect
+            that runs after the button is drawn; on a busy 2-core machine that came up to a few
+            hundred ms later, and a key pressed in between did nothing (no rerun sent; seen in
+            two CI runs and, traced, in 14 of 88 tries of a probe pressing at once).
+            """
+            page.wait_for_function(
+                "key => (window.hotkeys?.getAllKeyCodes() ?? []).some(k => k.shortcut === key)",
+                arg=key.lower(), timeout=20_000)
+            page.locator("body").press(key)
+
         def answer() -> str:
             """Press the right key for the text on screen, once its buttons are there."""
             text = shown.inner_text().strip()
             expect(page.locator(f".st-key-label-{texts[text][0]}-0")).to_be_visible()
-            page.locator("body").press(str(labels.index(truth[text]) + 1))
+            press(str(labels.index(truth[text]) + 1))
             return text
-
-        def moved_on(text: str) -> bool:
-            try:
-                expect(shown).not_to_have_text(text, timeout=10_000)
-            except AssertionError:
-                return False
-            return True
 
         expect(shown).to_be_visible()
         answered = []
         for i in range(10):
             text = answer()
             answered.append(texts[text][0])
-            if i == 0 and not moved_on(text) and _count(settings, Annotation) == 0:
-                # The first key press after signing in was lost in two CI runs (the page fully
-                # drawn, nothing stored; cause not found): press it once more. A label stored
-                # twice or for another text still fails the checks below.
-                answer()
             try:  # a rerun can take seconds on a busy 2-core machine: 20 s, not the default 5
                 expect(shown).not_to_have_text(text, timeout=20_000)
             except AssertionError as exc:  # say whether the key press reached the database
@@ -153,7 +154,7 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
                 page.screenshot(path=str(SHOTS / "1-annotate.png"))
         assert _count(settings, Annotation) == 10
 
-        page.locator("body").press("u")
+        press("u")
         expect(page.get_by_text("Undone: that text is back.")).to_be_visible()
         undone_text = shown.inner_text().strip()
         assert _count(settings, Annotation) == 9
