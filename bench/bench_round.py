@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python -m bench.bench_round --out bench/out/round.json
-    .venv/bin/python -m bench.bench_round --quick          # 100 labels, 2,000-text pool
+    .venv/bin/python -m bench.bench_round --quick          # 50 labels, 1,000-text pool
 
 A fresh SQLite database gets the BBC News demo texts (repeated with a counter appended until
 there are enough, so each is distinct): ``--labels`` of them imported with their label, the
@@ -90,7 +90,7 @@ def _one_round(settings: Settings, project_id: int) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 labels and a 2,000-text pool")
+    parser.add_argument("--quick", action="store_true", help="50 labels and a 1,000-text pool")
     parser.add_argument("--labels", type=int)
     parser.add_argument("--pool", type=int)
     parser.add_argument("--model", default=Settings.from_env().model_path,
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds in one process (default: 2 on a GPU, 1 on a CPU)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    n_labels = args.labels or (100 if args.quick else 200)
-    pool = args.pool or (2_000 if args.quick else 20_000)
+    n_labels = args.labels or (50 if args.quick else 200)
+    pool = args.pool or (1_000 if args.quick else 20_000)
     result = run(n_labels, pool, args.model, args.rounds)
     emit(result, args.out)
     return 0
