@@ -16,6 +16,7 @@ import pytest
 from db.engine import dispose_all, throwaway_database
 from db.migrate import upgrade
 from db.settings import Settings
+from tests.tiny_bert import build_tiny_bert
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -58,3 +59,9 @@ def pg_settings(tmp_path: Path) -> Iterator[Settings]:
 def any_settings(request: pytest.FixtureRequest) -> Settings:
     """The same test on SQLite and on PostgreSQL."""
     return request.getfixturevalue("settings" if request.param == "sqlite" else "pg_settings")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local checkpoint of a tiny random BERT with its tokenizer, built once per session."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.learner.conftest import tiny_model_dir  # noqa: F401 - the fixture
 
-
-def test_one_round_records_its_timings_and_how_it_scored(tiny_model_dir: Path) -> None:  # noqa: F811
+def test_one_round_records_its_timings_and_how_it_scored(tiny_model_dir: Path) -> None:
     from bench.bench_round import run
 
     result = run(n_labels=30, pool=40, model=str(tiny_model_dir), n_rounds=1)

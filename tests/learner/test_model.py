@@ -24,7 +24,7 @@ from learner.model import (
     auto_epochs,
     resolve_model_path,
 )
-from tests.learner.conftest import synthetic_texts
+from tests.tiny_bert import synthetic_texts
 
 REPO = Path(__file__).resolve().parents[2]
 

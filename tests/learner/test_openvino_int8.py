@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.learner.conftest import synthetic_texts
+from tests.tiny_bert import synthetic_texts
 
 
 def _batches(tiny_model_dir: Path, sizes: tuple[int, ...]) -> tuple[Any, list[dict[str, Any]]]:

@@ -21,7 +21,7 @@ from db.runs import claim_next_run, fail_stale_runs, get_run, list_runs, request
 from db.texts import text_hash
 from learner.rounds import NotEnoughLabels, run_round
 from learner.worker import WorkerOptions, build_cold_start_queue, work_once
-from tests.learner.conftest import synthetic_texts
+from tests.tiny_bert import synthetic_texts
 
 ROOT = Path(__file__).resolve().parents[2]
 

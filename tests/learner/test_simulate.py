@@ -7,7 +7,7 @@ import os
 
 from app.cli import main
 from learner.simulate import SimulationConfig, stratified_split, summarise
-from tests.learner.conftest import synthetic_texts
+from tests.tiny_bert import synthetic_texts
 
 
 def test_simulate_command_writes_results_and_plot(tmp_path, tiny_model_dir, capsys):

@@ -1,14 +1,13 @@
-"""Fixtures for the learner tests: a tiny, randomly initialised BERT built on the fly.
+"""A tiny, randomly initialised BERT built on the fly, and texts it can learn.
 
 Nothing is downloaded: the tokenizer's vocabulary is written here and the model weights are
-random. The checkpoint directory is a drop-in ``model_path`` for ``TransformerClassifier``.
+random. The checkpoint directory is a drop-in ``model_path`` for ``TransformerClassifier``;
+``tests/conftest.py`` builds it once per session as the ``tiny_model_dir`` fixture.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -47,13 +46,12 @@ def synthetic_texts(n_per_class: int, classes: tuple[str, ...] = ("fruit", "vehi
     return [t for t, _ in items], [label for _, label in items]
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A local checkpoint of a tiny random BERT (2 layers, hidden size 32) with its tokenizer."""
+def build_tiny_bert(root: Path) -> Path:
+    """Write a tiny random BERT (2 layers, hidden size 32) with its tokenizer under ``root``;
+    returns the checkpoint folder."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    root = tmp_path_factory.mktemp("tiny_bert")
     vocab_file = root / "vocab.txt"
     vocab_file.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
     # transformers 5: ``vocab`` takes the file path (``vocab_file=`` is silently ignored).
