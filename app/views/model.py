@@ -92,8 +92,8 @@ def _scoring_caption(scoring: dict) -> str:
         text += f" after a check on a sample ({check(precision)}"
         text += f"; also tried: {', '.join(others)})" if others else ")"
     elif checks:
-        text += (" after a check on a sample, where no faster precision both agreed and was "
-                 f"faster ({', '.join(check(name) for name in checks)})")
+        text += (": no other precision passed the check on a sample "
+                 f"({', '.join(check(name) for name in checks)})")
     if failures:
         text += "; not tried: " + ", ".join(f"{name} ({why})" for name, why in failures.items())
     return ui.md_escape(text + ".")

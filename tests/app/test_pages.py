@@ -294,8 +294,8 @@ def test_model_page_says_when_no_faster_precision_passed(app, settings):
     _open(at, "model")
     caption = next(c.value for c in at.caption if c.value.startswith("Pool scored"))
     assert caption.replace("\\", "") == (
-        "Pool scored on cpu in fp32 after a check on a sample, where no faster precision both "
-        "agreed and was faster (bf16 100.0% same class as fp32 at 0.57x its speed).")
+        "Pool scored on cpu in fp32: no other precision passed the check on a sample "
+        "(bf16 100.0% same class as fp32 at 0.57x its speed).")
 
 
 def test_model_page_cancel_and_history(app, settings):
