@@ -18,7 +18,8 @@ times (the median counts):
   torch's int8 and OpenVINO's int8 that agrees with fp32 on at least 99% of a sample and
   scores it at least 1.1x as fast; fp32 when none does. Its first call takes that decision,
   on ``OV_INT8_MIN_TEXTS`` texts (the pool, repeated) so that OpenVINO is
-  weighed as in a round, and is timed apart (``auto_decision_s``, ``auto_decision_texts``).
+  weighed as in a round (``--quick``: on ``2 * AGREEMENT_SAMPLE``, the fewest that get a
+  check, without OpenVINO), and is timed apart (``auto_decision_s``, ``auto_decision_texts``).
 - ``forced_bf16`` (CPUs with bf16 units only), ``forced_int8`` and ``forced_ov_int8`` (CPU
   only): the optimised path in bf16 autocast, over the product's int8 copy of the model
   (linear layers quantised per output channel), or over its OpenVINO int8 twin (weights and
@@ -55,6 +56,7 @@ from bench.jsonfile import emit
 from db.demo import iter_corpus
 from db.settings import Settings
 from learner.model import (
+    AGREEMENT_SAMPLE,
     OV_INT8_MIN_TEXTS,
     SCORING_CHUNK,
     TrainConfig,
@@ -178,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     variants["optimised_fp32"] = with_precision(clf, "fp32").predict_proba
     auto = with_precision(clf, "auto")
     # The product's decision, on a call as large as a round's first chunk, where OpenVINO is
-    # weighed (a quick run decides on its pool, without OpenVINO).
-    deciding = pool if args.quick else list(itertools.islice(itertools.cycle(pool), max(
-        n, OV_INT8_MIN_TEXTS)))
+    # weighed (a quick run decides on the fewest texts that get a check, without OpenVINO).
+    deciding = list(itertools.islice(itertools.cycle(pool), max(
+        n, 2 * AGREEMENT_SAMPLE if args.quick else OV_INT8_MIN_TEXTS)))
     t = time.perf_counter()
     auto.predict_proba(deciding)
     auto_decision_s = time.perf_counter() - t
