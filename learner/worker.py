@@ -197,7 +197,8 @@ def queue_automatic_rounds(settings: Settings, configs: Configs | None = None) -
 
 
 def build_cold_start_queue(settings: Settings, project_id: int, config: ProjectConfig) -> int:
-    """Fill an empty queue with a diverse random sample (plus audit items); returns its size."""
+    """Fill an empty queue with a diverse, representative sample (plus audit items); returns
+    its size."""
     from learner.coldstart import diverse_sample
 
     with read_unit(settings) as session:
