@@ -5,7 +5,8 @@ semantic analysis). k-means splits them into up to ``FIRST`` clusters and the te
 nearest each centre (the cluster's medoid) is picked: the clusters of at least half the average
 size first, farthest-first from the largest one's, so that every prefix of the queue spreads
 over the corpus; then the small clusters' (groups of odd texts), largest first. The rest of the
-queue, past ``FIRST``, is a uniform sample: a round replaces the queue long before it is used.
+queue, past ``FIRST``, is a uniform sample (unbiased; the first round usually replaces the
+queue before it gets there).
 
 Medoids, not the farthest-first traversal of every candidate used before: that picked the odd
 texts first. On BBC News (the simulation's first 4 splits; the default model trained on the 50
