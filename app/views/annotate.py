@@ -5,7 +5,8 @@ committed in one short transaction by a button callback bound to the text it was
 buttons' keys carry that text's id and an answer counts only for the text on screen, so a double
 click or a late key press can never label the next text unseen. Streamlit binds the keys
 (hotkeys-js) in an effect that runs just after the buttons are drawn: a key pressed before that
-(a few hundred ms at most, seen on a busy 2-core machine after signing in) sends nothing.
+(a few hundred ms at most, seen on a busy 2-core machine after signing in and after an undo)
+does nothing.
 """
 
 from __future__ import annotations
