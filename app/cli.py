@@ -292,6 +292,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             strategies=args.strategy or ["margin"], seed_size=args.seed_size, batch=args.batch,
             budget=args.budget, repeats=args.repeats, test_frac=args.test_frac,
             pool_cap=args.pool_cap, fast_loop=args.fast_loop == "on", fast_every=args.fast_every,
+            seed_method=args.seed_method,
         )
     except ValueError as exc:
         raise LabelwiseError(str(exc)) from None
@@ -447,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", action="append",
                    choices=["margin", "least_confidence", "entropy", "diverse", "random"])
     p.add_argument("--seed-size", type=int, default=20)
+    p.add_argument("--seed-method", choices=["cold_start", "uniform"], default="cold_start",
+                   help="the first texts labelled: the head of the product's cold-start queue "
+                        "(k-means medoids) or a uniform sample")
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--budget", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)

@@ -5,10 +5,10 @@ Usage::
     .venv/bin/python -m bench.bench_coldstart --out bench/out/coldstart.json   # ~8 min on 2 cores
 
 On the BBC News demo corpus (duplicates removed), for each of ``--splits`` splits of the
-simulation (``learner.simulate``: the same stratified 20% test part per split), two seed sets of
-``--size`` texts are drawn from the training part: ``uniform``, the simulation's own seed texts
-(a uniform sample), and ``cold_start``, the product's cold-start queue (``diverse_sample``, the
-first ``--size`` of it). The default model is trained on each with the product's settings, as a
+simulation (``learner.simulate``: the same stratified 20% test part per split), the simulation's
+two seed sets of ``--size`` texts are drawn from the training part: ``uniform``, a uniform
+sample, and ``cold_start`` (the simulation's default), the head of the product's cold-start
+queue (``diverse_sample``). The default model is trained on each with the product's settings, as a
 round would, and scored on the test part. Accuracy only: not a speed benchmark, so it is not
 part of ``make bench``.
 """
@@ -28,24 +28,20 @@ import numpy as np
 from bench.jsonfile import emit
 from db.demo import iter_corpus
 from db.settings import Settings
-from learner.coldstart import diverse_sample
 from learner.model import TrainConfig, TransformerClassifier
 from learner.rounds import RoundInput, train_and_rank
-from learner.simulate import dedupe, stratified_split
+from learner.simulate import SimulationConfig, dedupe, split_and_seed
 
 METHODS = ("uniform", "cold_start")
 
 
 def seed_texts(texts: Sequence[str], labels: Sequence[str], split: int, size: int,
                method: str) -> tuple[np.ndarray, list[int]]:
-    """The test part of ``split`` and the indices of the ``size`` texts ``method`` picks."""
-    split_rng = np.random.default_rng(split)  # as learner.simulate (seed 0, repeat ``split``)
-    train_idx, test_idx = stratified_split(labels, 0.2, split_rng)
-    if method == "uniform":
-        return test_idx, split_rng.choice(train_idx, size=size, replace=False).tolist()
-    picked = diverse_sample([texts[i] for i in train_idx], size,
-                            np.random.default_rng([split, 99]))
-    return test_idx, [int(train_idx[i]) for i in picked]
+    """The test part of ``split`` and the simulation's seed set of ``size`` texts by ``method``
+    (``learner.simulate.split_and_seed``, seed 0, repeat ``split``)."""
+    config = SimulationConfig(seed_size=size, budget=size, seed_method=method)
+    _, test_idx, seed = split_and_seed(texts, labels, config, split)
+    return test_idx, seed
 
 
 def run(texts: Sequence[str], labels: Sequence[str], model: str, splits: int, size: int,

@@ -725,6 +725,14 @@ def check_sim(r: Result) -> list[Check]:
     return checks
 
 
+def _seed_texts(cfg: dict[str, Any]) -> str:
+    """The seed set in words (runs from before ``seed_method`` existed seeded uniformly)."""
+    if cfg.get("seed_method", "uniform") == "uniform":
+        return f"{cfg['seed_size']} random texts"
+    return (f"{cfg['seed_size']} texts, the head of the product's cold-start queue (k-means "
+            "medoids, `learner/coldstart.py`)")
+
+
 def render_sim(r: Result) -> list[str]:
     x = r.result
     cfg, summary, curves = x.get("config", {}), x["summary"], x.get("curves", {})
@@ -735,7 +743,7 @@ def render_sim(r: Result) -> list[str]:
     text = (f"{x['n_texts']:,} texts after removing duplicates, {len(x['labels'])} labels, "
             f"{cfg['test_frac']:.0%} (about {round(x['n_texts'] * cfg['test_frac']):,}) held "
             f"out for testing. {_count(cfg['repeats'], 'repeat')}; every strategy of a repeat starts "
-            f"from the same {cfg['seed_size']} random texts, then takes batches of "
+            f"from the same {_seed_texts(cfg)}, then takes batches of "
             f"{cfg['batch']} up to {cfg['budget']} labels, each round scoring "
             + (f"a uniform sample of at most {cap:,} pool texts" if cap else "the whole pool")
             + (f", with the fast loop re-ranking every {cfg.get('fast_every')} answers"

@@ -215,7 +215,8 @@ SIM_STRATEGIES = ["margin", "entropy", "least_confidence", "diverse"]
 def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
     """The label-efficiency simulation on the demo corpus (an hour or more on a CPU: opt-in).
 
-    The product's own training settings (6 to 10 epochs by label count, no early stopping);
+    The product's own training settings (6 to 10 epochs by label count, no early stopping) and
+    cold start (the seed texts are the head of its queue);
     every curve (one per strategy and repeat) in its own process, as many at once as the
     machine has room for.
     On a GPU: a seed of 20 texts, then batches of 10 up to 300 labels, 3 repeats, the whole
@@ -244,7 +245,7 @@ def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
         "app", "simulate", "--data", str(data),
         *[arg for strategy in strategies for arg in ("--strategy", strategy)],
         *[str(part) for option in protocol.items() for part in option],
-        "--test-frac", "0.2", "--max-length", "128",
+        "--seed-method", "cold_start", "--test-frac", "0.2", "--max-length", "128",
         "--fast-loop", "on" if fast_loop else "off", "--workers", str(min(workers, 16)),
         "--out", str(sim_dir))
     command = f"{_shown(demo)}\n{_shown(simulate)}"

@@ -2,7 +2,9 @@
 
 The same round code as the worker (`train_and_rank`) runs against an oracle that answers from a
 labelled file. Every strategy (``random`` always included) starts a repeat from the same seed set
-and is scored on the same held-out test split, so the curves compare like with like.
+and is scored on the same held-out test split, so the curves compare like with like. The seed set
+is, by default, what annotators of a new project label first: the head of the product's
+cold-start queue (``learner.coldstart``), or else a uniform sample.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from typing import Any
 import numpy as np
 
 from db.texts import text_hash
+from learner.coldstart import FIRST, diverse_sample
 from learner.rounds import RoundInput, train_and_rank
+
+SEED_METHODS = ("cold_start", "uniform")
 
 
 @dataclass
@@ -34,6 +39,7 @@ class SimulationConfig:
     seed: int = 0
     fast_loop: bool = False
     fast_every: int = 5
+    seed_method: str = "cold_start"
 
     def __post_init__(self) -> None:
         if "random" not in self.strategies:
@@ -42,6 +48,8 @@ class SimulationConfig:
             raise ValueError("test_frac must be between 0 and 1")
         if self.seed_size < 2 or self.batch < 1 or self.budget < self.seed_size:
             raise ValueError("need seed_size >= 2, batch >= 1 and budget >= seed_size")
+        if self.seed_method not in SEED_METHODS:
+            raise ValueError(f"seed_method must be one of {', '.join(SEED_METHODS)}")
 
 
 def dedupe(texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -68,6 +76,26 @@ def stratified_split(labels: Sequence[str], test_frac: float, rng: np.random.Gen
         test.extend(idx[:k])
         train.extend(idx[k:])
     return np.sort(np.asarray(train)), np.sort(np.asarray(test))
+
+
+def split_and_seed(texts: Sequence[str], labels: Sequence[str], config: SimulationConfig,
+                   repeat: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The training and test parts of ``repeat``, and its seed set (indices into ``texts``).
+
+    ``cold_start``: the first ``seed_size`` texts of the queue the worker builds for a new
+    project (``diverse_sample`` over the training part: medoids first), in its order.
+    ``uniform``: a uniform sample of the training part. Both depend only on ``config.seed``
+    and ``repeat``.
+    """
+    split_rng = np.random.default_rng(config.seed + repeat)
+    train_idx, test_idx = stratified_split(labels, config.test_frac, split_rng)
+    if config.seed_method == "uniform":
+        seed = split_rng.choice(train_idx, size=config.seed_size, replace=False).tolist()
+        return train_idx, test_idx, [int(i) for i in seed]
+    # at least FIRST asked, as the worker's queue does: its head is then the same for any size
+    picked = diverse_sample([texts[i] for i in train_idx], max(config.seed_size, FIRST),
+                            np.random.default_rng([config.seed + repeat, 99]))
+    return train_idx, test_idx, [int(train_idx[i]) for i in picked[: config.seed_size]]
 
 
 def run_curve(
@@ -151,9 +179,7 @@ def _curve(texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]
            config: SimulationConfig, factory: Callable[[], Any], repeat: int, strategy: str,
            on_round: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
     """One repeat of one strategy: every strategy of a repeat gets the same split and seed set."""
-    split_rng = np.random.default_rng(config.seed + repeat)
-    train_idx, test_idx = stratified_split(labels, config.test_frac, split_rng)
-    seed_idx = split_rng.choice(train_idx, size=config.seed_size, replace=False).tolist()
+    train_idx, test_idx, seed_idx = split_and_seed(texts, labels, config, repeat)
     rng = np.random.default_rng(1000 * (config.seed + repeat) + 7)
     report = functools.partial(_tagged, on_round, repeat) if on_round else None
     return run_curve(texts, labels, label_set, train_idx, test_idx, seed_idx, strategy, config,

@@ -113,6 +113,19 @@ def test_sim_tables_efficiency_and_curve(results_tree):
     assert "A note kept with the figures." in text
 
 
+@pytest.mark.parametrize("method, words", [
+    (None, "starts from the same 20 random texts"),  # runs from before the setting
+    ("uniform", "starts from the same 20 random texts"),
+    ("cold_start", "starts from the same 20 texts, the head of the product's cold-start queue"),
+])
+def test_sim_says_how_the_seed_texts_were_chosen(tmp_path, method, words):
+    result = sim_result()
+    if method:
+        result["config"]["seed_method"] = method
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", result))
+    assert words in _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+
+
 def test_sim_target_missed_when_active_learning_does_not_pay(tmp_path):
     write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", sim_result(active_gain=0.05)))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")

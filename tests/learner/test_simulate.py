@@ -6,7 +6,11 @@ import json
 import os
 
 from app.cli import main
-from learner.simulate import SimulationConfig, stratified_split, summarise
+import pytest
+
+from learner.coldstart import FIRST
+from learner.simulate import SimulationConfig, split_and_seed, stratified_split, summarise
+from tests.learner.test_coldstart import corpus
 from tests.tiny_bert import synthetic_texts
 
 
@@ -18,9 +22,11 @@ def test_simulate_command_writes_results_and_plot(tmp_path, tiny_model_dir, caps
     code = main(["simulate", "--data", str(data), "--text-field", "body", "--label-field", "topic",
                  "--strategy", "margin", "--seed-size", "6", "--batch", "6", "--budget", "18",
                  "--repeats", "2", "--test-frac", "0.25", "--model", str(tiny_model_dir),
-                 "--max-length", "16", "--epochs", "3", "--out", str(out)])
+                 "--max-length", "16", "--epochs", "3", "--seed-method", "uniform",
+                 "--out", str(out)])
     assert code == 0
     results = json.loads((out / "results.json").read_text())
+    assert results["config"]["seed_method"] == "uniform"
     assert (out / "curve.png").stat().st_size > 1000
     assert set(results["summary"]) == {"margin", "random"}  # random is always included
     for strategy, s in results["summary"].items():
@@ -99,6 +105,7 @@ def test_fast_loop_simulation_reranks_within_a_batch(tmp_path, tiny_model_dir):
                  "--fast-every", "2", "--out", str(out_dir)]) == 0
     results = json.loads((out_dir / "results.json").read_text())
     assert results["config"]["fast_loop"] is True
+    assert results["config"]["seed_method"] == "cold_start"  # the default
     assert results["summary"]["entropy"]["n_labels"] == [6, 12, 18]
 
 
@@ -121,3 +128,33 @@ def test_fast_batch_takes_the_round_top_then_reranked_picks():
     # 12 answered "x" moves the boundary towards y: a fixed ranking would now give 15 (next to
     # 12, now confidently x); the re-ranked one asks about 14 instead
     assert picked[2] == 14
+
+
+def test_cold_start_seed_set_is_the_head_of_the_product_queue_from_the_training_part():
+    texts, kinds = corpus(per_topic=100)  # 3 topics and 3 odd texts
+    for repeat in range(8):  # a uniform sample fails in 2 of these 8 (checked)
+        config = SimulationConfig(seed_size=40, seed=10)
+        train_idx, test_idx, seed = split_and_seed(texts, kinds, config, repeat)
+        assert len(set(seed)) == 40 and set(seed) <= set(train_idx.tolist())
+        # what the worker's queue shows first: every topic at once, no odd text
+        assert {kinds[i] for i in seed[:6]} == {"money", "music", "sport"}, repeat
+        assert "odd" not in {kinds[i] for i in seed}, repeat
+        assert split_and_seed(texts, kinds, config, repeat)[2] == seed  # deterministic
+    # the head does not depend on how many are asked (the queue is longer than FIRST)
+    for repeat in range(2):
+        seed = split_and_seed(texts, kinds, SimulationConfig(seed_size=40, seed=10), repeat)[2]
+        for size in (6, FIRST + 5):
+            other = split_and_seed(texts, kinds, SimulationConfig(seed_size=size, seed=10),
+                                   repeat)[2]
+            assert other[:6] == seed[:6] and len(set(other)) == size
+
+
+def test_uniform_seed_set_is_a_sample_of_the_training_part():
+    texts, kinds = corpus(per_topic=40)
+    config = SimulationConfig(seed_size=12, seed_method="uniform")
+    train_idx, test_idx, seed = split_and_seed(texts, kinds, config, 0)
+    assert len(set(seed)) == 12 and set(seed) <= set(train_idx.tolist())
+    cold = split_and_seed(texts, kinds, SimulationConfig(seed_size=12), 0)
+    assert cold[1].tolist() == test_idx.tolist() and cold[2] != seed  # same split, other texts
+    with pytest.raises(ValueError, match="seed_method"):
+        SimulationConfig(seed_method="kmeans")
