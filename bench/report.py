@@ -867,8 +867,9 @@ SECTIONS: dict[str, Section] = {
         "Active learning on the demo corpus (issues 3 and 6)",
         "`python -m app simulate` runs the worker's round code against an oracle that answers "
         "from the labels of the demo corpus (BBC News): every strategy (random always "
-        "included) starts a repeat from the same seed texts and is scored on the same held-out "
-        "split, so the curves compare like with like. The model is fine-tuned fresh every "
+        "included) starts a repeat from the same seed texts (since 2756663 the head of the "
+        "product's cold-start queue, before that a uniform sample) and is scored on the same "
+        "held-out split, so the curves compare like with like. The model is fine-tuned fresh every "
         "round. Target: an active strategy reaches random's final accuracy with at most "
         f"{SIM_TARGET_SHARE:.0%} of random's label budget.",
         render_sim, check_sim),
