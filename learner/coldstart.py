@@ -1,11 +1,12 @@
 """Cold start: a diverse, representative sample, chosen before any model exists.
 
 A uniform sample of candidate texts becomes TF-IDF vectors reduced by a truncated SVD (latent
-semantic analysis). k-means splits them into up to ``FIRST`` clusters and the text
+semantic analysis). k-means splits them into up to ``FIRST`` clusters (fewer in a small pool:
+at least ``TEXTS_PER_CLUSTER`` texts per cluster on average) and the text
 nearest each centre (the cluster's medoid) is picked: the clusters of at least half the average
 size first, farthest-first from the largest one's, so that every prefix of the queue spreads
 over the corpus; then the small clusters' (groups of odd texts), largest first. The rest of the
-queue, past ``FIRST``, is a uniform sample (unbiased; the first round usually replaces the
+queue, past the medoids, is a uniform sample (unbiased; the first round usually replaces the
 queue before it gets there).
 
 Medoids, not the farthest-first traversal of every candidate used before: that picked the odd
@@ -14,6 +15,12 @@ texts picked from the training part, accuracy on the test part) the old traversa
 0.898 on the mean (0.859 to 0.916), a uniform sample 0.912 (0.885 to 0.955) and these medoids
 0.929 (0.906 to 0.953); ``python -m bench.bench_coldstart`` measures the last two again. It
 costs the same as before: about 2 s for 500 texts out of 20,000 on 2 cores.
+
+In a small pool, 50 clusters would be pairs and singletons: a group of odd texts then counts as
+a big cluster and, far from everything, comes first. On 3 topics and 3 odd texts (93 in all, 10
+draws) the odd texts were in the first 10 every time and the first 3 covered the topics once;
+with 8 texts per cluster, never and 10 times. Pools of 400 texts or more (BBC News' 1,780
+training texts) keep the 50 clusters.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 FIRST = 50
+TEXTS_PER_CLUSTER = 8
 LSA_DIMENSIONS = 100
 
 
@@ -41,7 +49,8 @@ def diverse_sample(
         return [int(i) for i in rng.permutation(len(texts))]
     pool = rng.choice(len(texts), size=min(candidates, len(texts)), replace=False)
     vectors = _lsa([texts[i] for i in pool], rng)
-    picked = [int(pool[i]) for i in _medoids(vectors, min(n, FIRST), rng)]
+    k = min(n, FIRST, max(1, len(pool) // TEXTS_PER_CLUSTER))
+    picked = [int(pool[i]) for i in _medoids(vectors, k, rng)]
     taken = set(picked)
     rest = [int(i) for i in rng.permutation(len(texts)) if int(i) not in taken]
     return picked + rest[: n - len(picked)]

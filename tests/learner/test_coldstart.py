@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from learner.coldstart import FIRST, diverse_sample
+from learner.coldstart import FIRST, TEXTS_PER_CLUSTER, diverse_sample
 
 TOPICS = {
     "sport": "match goal team coach league season player score cup final stadium win",
@@ -63,3 +63,18 @@ def test_degenerate_texts_still_give_distinct_picks():
     texts = ["the and of"] * 5 + ["same words here"] * 5 + ["", ""]
     picked = diverse_sample(texts, 4, np.random.default_rng(4))
     assert len(picked) == 4 == len(set(picked))
+
+
+def test_a_small_pool_gets_fewer_clusters_so_odd_texts_still_come_last():
+    """93 texts: 50 clusters would be pairs and singletons, and the odd texts' group, far from
+    the rest, came first (in the first 10 for all 10 draws, the topics covered by the first 3
+    in 1); with 8 texts per cluster neither happens."""
+    covered = 0
+    for seed in range(10):
+        texts, kinds = corpus(per_topic=30, seed=seed)
+        picked = diverse_sample(texts, FIRST, np.random.default_rng(seed))
+        assert len(set(picked)) == FIRST
+        assert "odd" not in {kinds[i] for i in picked[:10]}, seed
+        covered += {kinds[i] for i in picked[:3]} == {"money", "music", "sport"}
+    assert covered >= 9
+    assert len(texts) // TEXTS_PER_CLUSTER < FIRST
