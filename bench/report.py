@@ -658,10 +658,11 @@ def _accuracy_targets(summary: dict[str, Any], seed_size: int | None) -> list[st
 
 
 def _beside_previous(previous: dict[str, Any] | None, summary: dict[str, Any],
-                     counts: list[int]) -> list[str]:
+                     counts: list[int], seed_method: str) -> list[str]:
     """The run this one replaced (same protocol, earlier commit): accuracy then and now."""
     if not previous:
         return []
+    before = previous.get("seed_method", seed_method)  # not kept by older runs: the same
     then = previous["accuracy"]
     names = [name for name in summary if name in then]
     now = {name: dict(zip(summary[name]["n_labels"], summary[name]["accuracy_mean"],
@@ -678,8 +679,12 @@ def _beside_previous(previous: dict[str, Any] | None, summary: dict[str, Any],
                   if n in now[name] and str(n) in then[name]]
         return f"`{name}` {sum(deltas) / len(deltas):+.3f}" if deltas else f"`{name}` —"
 
-    lines = para(f"Beside the run this one replaced, with the same protocol (commit "
-                 f"`{previous.get('commit')}`, {_when(previous.get('date'))}): accuracy then → now.")
+    run = f"commit `{previous.get('commit')}`, {_when(previous.get('date'))}"
+    lines = para(f"Beside the run this one replaced, with the same protocol ({run}): accuracy "
+                 "then → now." if before == seed_method else
+                 f"Beside the run this one replaced ({run}), with the same protocol but other "
+                 f"seed texts ({SEED_WORDS[before]} then, {SEED_WORDS[seed_method]} now): "
+                 "accuracy then → now.")
     lines += table(["labels", *names], [[str(n), *(cell(name, n) for name in names)]
                                         for n in counts])
     return lines + para("Mean change after the seed texts: "
@@ -725,6 +730,9 @@ def check_sim(r: Result) -> list[Check]:
     return checks
 
 
+SEED_WORDS = {"uniform": "a uniform sample", "cold_start": "the cold-start queue's head"}
+
+
 def _seed_texts(cfg: dict[str, Any]) -> str:
     """The seed set in words (runs from before ``seed_method`` existed seeded uniformly)."""
     if cfg.get("seed_method", "uniform") == "uniform":
@@ -756,7 +764,8 @@ def render_sim(r: Result) -> list[str]:
         lines += table(["labels", *(f"{n} {label}" for n in names)],
                        [[str(n), *(_mean_sd(summary[s], metric, n, cfg["repeats"])
                                    for s in names)] for n in counts])
-    lines += _beside_previous(r.meta.get("previous"), summary, counts)
+    lines += _beside_previous(r.meta.get("previous"), summary, counts,
+                              cfg.get("seed_method", "uniform"))
     if cfg["repeats"] == 1:
         lines += para(
             f"One repeat, so no spread to show: a curve's point moves by a point or two between "

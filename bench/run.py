@@ -312,14 +312,22 @@ def previous_sim(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | N
     """What the page needs to set a simulation beside the run it replaces, else ``None``.
 
     Label efficiency does not depend on how busy the machine was, so two runs of the same
-    protocol (the same ``config``: strategies, seed texts, batches, repeats) at different
-    commits compare fairly; this keeps the earlier run's commit, date and mean accuracy per
-    strategy and label count.
+    protocol (the same ``config``: strategies, batches, repeats, split) at different commits
+    compare fairly; this keeps the earlier run's commit, date, seed method and mean accuracy
+    per strategy and label count. Runs that differ only in how the seed texts were chosen
+    compare too (that is the change to show); runs from before ``seed_method`` seeded
+    uniformly.
     """
     old_result, new_result = old.get("result") or {}, new.get("result") or {}
-    if "summary" not in old_result or old_result.get("config") != new_result.get("config"):
+    if "summary" not in old_result:
+        return None
+    old_config, new_config = (dict(r.get("config") or {}) for r in (old_result, new_result))
+    seed_method = old_config.pop("seed_method", "uniform")
+    new_config.pop("seed_method", None)
+    if old_config != new_config:
         return None
     return {"commit": old["meta"].get("commit"), "date": old["meta"].get("date"),
+            "seed_method": seed_method,
             "accuracy": {name: {str(n): a for n, a in zip(s["n_labels"], s["accuracy_mean"],
                                                            strict=True)}
                          for name, s in old_result["summary"].items()}}

@@ -317,6 +317,18 @@ def test_sim_beside_the_run_it_replaced(tmp_path):
     assert "Mean change after the seed texts: `margin` +0.040, `random` +0.000." in text
 
 
+def test_sim_beside_a_run_with_other_seed_texts_says_so(tmp_path):
+    previous = {"commit": "old1234", "date": "2026-11-30T09:00:00Z", "seed_method": "uniform",
+                "accuracy": {"margin": {"20": 0.5}, "random": {"20": 0.5}}}
+    result = sim_result()
+    result["config"]["seed_method"] = "cold_start"
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", result, previous=previous))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+    assert ("Beside the run this one replaced (commit `old1234`, on 2026-11-30 09:00 UTC), with "
+            "the same protocol but other seed texts (a uniform sample then, the cold-start "
+            "queue's head now): accuracy then → now.") in text
+
+
 def test_sim_without_a_previous_run_sets_nothing_beside_it(tmp_path):
     write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", sim_result()))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")

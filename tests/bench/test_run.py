@@ -100,6 +100,16 @@ def test_a_simulation_replacing_one_of_the_same_protocol_keeps_its_accuracy(tmp_
         ["20", "40", "60", "80", "100"], earlier["result"]["summary"]["margin"]["accuracy_mean"]))
     assert previous["accuracy"]["random"]["100"] == pytest.approx(0.89)
 
+    assert previous["seed_method"] == "uniform"  # runs before the setting seeded uniformly
+
+    reseeded = sim_result()
+    reseeded["config"]["seed_method"] = "cold_start"  # only the seed texts differ: beside it
+    write(results / "sim.json", earlier)
+    write(out / "sim.json", wrapped("sim", reseeded, commit="new5678"))
+    run.publish(out, ["sim"], results)
+    previous = json.loads((results / "sim.json").read_text())["meta"]["previous"]
+    assert previous["commit"] == "old1234" and previous["seed_method"] == "uniform"
+
     other = sim_result()
     other["config"]["batch"] = 10  # another protocol: nothing to set beside it
     write(out / "sim.json", wrapped("sim", other))
