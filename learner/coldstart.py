@@ -19,7 +19,7 @@ costs the same as before: about 2 s for 500 texts out of 20,000 on 2 cores.
 In a small pool, 50 clusters would be pairs and singletons: a group of odd texts then counts as
 a big cluster and, far from everything, comes first. On 3 topics and 3 odd texts (93 in all, 10
 draws) the odd texts were in the first 10 every time and the first 3 covered the topics once;
-with 8 texts per cluster, never and 10 times. Pools of 400 texts or more (BBC News' 1,780
+with 8 texts per cluster, never and 10 times. Pools of 400 texts or more (BBC News' 1,700
 training texts) keep the 50 clusters.
 """
 
