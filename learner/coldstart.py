@@ -74,10 +74,10 @@ def _lsa(texts: list[str], rng: np.random.Generator) -> np.ndarray:
 
 
 def _medoids(vectors: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
-    """Rows nearest the centres of a k-means into ``k`` clusters, in queue order."""
+    """Rows nearest the centres of a k-means into ``k`` clusters (fewer when there are fewer
+    distinct rows), in queue order."""
     from sklearn.cluster import KMeans
 
-    k = min(k, len(vectors))
     distinct = len(np.unique(vectors.round(6), axis=0))
     model = KMeans(n_clusters=min(k, distinct), n_init=3, random_state=int(rng.integers(2**31)))
     assignment = model.fit_predict(vectors)
@@ -88,13 +88,7 @@ def _medoids(vectors: np.ndarray, k: int, rng: np.random.Generator) -> list[int]
             distance = np.linalg.norm(vectors[members] - centre, axis=1)
             medoids.append(int(members[int(np.argmin(distance))]))
             sizes.append(len(members))
-    order = _queue_order(vectors[medoids], np.array(sizes))
-    chosen = [medoids[i] for i in order]
-    if len(chosen) < k:  # fewer distinct texts than clusters asked for: top up at random
-        taken = set(chosen)
-        chosen += [int(i) for i in rng.permutation(len(vectors)) if int(i) not in taken][
-            : k - len(chosen)]
-    return chosen
+    return [medoids[i] for i in _queue_order(vectors[medoids], np.array(sizes))]
 
 
 def _queue_order(centres: np.ndarray, sizes: np.ndarray) -> list[int]:
@@ -108,5 +102,6 @@ def _queue_order(centres: np.ndarray, sizes: np.ndarray) -> list[int]:
         order.append(nxt)
         nearest = np.minimum(nearest, 1.0 - centres[big] @ centres[nxt])
         nearest[big == nxt] = -np.inf
-    small = [int(i) for i in np.argsort(-sizes, kind="stable") if int(i) not in set(big)]
+    taken = set(order)
+    small = [int(i) for i in np.argsort(-sizes, kind="stable") if int(i) not in taken]
     return order + small
