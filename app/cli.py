@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a problem with the input or the data (the message says 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -299,10 +300,15 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1:
         raise LabelwiseError("--workers must be at least 1")
     train = TrainConfig(max_length=args.max_length, seed=0, epochs=args.epochs)
-    factory = functools.partial(TransformerClassifier, args.model or settings.model_path, train)
+    backbone = args.model or settings.model_path
+    factory = functools.partial(TransformerClassifier, backbone, train)
     results = simulate(texts, labels, config, factory, Path(args.out),
                        title=f"{Path(args.data).name}: {len(set(labels))} labels",
-                       on_round=_show_round, workers=args.workers)
+                       on_round=_show_round, workers=args.workers, resume=args.resume,
+                       model={"backbone": backbone, "train": dataclasses.asdict(train)})
+    if results["resumed"]:
+        print(f"Kept {len(results['resumed'])} curves finished earlier in {args.out}: "
+              f"{', '.join(results['resumed'])}")
     for name, s in results["summary"].items():
         print(f"{name:>16}: AUC(acc) {s['auc_accuracy']:.3f}, final acc "
               f"{s['accuracy_mean'][-1]:.3f} ± {s['accuracy_std'][-1]:.3f}, "
@@ -465,7 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast-every", type=int, default=5, help="answers between fast re-ranks")
     p.add_argument("--workers", type=int, default=1,
                    help="curves run in this many processes at once (CPU cores or GPU share)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True,
+                   help="output folder (each curve is saved in DIR/curves/ as it finishes)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the curves an earlier run with the same settings, data and model "
+                        "finished in --out, and run only the rest (use it with the same code)")
 
     p = add("user", cmd_user, "manage accounts: add, list, disable, enable, passwd",
             "Accounts for the web app. Passwords are read from the terminal, or from one line of "

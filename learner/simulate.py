@@ -5,11 +5,16 @@ labelled file. Every strategy (``random`` always included) starts a repeat from 
 and is scored on the same held-out test split, so the curves compare like with like. The seed set
 is, by default, what annotators of a new project label first: the head of the product's
 cold-start queue (``learner.coldstart``), or else a uniform sample.
+
+Each curve (one repeat of one strategy) is written to ``OUT/curves/`` the moment it is finished,
+so a run stopped after hours keeps what it measured: ``resume`` runs only the curves still
+missing, and keeps a finished one only where its settings, data and model are this run's.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -25,6 +30,8 @@ from learner.coldstart import FIRST, diverse_sample
 from learner.rounds import RoundInput, train_and_rank
 
 SEED_METHODS = ("cold_start", "uniform")
+CURVES = "curves"
+"""The folder in the output folder that holds one file per finished curve."""
 
 
 @dataclass
@@ -249,6 +256,49 @@ def plot(summary: dict[str, Any], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def curve_key(config: SimulationConfig, texts: Sequence[str], labels: Sequence[str],
+              model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a curve depends on besides its repeat and strategy: the settings (not the list of
+    strategies or the number of repeats), the exact texts and labels, and ``model`` (what the
+    caller's factory builds, such as the backbone and training settings)."""
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels, strict=True):
+        digest.update(json.dumps([text, label]).encode())
+    settings = {k: v for k, v in asdict(config).items() if k not in ("strategies", "repeats")}
+    key = {"settings": settings, "data": digest.hexdigest(), "model": model or {}}
+    return json.loads(json.dumps(key))  # as it reads back from a saved curve
+
+
+def _curve_path(curves_dir: Path, repeat: int, strategy: str) -> Path:
+    return curves_dir / f"{repeat}-{strategy}.json"
+
+
+def save_curve(curves_dir: Path, key: dict[str, Any], repeat: int, strategy: str,
+               points: list[dict[str, Any]]) -> None:
+    """Write one finished curve; a file appears whole (written aside, then renamed) or not."""
+    curves_dir.mkdir(parents=True, exist_ok=True)
+    path = _curve_path(curves_dir, repeat, strategy)
+    part = path.with_suffix(".part")
+    part.write_text(json.dumps({"key": key, "repeat": repeat, "strategy": strategy,
+                                "points": points}, indent=1))
+    os.replace(part, path)
+
+
+def finished_curves(curves_dir: Path, key: dict[str, Any],
+                    jobs: Sequence[tuple[int, str]]) -> dict[tuple[int, str], list[dict[str, Any]]]:
+    """The curves of ``jobs`` already in ``curves_dir`` with this ``key``; others are ignored."""
+    found = {}
+    for repeat, strategy in jobs:
+        path = _curve_path(curves_dir, repeat, strategy)
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if saved.get("key") == key and saved.get("points"):
+            found[(repeat, strategy)] = saved["points"]
+    return found
+
+
 def simulate(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -258,6 +308,8 @@ def simulate(
     title: str = "Labelwise simulation",
     on_round: Callable[[dict[str, Any]], None] | None = None,
     workers: int = 1,
+    resume: bool = False,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every strategy over ``config.repeats`` seeds; write results.json and curve.png.
 
@@ -265,28 +317,48 @@ def simulate(
     processes, so ``factory`` and ``on_round`` must be picklable (module-level functions,
     ``functools.partial``); each curve is the same as in a sequential run, since its split,
     seed set and generator depend only on the seed, the repeat and nothing else.
+
+    Every finished curve is saved in ``out_dir/curves/``. With ``resume`` the curves saved there
+    by an earlier run with the same :func:`curve_key` (``model`` describes what ``factory``
+    builds) are kept and only the others run; without it, earlier curves there are removed
+    first. A resumed curve is only as current as the code that measured it.
     """
     texts, labels = dedupe(texts, labels)
     label_set = sorted(set(labels))
     jobs = [(repeat, strategy) for repeat in range(config.repeats) for strategy in config.strategies]
+    key = curve_key(config, texts, labels, model)
+    curves_dir = out_dir / CURVES
+    if resume:
+        done = finished_curves(curves_dir, key, jobs)
+    else:
+        done = {}
+        for stale in curves_dir.glob("*.json"):
+            stale.unlink()
+    todo = [job for job in jobs if job not in done]
     started = time.perf_counter()
-    if workers > 1:
+    if workers > 1 and len(todo) > 1:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        processes = min(workers, len(jobs))
+        processes = min(workers, len(todo))
         threads = max(1, (os.cpu_count() or 1) // processes)
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_limit_threads, initargs=(threads,)) as pool:
-            futures = [pool.submit(_curve, texts, labels, label_set, config, factory, repeat,
-                                   strategy, on_round) for repeat, strategy in jobs]
-            done = [future.result() for future in futures]
+            futures = {pool.submit(_curve, texts, labels, label_set, config, factory, repeat,
+                                   strategy, on_round): (repeat, strategy)
+                       for repeat, strategy in todo}
+            for future in as_completed(futures):
+                job = futures[future]
+                done[job] = future.result()
+                save_curve(curves_dir, key, *job, done[job])
     else:
-        done = [_curve(texts, labels, label_set, config, factory, repeat, strategy, on_round)
-                for repeat, strategy in jobs]
+        for repeat, strategy in todo:
+            done[(repeat, strategy)] = _curve(texts, labels, label_set, config, factory, repeat,
+                                              strategy, on_round)
+            save_curve(curves_dir, key, repeat, strategy, done[(repeat, strategy)])
     curves: dict[str, list[list[dict[str, Any]]]] = {s: [] for s in config.strategies}
-    for (_, strategy), points in zip(jobs, done):
-        curves[strategy].append(points)
+    for repeat, strategy in jobs:
+        curves[strategy].append(done[(repeat, strategy)])
     summary = summarise(curves)
     results = {
         "config": asdict(config),
@@ -294,6 +366,8 @@ def simulate(
         "labels": label_set,
         "wall_seconds": time.perf_counter() - started,
         "workers": workers,
+        "resumed": [f"{repeat}/{strategy}" for repeat, strategy in jobs
+                    if (repeat, strategy) not in todo],
         "summary": summary,
         "curves": curves,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -9,7 +10,8 @@ from app.cli import main
 import pytest
 
 from learner.coldstart import FIRST
-from learner.simulate import SimulationConfig, split_and_seed, stratified_split, summarise
+from learner.simulate import (SimulationConfig, simulate, split_and_seed, stratified_split,
+                              summarise)
 from tests.learner.test_coldstart import corpus
 from tests.tiny_bert import synthetic_texts
 
@@ -35,6 +37,18 @@ def test_simulate_command_writes_results_and_plot(tmp_path, tiny_model_dir, caps
         assert all(0 <= a <= 1 for a in s["accuracy_mean"])
         assert len(results["curves"][strategy]) == 2  # one curve per repeat
     assert "AUC" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "curves").iterdir()) == [
+        "0-margin.json", "0-random.json", "1-margin.json", "1-random.json"]
+    # run again with --resume: every curve is kept as measured (its timings too), none re-run
+    assert main(["simulate", "--data", str(data), "--text-field", "body", "--label-field",
+                 "topic", "--strategy", "margin", "--seed-size", "6", "--batch", "6", "--budget",
+                 "18", "--repeats", "2", "--test-frac", "0.25", "--model", str(tiny_model_dir),
+                 "--max-length", "16", "--epochs", "3", "--seed-method", "uniform", "--resume",
+                 "--out", str(out)]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["resumed"] == ["0/margin", "0/random", "1/margin", "1/random"]
+    assert again["curves"] == results["curves"]
+    assert "Kept 4 curves" in capsys.readouterr().out
 
 
 def test_curves_in_worker_processes_equal_sequential_ones(tmp_path, tiny_model_dir):
@@ -158,3 +172,95 @@ def test_uniform_seed_set_is_a_sample_of_the_training_part():
     assert cold[1].tolist() == test_idx.tolist() and cold[2] != seed  # same split, other texts
     with pytest.raises(ValueError, match="seed_method"):
         SimulationConfig(seed_method="kmeans")
+
+
+class _TfidfLogreg:
+    """A cheap model with the round's interface (fit with classes and progress)."""
+
+    def __init__(self):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        self.pipeline = make_pipeline(TfidfVectorizer(), LogisticRegression())
+
+    def fit(self, texts, y, classes=None, progress=None):
+        self.pipeline.fit(texts, y)
+        self.classes_ = self.pipeline.classes_
+        return self
+
+    def predict_proba(self, texts):
+        return self.pipeline.predict_proba(texts)
+
+    def predict_proba_and_embed(self, texts):
+        vectors = self.pipeline[:-1].transform(texts)
+        return self.pipeline[-1].predict_proba(vectors), vectors.toarray()
+
+
+_tfidf_logreg = _TfidfLogreg
+
+
+class _Stop(Exception):
+    pass
+
+
+def _accuracies(results):
+    return {s: [[p["accuracy"] for p in curve] for curve in curves]
+            for s, curves in results["curves"].items()}
+
+
+def test_a_stopped_simulation_keeps_its_finished_curves_and_resumes_with_the_rest(tmp_path):
+    texts, labels = synthetic_texts(60, classes=("fruit", "vehicle", "colour"), seed=3)
+    config = SimulationConfig(strategies=["margin"], seed_size=6, batch=6, budget=18, repeats=2,
+                              test_frac=0.25)
+
+    def stop_at_second_repeat(point):
+        if point["repeat"] == 1:
+            raise _Stop
+
+    out = tmp_path / "sim"
+    with pytest.raises(_Stop):
+        simulate(texts, labels, config, _tfidf_logreg, out, on_round=stop_at_second_repeat)
+    assert sorted(p.name for p in (out / "curves").iterdir()) == ["0-margin.json", "0-random.json"]
+    assert not (out / "results.json").exists()
+
+    rounds = []
+    resumed = simulate(texts, labels, config, _tfidf_logreg, out, on_round=rounds.append,
+                       resume=True)
+    assert resumed["resumed"] == ["0/margin", "0/random"]
+    assert {(p["repeat"], p["strategy"]) for p in rounds} == {(1, "margin"), (1, "random")}
+    whole = simulate(texts, labels, config, _tfidf_logreg, tmp_path / "whole")
+    assert whole["resumed"] == []
+    assert _accuracies(resumed) == _accuracies(whole)
+    assert resumed["summary"]["margin"]["accuracy_mean"] == whole["summary"]["margin"][
+        "accuracy_mean"]
+
+
+def test_resume_keeps_only_curves_of_the_same_settings_data_and_model(tmp_path):
+    texts, labels = synthetic_texts(60, classes=("fruit", "vehicle", "colour"), seed=4)
+    config = SimulationConfig(strategies=["margin"], seed_size=6, batch=6, budget=12, repeats=1,
+                              test_frac=0.25)
+    out = tmp_path / "sim"
+    run = functools.partial(simulate, factory=_tfidf_logreg, out_dir=out, resume=True)
+    simulate(texts, labels, config, _tfidf_logreg, out, model={"backbone": "a"})
+
+    def kept(texts=texts, labels=labels, config=config, model=None):
+        return run(texts, labels, config, model={"backbone": "a"} if model is None else model
+                   )["resumed"]
+
+    assert kept() == ["0/margin", "0/random"]
+    # more repeats or strategies do not change a finished curve: kept
+    more = SimulationConfig(strategies=["margin", "entropy"], seed_size=6, batch=6, budget=12,
+                            repeats=2, test_frac=0.25)
+    assert kept(config=more) == ["0/margin", "0/random"]
+    # another model, another batch size, one label changed: nothing kept
+    assert kept(model={"backbone": "b"}) == []
+    assert kept(config=SimulationConfig(strategies=["margin"], seed_size=6, batch=3, budget=12,
+                                        repeats=1, test_frac=0.25)) == []
+    assert kept(labels=[labels[0] if i == 5 else y for i, y in enumerate(labels)]) == []
+    # a run without resume starts afresh: curves of earlier runs in its folder are removed
+    simulate(texts, labels, SimulationConfig(strategies=["entropy"], seed_size=6, batch=6,
+                                             budget=12, repeats=1, test_frac=0.25),
+             _tfidf_logreg, out)
+    assert sorted(p.name for p in (out / "curves").iterdir()) == ["0-entropy.json",
+                                                                  "0-random.json"]
