@@ -741,6 +741,21 @@ def _seed_texts(cfg: dict[str, Any]) -> str:
             "medoids, `learner/coldstart.py`)")
 
 
+def _sim_time(x: dict[str, Any], rounds: int) -> str:
+    """The run's wall time, or, where it kept curves of an earlier run (``--resume``), the
+    time its rounds took in all (with one curve at a time, the wall time of the parts)."""
+    resumed, curves = x.get("resumed") or [], x.get("curves", {})
+    if not resumed:
+        return (f". Wall time {x['wall_seconds'] / 60:.0f} minutes"
+                + (f" ({rounds} rounds, {x['wall_seconds'] / rounds:.0f} s each on average)."
+                   if rounds else "."))
+    total = sum(p["seconds"] for runs in curves.values() for curve in runs for p in curve)
+    n_curves = sum(len(runs) for runs in curves.values())
+    return (f". Measured in parts: {len(resumed)} of the {n_curves} curves were kept from an "
+            f"earlier run of the same code (`--resume`); the {rounds} rounds took "
+            f"{total / 60:.0f} minutes in all ({total / rounds:.0f} s each on average).")
+
+
 def render_sim(r: Result) -> list[str]:
     x = r.result
     cfg, summary, curves = x.get("config", {}), x["summary"], x.get("curves", {})
@@ -756,9 +771,7 @@ def render_sim(r: Result) -> list[str]:
             + (f"a uniform sample of at most {cap:,} pool texts" if cap else "the whole pool")
             + (f", with the fast loop re-ranking every {cfg.get('fast_every')} answers"
                if cfg.get("fast_loop") else "")
-            + f". Wall time {x['wall_seconds'] / 60:.0f} minutes"
-            + (f" ({rounds} rounds, {x['wall_seconds'] / rounds:.0f} s each on average)."
-               if rounds else "."))
+            + _sim_time(x, rounds))
     lines = para(text)
     for metric, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
         lines += table(["labels", *(f"{n} {label}" for n in names)],

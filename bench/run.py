@@ -52,6 +52,7 @@ class Context:
     quick: bool
     with_sim: bool
     cuda: bool
+    sim_repeats: int | None = None
 
     def rows(self) -> str:
         return "100000" if self.quick else "1000000"
@@ -224,6 +225,11 @@ def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
     a seed of 50, then batches of 50 (the product's ``retrain_every``) up to 300, one repeat,
     a uniform sample of 1,000 pool texts scored per round; 30 rounds, which still measure
     every strategy at 50, 100 and 300 labels, the points the targets name.
+    ``--sim-repeats`` sets the number of repeats (3 on a 2-core CPU: about 3 hours each).
+
+    A simulation stopped part-way (each curve is saved as it finishes) resumes where it stopped
+    when run again at the same commit with a clean work tree (``OUT_DIR/<name>/commit``); at any
+    other commit it starts afresh, so that every curve is from the code the page names.
     """
     if not (ctx.with_sim or ctx.cuda):
         return Outcome(skipped="the simulation takes an hour or more on a CPU; it runs with "
@@ -237,6 +243,11 @@ def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
     else:
         protocol = {"--seed-size": 50, "--batch": 50, "--budget": 300, "--repeats": 1,
                     "--pool-cap": 1000}
+    if ctx.sim_repeats:
+        protocol["--repeats"] = ctx.sim_repeats
+    commit, stamp = meta.git_commit(), sim_dir / "commit"
+    resume = (bool(commit) and not commit.endswith("+dirty") and stamp.is_file()
+              and stamp.read_text(encoding="utf-8").strip() == commit)
     cores = os.cpu_count() or 1
     workers = ((len(strategies) + 1) * protocol["--repeats"] if ctx.cuda
                else max(1, cores // 2))
@@ -247,13 +258,15 @@ def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
         *[str(part) for option in protocol.items() for part in option],
         "--seed-method", "cold_start", "--test-frac", "0.2", "--max-length", "128",
         "--fast-loop", "on" if fast_loop else "off", "--workers", str(min(workers, 16)),
-        "--out", str(sim_dir))
+        "--out", str(sim_dir), *(["--resume"] if resume else []))
     command = f"{_shown(demo)}\n{_shown(simulate)}"
     code = _call(demo)
     if code:
         return Outcome(command, skipped=f"failed: writing the demo corpus exited with {code}",
                        exit_code=code)
     (sim_dir / "results.json").unlink(missing_ok=True)
+    sim_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(f"{commit}\n", encoding="utf-8")
     return _finish(command, _call(simulate), sim_dir / "results.json",
                    {"curve": sim_dir / "curve.png"})
 
@@ -380,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="committed results, one folder per machine (default: docs/results)")
     parser.add_argument("--with-sim", action="store_true",
                         help="run the simulation on a CPU too (over an hour on 2 cores)")
+    parser.add_argument("--sim-repeats", type=int, metavar="N",
+                        help="repeats of the simulation (default: 3 on a GPU, 1 on a CPU); a "
+                             "stopped simulation resumes when run again at the same commit")
     parser.add_argument("--no-report", action="store_true",
                         help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -392,7 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     tag = meta.machine_tag(machine)
     out_dir = args.out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(out_dir, args.quick, args.with_sim, cuda=bool(machine["cuda_gpu"]))
+    if args.sim_repeats is not None and args.sim_repeats < 1:
+        parser.error("--sim-repeats must be at least 1")
+    ctx = Context(out_dir, args.quick, args.with_sim, cuda=bool(machine["cuda_gpu"]),
+                  sim_repeats=args.sim_repeats)
     print(f"Machine {tag}: {json.dumps(machine)}", flush=True)
     failed = []
     for name in names:

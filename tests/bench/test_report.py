@@ -126,6 +126,20 @@ def test_sim_says_how_the_seed_texts_were_chosen(tmp_path, method, words):
     assert words in _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
 
 
+def test_sim_measured_in_parts_gives_the_time_of_its_rounds(tmp_path):
+    result = sim_result()  # 4 curves of 5 rounds, 10 s each
+    result["resumed"] = ["0/margin", "0/random"]
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", result))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+    assert ("Measured in parts: 2 of the 4 curves were kept from an earlier run of the same code "
+            "(`--resume`); the 20 rounds took 3 minutes in all (10 s each on average).") in text
+    assert "Wall time" not in text
+    del result["resumed"]
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", result))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+    assert "Wall time 3 minutes (20 rounds, 10 s each on average)." in text
+
+
 def test_sim_target_missed_when_active_learning_does_not_pay(tmp_path):
     write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", sim_result(active_gain=0.05)))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")

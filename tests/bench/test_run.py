@@ -197,6 +197,28 @@ def test_sim_on_a_cpu_labels_in_batches_of_50_once(monkeypatch, ctx):
         "margin", "entropy", "least_confidence", "diverse"]
 
 
+def test_sim_repeats_and_resuming_a_stopped_simulation_at_the_same_commit(monkeypatch, ctx):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(run, "_call", lambda argv: calls.append(argv) or 0)
+    cpu = run.Context(ctx.out_dir, quick=False, with_sim=True, cuda=False, sim_repeats=3)
+
+    def simulate_at(commit: str) -> list[str]:
+        monkeypatch.setattr(meta, "git_commit", lambda: commit)
+        run.step_sim_fastloop(cpu)
+        return calls[-1]
+
+    first = simulate_at("abc1234")
+    assert first[first.index("--repeats") + 1] == "3"
+    assert "--resume" not in first  # nothing to resume from
+    assert "--resume" in simulate_at("abc1234")  # same commit: the finished curves are kept
+    assert "--resume" not in simulate_at("abc1234+dirty")  # code may differ from the commit
+    assert "--resume" not in simulate_at("abc1234")  # the last run was not at a clean commit
+    assert "--resume" in simulate_at("abc1234")
+    assert "--resume" not in simulate_at("fed4321")  # another commit: afresh
+    run.step_sim(cpu)  # the other simulation has its own folder
+    assert "--resume" not in calls[-1]
+
+
 def test_commands_are_shown_from_the_repository_root_without_passwords():
     shown = run._shown([sys.executable, "-m", "x", "--out", str(run.ROOT / "bench" / "out"),
                         "--database-url", "postgresql+psycopg://u:secret@h:5432/db"])
