@@ -302,10 +302,15 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     train = TrainConfig(max_length=args.max_length, seed=0, epochs=args.epochs)
     backbone = args.model or settings.model_path
     factory = functools.partial(TransformerClassifier, backbone, train)
-    results = simulate(texts, labels, config, factory, Path(args.out),
-                       title=f"{Path(args.data).name}: {len(set(labels))} labels",
-                       on_round=_show_round, workers=args.workers, resume=args.resume,
-                       model={"backbone": backbone, "train": dataclasses.asdict(train)})
+    try:
+        results = simulate(texts, labels, config, factory, Path(args.out),
+                           title=f"{Path(args.data).name}: {len(set(labels))} labels",
+                           on_round=_show_round, workers=args.workers, resume=args.resume,
+                           model={"backbone": backbone, "train": dataclasses.asdict(train)})
+    except KeyboardInterrupt:
+        _err(f"stopped: the finished curves are in {Path(args.out) / 'curves'}; the same command "
+             "with --resume runs only the rest")
+        return 130
     if results["resumed"]:
         print(f"Kept {len(results['resumed'])} curves finished earlier in {args.out}: "
               f"{', '.join(results['resumed'])}")

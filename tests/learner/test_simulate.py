@@ -51,6 +51,31 @@ def test_simulate_command_writes_results_and_plot(tmp_path, tiny_model_dir, caps
     assert "Kept 4 curves" in capsys.readouterr().out
 
 
+def test_simulate_command_stopped_says_how_to_resume(tmp_path, tiny_model_dir, monkeypatch,
+                                                     capsys):
+    import app.cli
+
+    texts, labels = synthetic_texts(30, classes=("fruit", "vehicle", "colour"), seed=8)
+    data = tmp_path / "toy.jsonl"
+    data.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in zip(texts, labels)))
+
+    def ctrl_c_in_the_second_curve(point):
+        if point["strategy"] == "random":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(app.cli, "_show_round", ctrl_c_in_the_second_curve)
+    out = tmp_path / "sim"
+    argv = ["simulate", "--data", str(data), "--strategy", "margin", "--seed-size", "6",
+            "--batch", "6", "--budget", "12", "--repeats", "1", "--test-frac", "0.25", "--model",
+            str(tiny_model_dir), "--max-length", "16", "--epochs", "1", "--out", str(out)]
+    assert main(argv) == 130
+    assert f"{out / 'curves'}; the same command with --resume" in capsys.readouterr().err
+    assert [p.name for p in (out / "curves").iterdir()] == ["0-margin.json"]
+    monkeypatch.setattr(app.cli, "_show_round", lambda point: None)
+    assert main([*argv, "--resume"]) == 0
+    assert json.loads((out / "results.json").read_text())["resumed"] == ["0/margin"]
+
+
 def test_curves_in_worker_processes_equal_sequential_ones(tmp_path, tiny_model_dir):
     """Run as subprocesses: spawning from a pytest process that ran AppTest can hang."""
     import subprocess
