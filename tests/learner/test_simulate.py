@@ -96,6 +96,7 @@ def test_curves_in_worker_processes_equal_sequential_ones(tmp_path, tiny_model_d
         assert done.returncode == 0, done.stderr[-2000:]
         results = json.loads((out / "results.json").read_text())
         assert results["workers"] == int(workers)
+        assert len(list((out / "curves").glob("*.json"))) == 4  # saved as each finished
         curves[workers] = {s: [[(p["n_labels"], p["accuracy"]) for p in c] for c in cs]
                            for s, cs in results["curves"].items()}
     assert curves["1"] == curves["3"]
