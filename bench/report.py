@@ -751,8 +751,8 @@ def _sim_time(x: dict[str, Any], rounds: int) -> str:
                    if rounds else "."))
     total = sum(p["seconds"] for runs in curves.values() for curve in runs for p in curve)
     n_curves = sum(len(runs) for runs in curves.values())
-    return (f". Measured in parts: {len(resumed)} of the {n_curves} curves were kept from an "
-            f"earlier run of the same code (`--resume`); the {rounds} rounds took "
+    return (f". Measured in parts: {len(resumed)} of the {n_curves} curves were kept from "
+            f"earlier runs (`--resume`); the {rounds} rounds took "
             f"{total / 60:.0f} minutes in all ({total / rounds:.0f} s each on average).")
 
 

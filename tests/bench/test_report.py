@@ -131,8 +131,8 @@ def test_sim_measured_in_parts_gives_the_time_of_its_rounds(tmp_path):
     result["resumed"] = ["0/margin", "0/random"]
     write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", result))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
-    assert ("Measured in parts: 2 of the 4 curves were kept from an earlier run of the same code "
-            "(`--resume`); the 20 rounds took 3 minutes in all (10 s each on average).") in text
+    assert ("Measured in parts: 2 of the 4 curves were kept from earlier runs (`--resume`); the "
+            "20 rounds took 3 minutes in all (10 s each on average).") in text
     assert "Wall time" not in text
     del result["resumed"]
     write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", result))
