@@ -334,7 +334,8 @@ def simulate(
         done = {}
         for stale in curves_dir.glob("*.json"):
             stale.unlink()
-    todo = [job for job in jobs if job not in done]
+    kept = set(done)
+    todo = [job for job in jobs if job not in kept]
     started = time.perf_counter()
     if workers > 1 and len(todo) > 1:
         import multiprocessing
@@ -367,7 +368,7 @@ def simulate(
         "wall_seconds": time.perf_counter() - started,
         "workers": workers,
         "resumed": [f"{repeat}/{strategy}" for repeat, strategy in jobs
-                    if (repeat, strategy) not in todo],
+                    if (repeat, strategy) in kept],
         "summary": summary,
         "curves": curves,
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
@@ -223,9 +222,6 @@ class _TfidfLogreg:
         return self.pipeline[-1].predict_proba(vectors), vectors.toarray()
 
 
-_tfidf_logreg = _TfidfLogreg
-
-
 class _Stop(Exception):
     pass
 
@@ -246,16 +242,16 @@ def test_a_stopped_simulation_keeps_its_finished_curves_and_resumes_with_the_res
 
     out = tmp_path / "sim"
     with pytest.raises(_Stop):
-        simulate(texts, labels, config, _tfidf_logreg, out, on_round=stop_at_second_repeat)
+        simulate(texts, labels, config, _TfidfLogreg, out, on_round=stop_at_second_repeat)
     assert sorted(p.name for p in (out / "curves").iterdir()) == ["0-margin.json", "0-random.json"]
     assert not (out / "results.json").exists()
 
     rounds = []
-    resumed = simulate(texts, labels, config, _tfidf_logreg, out, on_round=rounds.append,
+    resumed = simulate(texts, labels, config, _TfidfLogreg, out, on_round=rounds.append,
                        resume=True)
     assert resumed["resumed"] == ["0/margin", "0/random"]
     assert {(p["repeat"], p["strategy"]) for p in rounds} == {(1, "margin"), (1, "random")}
-    whole = simulate(texts, labels, config, _tfidf_logreg, tmp_path / "whole")
+    whole = simulate(texts, labels, config, _TfidfLogreg, tmp_path / "whole")
     assert whole["resumed"] == []
     assert _accuracies(resumed) == _accuracies(whole)
     assert resumed["summary"]["margin"]["accuracy_mean"] == whole["summary"]["margin"][
@@ -263,16 +259,21 @@ def test_a_stopped_simulation_keeps_its_finished_curves_and_resumes_with_the_res
 
 
 def test_resume_keeps_only_curves_of_the_same_settings_data_and_model(tmp_path):
+    import shutil
+
     texts, labels = synthetic_texts(60, classes=("fruit", "vehicle", "colour"), seed=4)
     config = SimulationConfig(strategies=["margin"], seed_size=6, batch=6, budget=12, repeats=1,
                               test_frac=0.25)
-    out = tmp_path / "sim"
-    run = functools.partial(simulate, factory=_tfidf_logreg, out_dir=out, resume=True)
-    simulate(texts, labels, config, _tfidf_logreg, out, model={"backbone": "a"})
+    base = tmp_path / "base"
+    simulate(texts, labels, config, _TfidfLogreg, base, model={"backbone": "a"})
+    tries = iter(range(100))
 
     def kept(texts=texts, labels=labels, config=config, model=None):
-        return run(texts, labels, config, model={"backbone": "a"} if model is None else model
-                   )["resumed"]
+        """Resume in a copy of the first run's folder, so each try meets only its curves."""
+        out = tmp_path / f"try-{next(tries)}"
+        shutil.copytree(base, out)
+        return simulate(texts, labels, config, _TfidfLogreg, out, resume=True,
+                        model={"backbone": "a"} if model is None else model)["resumed"]
 
     assert kept() == ["0/margin", "0/random"]
     # more repeats or strategies do not change a finished curve: kept
@@ -287,6 +288,6 @@ def test_resume_keeps_only_curves_of_the_same_settings_data_and_model(tmp_path):
     # a run without resume starts afresh: curves of earlier runs in its folder are removed
     simulate(texts, labels, SimulationConfig(strategies=["entropy"], seed_size=6, batch=6,
                                              budget=12, repeats=1, test_frac=0.25),
-             _tfidf_logreg, out)
-    assert sorted(p.name for p in (out / "curves").iterdir()) == ["0-entropy.json",
-                                                                  "0-random.json"]
+             _TfidfLogreg, base)
+    assert sorted(p.name for p in (base / "curves").iterdir()) == ["0-entropy.json",
+                                                                   "0-random.json"]
