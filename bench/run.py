@@ -228,8 +228,9 @@ def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
     ``--sim-repeats`` sets the number of repeats (3 on a 2-core CPU: about 3 hours each).
 
     A simulation stopped part-way (each curve is saved as it finishes) resumes where it stopped
-    when run again at the same commit with a clean work tree (``OUT_DIR/<name>/commit``); at any
-    other commit it starts afresh, so that every curve is from the code the page names.
+    when run again at the same commit with a clean work tree and the same protocol, the number
+    of repeats aside (both in ``OUT_DIR/<name>/commit``); otherwise it starts afresh, so that
+    every curve is from the code and the protocol the page names.
     """
     if not (ctx.with_sim or ctx.cuda):
         return Outcome(skipped="the simulation takes an hour or more on a CPU; it runs with "
@@ -245,9 +246,6 @@ def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
                     "--pool-cap": 1000}
     if ctx.sim_repeats:
         protocol["--repeats"] = ctx.sim_repeats
-    commit, stamp = meta.git_commit(), sim_dir / "commit"
-    resume = (bool(commit) and not commit.endswith("+dirty") and stamp.is_file()
-              and stamp.read_text(encoding="utf-8").strip() == commit)
     cores = os.cpu_count() or 1
     workers = ((len(strategies) + 1) * protocol["--repeats"] if ctx.cuda
                else max(1, cores // 2))
@@ -258,7 +256,13 @@ def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
         *[str(part) for option in protocol.items() for part in option],
         "--seed-method", "cold_start", "--test-frac", "0.2", "--max-length", "128",
         "--fast-loop", "on" if fast_loop else "off", "--workers", str(min(workers, 16)),
-        "--out", str(sim_dir), *(["--resume"] if resume else []))
+        "--out", str(sim_dir))
+    commit, stamp = meta.git_commit(), sim_dir / "commit"
+    # what the saved curves depend on: the code and the protocol (more repeats add curves)
+    stamped = f"{commit}\n{sorted((k, v) for k, v in protocol.items() if k != '--repeats')}\n"
+    if (commit and not commit.endswith("+dirty") and stamp.is_file()
+            and stamp.read_text(encoding="utf-8") == stamped):
+        simulate.append("--resume")
     command = f"{_shown(demo)}\n{_shown(simulate)}"
     code = _call(demo)
     if code:
@@ -266,7 +270,7 @@ def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
                        exit_code=code)
     (sim_dir / "results.json").unlink(missing_ok=True)
     sim_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(f"{commit}\n", encoding="utf-8")
+    stamp.write_text(stamped, encoding="utf-8")
     return _finish(command, _call(simulate), sim_dir / "results.json",
                    {"curve": sim_dir / "curve.png"})
 
@@ -395,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the simulation on a CPU too (over an hour on 2 cores)")
     parser.add_argument("--sim-repeats", type=int, metavar="N",
                         help="repeats of the simulation (default: 3 on a GPU, 1 on a CPU); a "
-                             "stopped simulation resumes when run again at the same commit")
+                             "stopped simulation resumes when run again at the same commit, "
+                             "with the same or more repeats")
     parser.add_argument("--no-report", action="store_true",
                         help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)

@@ -17,3 +17,8 @@ class NotFitted(LearnerError):
 
 class InvalidArtefact(LearnerError):
     """A directory given to ``TransformerClassifier.load`` is not a usable Labelwise model."""
+
+
+class ResumeMismatch(LearnerError):
+    """A simulation asked to resume found saved curves measured with other settings, data or
+    model; resuming would mix them or overwrite hours of work, so it stops before either."""

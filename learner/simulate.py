@@ -8,7 +8,8 @@ cold-start queue (``learner.coldstart``), or else a uniform sample.
 
 Each curve (one repeat of one strategy) is written to ``OUT/curves/`` the moment it is finished,
 so a run stopped after hours keeps what it measured: ``resume`` runs only the curves still
-missing, and keeps a finished one only where its settings, data and model are this run's.
+missing, and refuses (``ResumeMismatch``) where a saved curve's settings, data or model are not
+this run's, rather than mix them or overwrite them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from db.texts import text_hash
 from learner.coldstart import FIRST, diverse_sample
+from learner.errors import ResumeMismatch
 from learner.rounds import RoundInput, train_and_rank
 
 SEED_METHODS = ("cold_start", "uniform")
@@ -286,17 +288,45 @@ def save_curve(curves_dir: Path, key: dict[str, Any], repeat: int, strategy: str
 
 def finished_curves(curves_dir: Path, key: dict[str, Any],
                     jobs: Sequence[tuple[int, str]]) -> dict[tuple[int, str], list[dict[str, Any]]]:
-    """The curves of ``jobs`` already in ``curves_dir`` with this ``key``; others are ignored."""
-    found = {}
-    for repeat, strategy in jobs:
-        path = _curve_path(curves_dir, repeat, strategy)
+    """The curves of ``jobs`` already saved in ``curves_dir``.
+
+    Raises:
+        ResumeMismatch: a curve saved there was measured with another ``key`` (settings, data
+            or model); the message names what differs. Nothing is run or overwritten.
+    """
+    saved: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    differ: dict[str, list[str]] = {}
+    for path in sorted(curves_dir.glob("*.json")):
         try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if saved.get("key") == key and saved.get("points"):
-            found[(repeat, strategy)] = saved["points"]
-    return found
+            curve = json.loads(path.read_text())
+            repeat, strategy, points = curve["repeat"], curve["strategy"], curve["points"]
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # not a whole curve file: nothing to keep
+        if curve.get("key") != key:
+            differ[path.name] = _differences(curve.get("key"), key)
+        elif (repeat, strategy) in jobs and points:
+            saved[(repeat, strategy)] = points
+    if differ:
+        what = sorted({difference for found in differ.values() for difference in found})
+        raise ResumeMismatch(
+            f"Cannot resume: {len(differ)} of the curves saved in {curves_dir} "
+            f"({', '.join(list(differ)[:4])}{', ...' if len(differ) > 4 else ''}) were measured "
+            f"differently: {'; '.join(what)}. Run without --resume to start afresh (it removes "
+            "them), or write to another folder.")
+    return saved
+
+
+def _differences(saved: Any, now: Any, where: str = "") -> list[str]:
+    """Where a saved curve key differs from this run's, as ``settings.batch: 20 saved, 50 now``."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [difference for name in sorted(saved.keys() | now.keys())
+                for difference in _differences(saved.get(name), now.get(name),
+                                               f"{where}.{name}" if where else name)]
+    if saved == now:
+        return []
+    if where == "data":
+        return ["data: other texts or labels"]
+    return [f"{where or 'key'}: {json.dumps(saved)} saved, {json.dumps(now)} now"]
 
 
 def simulate(
@@ -319,9 +349,10 @@ def simulate(
     seed set and generator depend only on the seed, the repeat and nothing else.
 
     Every finished curve is saved in ``out_dir/curves/``. With ``resume`` the curves saved there
-    by an earlier run with the same :func:`curve_key` (``model`` describes what ``factory``
-    builds) are kept and only the others run; without it, earlier curves there are removed
-    first. A resumed curve is only as current as the code that measured it.
+    by an earlier run are kept and only the others run; every saved curve must have this run's
+    :func:`curve_key` (``model`` describes what ``factory`` builds), or :class:`ResumeMismatch`
+    is raised before anything runs. Without ``resume``, earlier curves there are removed first.
+    A resumed curve is only as current as the code that measured it.
     """
     texts, labels = dedupe(texts, labels)
     label_set = sorted(set(labels))

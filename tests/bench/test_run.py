@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -217,6 +218,15 @@ def test_sim_repeats_and_resuming_a_stopped_simulation_at_the_same_commit(monkey
     assert "--resume" not in simulate_at("fed4321")  # another commit: afresh
     run.step_sim(cpu)  # the other simulation has its own folder
     assert "--resume" not in calls[-1]
+
+    def simulate_with(**changes) -> list[str]:
+        run.step_sim_fastloop(dataclasses.replace(cpu, **changes))
+        return calls[-1]
+
+    assert "--resume" in simulate_with(sim_repeats=5)  # more repeats: the finished ones are kept
+    # another protocol (seed, batch, budget): afresh, where simulate would refuse to resume
+    assert "--resume" not in simulate_with(quick=True)
+    assert "--resume" not in simulate_with()
 
 
 def test_commands_are_shown_from_the_repository_root_without_passwords():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 
@@ -9,6 +10,7 @@ from app.cli import main
 import pytest
 
 from learner.coldstart import FIRST
+from learner.errors import ResumeMismatch
 from learner.simulate import (SimulationConfig, simulate, split_and_seed, stratified_split,
                               summarise)
 from tests.learner.test_coldstart import corpus
@@ -48,6 +50,17 @@ def test_simulate_command_writes_results_and_plot(tmp_path, tiny_model_dir, caps
     assert again["resumed"] == ["0/margin", "0/random", "1/margin", "1/random"]
     assert again["curves"] == results["curves"]
     assert "Kept 4 curves" in capsys.readouterr().out
+    # --resume with another training setting: refused before training, the curves untouched
+    saved = {p.name: p.read_bytes() for p in (out / "curves").iterdir()}
+    assert main(["simulate", "--data", str(data), "--text-field", "body", "--label-field",
+                 "topic", "--strategy", "margin", "--seed-size", "6", "--batch", "6", "--budget",
+                 "18", "--repeats", "2", "--test-frac", "0.25", "--model", str(tiny_model_dir),
+                 "--max-length", "16", "--epochs", "2", "--seed-method", "uniform", "--resume",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Cannot resume: 4 of the curves saved in" in err
+    assert "model.train.epochs: 3 saved, 2 now" in err
+    assert {p.name: p.read_bytes() for p in (out / "curves").iterdir()} == saved
 
 
 def test_simulate_command_stopped_says_how_to_resume(tmp_path, tiny_model_dir, monkeypatch,
@@ -258,7 +271,7 @@ def test_a_stopped_simulation_keeps_its_finished_curves_and_resumes_with_the_res
         "accuracy_mean"]
 
 
-def test_resume_keeps_only_curves_of_the_same_settings_data_and_model(tmp_path):
+def test_resume_keeps_curves_of_the_same_settings_data_and_model_and_refuses_others(tmp_path):
     import shutil
 
     texts, labels = synthetic_texts(60, classes=("fruit", "vehicle", "colour"), seed=4)
@@ -266,25 +279,36 @@ def test_resume_keeps_only_curves_of_the_same_settings_data_and_model(tmp_path):
                               test_frac=0.25)
     base = tmp_path / "base"
     simulate(texts, labels, config, _TfidfLogreg, base, model={"backbone": "a"})
+    measured = {p.name: p.read_bytes() for p in (base / "curves").iterdir()}
     tries = iter(range(100))
 
-    def kept(texts=texts, labels=labels, config=config, model=None):
+    def resume(texts=texts, labels=labels, config=config, model=None):
         """Resume in a copy of the first run's folder, so each try meets only its curves."""
         out = tmp_path / f"try-{next(tries)}"
         shutil.copytree(base, out)
-        return simulate(texts, labels, config, _TfidfLogreg, out, resume=True,
-                        model={"backbone": "a"} if model is None else model)["resumed"]
+        try:
+            return simulate(texts, labels, config, _TfidfLogreg, out, resume=True,
+                            model={"backbone": "a"} if model is None else model)["resumed"]
+        except ResumeMismatch as exc:
+            # refused before anything ran: the saved curves are as they were, no results
+            assert {p.name: p.read_bytes() for p in (out / "curves").iterdir()} == measured
+            assert filecmp.cmp(out / "results.json", base / "results.json", shallow=False)
+            return str(exc)
 
-    assert kept() == ["0/margin", "0/random"]
+    assert resume() == ["0/margin", "0/random"]
     # more repeats or strategies do not change a finished curve: kept
     more = SimulationConfig(strategies=["margin", "entropy"], seed_size=6, batch=6, budget=12,
                             repeats=2, test_frac=0.25)
-    assert kept(config=more) == ["0/margin", "0/random"]
-    # another model, another batch size, one label changed: nothing kept
-    assert kept(model={"backbone": "b"}) == []
-    assert kept(config=SimulationConfig(strategies=["margin"], seed_size=6, batch=3, budget=12,
-                                        repeats=1, test_frac=0.25)) == []
-    assert kept(labels=[labels[0] if i == 5 else y for i, y in enumerate(labels)]) == []
+    assert resume(config=more) == ["0/margin", "0/random"]
+    # another model, another batch size, one label changed: refused, saying what differs
+    refused = resume(model={"backbone": "b"})
+    assert refused.startswith("Cannot resume: 2 of the curves saved in ")
+    assert '0-margin.json, 0-random.json) were measured differently: model.backbone: "a" ' \
+           'saved, "b" now. Run without --resume' in refused
+    assert "settings.batch: 6 saved, 3 now." in resume(config=SimulationConfig(
+        strategies=["margin"], seed_size=6, batch=3, budget=12, repeats=1, test_frac=0.25))
+    assert "data: other texts or labels." in resume(
+        labels=[labels[0] if i == 5 else y for i, y in enumerate(labels)])
     # a run without resume starts afresh: curves of earlier runs in its folder are removed
     simulate(texts, labels, SimulationConfig(strategies=["entropy"], seed_size=6, batch=6,
                                              budget=12, repeats=1, test_frac=0.25),
