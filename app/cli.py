@@ -299,6 +299,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         raise LabelwiseError(str(exc)) from None
     if args.workers < 1:
         raise LabelwiseError("--workers must be at least 1")
+    if any(not 0 <= r < args.repeats for r in args.only_repeat or ()):
+        raise LabelwiseError(f"--only-repeat takes 0 to {args.repeats - 1} (--repeats "
+                             f"{args.repeats} numbers the repeats from 0)")
     train = TrainConfig(max_length=args.max_length, seed=0, epochs=args.epochs)
     backbone = args.model or settings.model_path
     factory = functools.partial(TransformerClassifier, backbone, train)
@@ -306,7 +309,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         results = simulate(texts, labels, config, factory, Path(args.out),
                            title=f"{Path(args.data).name}: {len(set(labels))} labels",
                            on_round=_show_round, workers=args.workers, resume=args.resume,
-                           model={"backbone": backbone, "train": dataclasses.asdict(train)})
+                           model={"backbone": backbone, "train": dataclasses.asdict(train)},
+                           only_repeats=args.only_repeat)
     except KeyboardInterrupt:
         _err(f"stopped: the finished curves are in {Path(args.out) / 'curves'}; the same command "
              "with --resume runs only the rest")
@@ -314,6 +318,13 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     if results["resumed"]:
         print(f"Kept {len(results['resumed'])} curves finished earlier in {args.out}: "
               f"{', '.join(results['resumed'])}")
+    if results["missing"]:
+        print(f"Saved the curves of repeat {', '.join(map(str, sorted(set(args.only_repeat))))} "
+              f"in {Path(args.out) / 'curves'}; {len(results['missing'])} curves are still to "
+              f"run ({', '.join(results['missing'])}). When their files are in that folder "
+              "(run here, or copied from another machine's), the same command with --resume "
+              "and without --only-repeat writes the results.")
+        return 0
     for name, s in results["summary"].items():
         print(f"{name:>16}: AUC(acc) {s['auc_accuracy']:.3f}, final acc "
               f"{s['accuracy_mean'][-1]:.3f} ± {s['accuracy_std'][-1]:.3f}, "
@@ -481,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="keep the curves an earlier run with the same settings, data and model "
                         "finished in --out, and run only the rest (use it with the same code)")
+    p.add_argument("--only-repeat", type=int, action="append", metavar="R",
+                   help="run only repeat R (0 to --repeats minus 1; repeatable), to measure a "
+                        "simulation in parts: merge the parts' curves/ files with --resume")
 
     p = add("user", cmd_user, "manage accounts: add, list, disable, enable, passwd",
             "Accounts for the web app. Passwords are read from the terminal, or from one line of "

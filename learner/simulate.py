@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,6 +340,7 @@ def simulate(
     workers: int = 1,
     resume: bool = False,
     model: dict[str, Any] | None = None,
+    only_repeats: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """Run every strategy over ``config.repeats`` seeds; write results.json and curve.png.
 
@@ -353,20 +354,31 @@ def simulate(
     :func:`curve_key` (``model`` describes what ``factory`` builds), or :class:`ResumeMismatch`
     is raised before anything runs. Without ``resume``, earlier curves there are removed first.
     A resumed curve is only as current as the code that measured it.
+
+    ``only_repeats`` runs just those repeats' curves, so that one simulation can be measured
+    in parts (other sessions, other machines: copy their ``curves/`` files into one folder,
+    then ``resume``); without ``resume`` it removes only those repeats' saved curves. Until
+    every curve is there, nothing is summarised: the result has ``missing`` (the curves still
+    to run) and no results.json or plot is written.
     """
     texts, labels = dedupe(texts, labels)
     label_set = sorted(set(labels))
     jobs = [(repeat, strategy) for repeat in range(config.repeats) for strategy in config.strategies]
     key = curve_key(config, texts, labels, model)
     curves_dir = out_dir / CURVES
+    if only_repeats is not None and not set(only_repeats) <= set(range(config.repeats)):
+        raise ValueError(f"only_repeats must be among 0 to {config.repeats - 1}")
+    mine = [job for job in jobs if only_repeats is None or job[0] in only_repeats]
     if resume:
         done = finished_curves(curves_dir, key, jobs)
     else:
         done = {}
-        for stale in curves_dir.glob("*.json"):
-            stale.unlink()
+        stale = (curves_dir.glob("*.json") if only_repeats is None  # the other parts' stay
+                 else (_curve_path(curves_dir, *job) for job in mine))
+        for path in stale:
+            path.unlink(missing_ok=True)
     kept = set(done)
-    todo = [job for job in jobs if job not in kept]
+    todo = [job for job in mine if job not in kept]
     started = time.perf_counter()
     if workers > 1 and len(todo) > 1:
         import multiprocessing
@@ -388,6 +400,14 @@ def simulate(
             done[(repeat, strategy)] = _curve(texts, labels, label_set, config, factory, repeat,
                                               strategy, on_round)
             save_curve(curves_dir, key, repeat, strategy, done[(repeat, strategy)])
+    resumed = [f"{repeat}/{strategy}" for repeat, strategy in jobs if (repeat, strategy) in kept]
+    missing = [f"{repeat}/{strategy}" for repeat, strategy in jobs
+               if (repeat, strategy) not in done]
+    if missing:  # a part: no summary, and none left from an earlier whole run
+        for summary_file in ("results.json", "curve.png"):
+            (out_dir / summary_file).unlink(missing_ok=True)
+        return {"config": asdict(config), "resumed": resumed, "missing": missing,
+                "wall_seconds": time.perf_counter() - started}
     curves: dict[str, list[list[dict[str, Any]]]] = {s: [] for s in config.strategies}
     for repeat, strategy in jobs:
         curves[strategy].append(done[(repeat, strategy)])
@@ -398,8 +418,8 @@ def simulate(
         "labels": label_set,
         "wall_seconds": time.perf_counter() - started,
         "workers": workers,
-        "resumed": [f"{repeat}/{strategy}" for repeat, strategy in jobs
-                    if (repeat, strategy) in kept],
+        "resumed": resumed,
+        "missing": [],
         "summary": summary,
         "curves": curves,
     }

@@ -88,6 +88,26 @@ def test_simulate_command_stopped_says_how_to_resume(tmp_path, tiny_model_dir, m
     assert json.loads((out / "results.json").read_text())["resumed"] == ["0/margin"]
 
 
+def test_simulate_command_runs_one_repeat_and_says_how_to_merge(tmp_path, tiny_model_dir,
+                                                                capsys):
+    texts, labels = synthetic_texts(30, classes=("fruit", "vehicle", "colour"), seed=9)
+    data = tmp_path / "toy.jsonl"
+    data.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in zip(texts, labels)))
+    out = tmp_path / "sim"
+    argv = ["simulate", "--data", str(data), "--strategy", "margin", "--seed-size", "6",
+            "--batch", "6", "--budget", "12", "--repeats", "2", "--test-frac", "0.25", "--model",
+            str(tiny_model_dir), "--max-length", "16", "--epochs", "1", "--out", str(out)]
+    assert main([*argv, "--only-repeat", "2"]) == 1
+    assert "--only-repeat takes 0 to 1" in capsys.readouterr().err
+    assert main([*argv, "--only-repeat", "1"]) == 0
+    said = capsys.readouterr().out
+    assert f"Saved the curves of repeat 1 in {out / 'curves'}; 2 curves are still to run " \
+           "(0/margin, 0/random)." in said and "--resume and without --only-repeat" in said
+    assert sorted(p.name for p in (out / "curves").iterdir()) == ["1-margin.json",
+                                                                  "1-random.json"]
+    assert not (out / "results.json").exists()
+
+
 def test_curves_in_worker_processes_equal_sequential_ones(tmp_path, tiny_model_dir):
     """Run as subprocesses: spawning from a pytest process that ran AppTest can hang."""
     import subprocess
@@ -269,6 +289,43 @@ def test_a_stopped_simulation_keeps_its_finished_curves_and_resumes_with_the_res
     assert _accuracies(resumed) == _accuracies(whole)
     assert resumed["summary"]["margin"]["accuracy_mean"] == whole["summary"]["margin"][
         "accuracy_mean"]
+
+
+def test_a_simulation_measured_in_parts_equals_a_whole_run(tmp_path):
+    import shutil
+
+    texts, labels = synthetic_texts(60, classes=("fruit", "vehicle", "colour"), seed=5)
+    config = SimulationConfig(strategies=["margin"], seed_size=6, batch=6, budget=18, repeats=2,
+                              test_frac=0.25)
+    here, there = tmp_path / "here", tmp_path / "there"
+    rounds = []
+    part = simulate(texts, labels, config, _TfidfLogreg, here, on_round=rounds.append,
+                    only_repeats=[1])
+    assert {(p["repeat"], p["strategy"]) for p in rounds} == {(1, "margin"), (1, "random")}
+    assert part["missing"] == ["0/margin", "0/random"] and "summary" not in part
+    assert not (here / "results.json").exists()  # nothing summarised from half the curves
+    simulate(texts, labels, config, _TfidfLogreg, there, only_repeats=[0])
+    for path in (there / "curves").iterdir():  # the other machine's part, copied in
+        shutil.copy(path, here / "curves")
+    rounds.clear()
+    merged = simulate(texts, labels, config, _TfidfLogreg, here, on_round=rounds.append,
+                      resume=True)
+    assert rounds == [] and merged["missing"] == []  # trained nothing
+    assert merged["resumed"] == ["0/margin", "0/random", "1/margin", "1/random"]
+    whole = simulate(texts, labels, config, _TfidfLogreg, tmp_path / "whole")
+    assert _accuracies(merged) == _accuracies(whole)
+    assert merged["summary"]["margin"]["accuracy_mean"] == whole["summary"]["margin"][
+        "accuracy_mean"]
+    # a part run again without resume replaces only its own curves, and drops the summary
+    again = simulate(texts, labels, config, _TfidfLogreg, here, only_repeats=[0])
+    assert again["missing"] == ["1/margin", "1/random"]  # saved, but not resumed
+    assert sorted(p.name for p in (here / "curves").iterdir()) == [
+        "0-margin.json", "0-random.json", "1-margin.json", "1-random.json"]
+    assert not (here / "results.json").exists()
+    assert _accuracies(simulate(texts, labels, config, _TfidfLogreg, here, resume=True)) == \
+        _accuracies(whole)
+    with pytest.raises(ValueError, match="only_repeats must be among 0 to 1"):
+        simulate(texts, labels, config, _TfidfLogreg, here, only_repeats=[2])
 
 
 def test_resume_keeps_curves_of_the_same_settings_data_and_model_and_refuses_others(tmp_path):
