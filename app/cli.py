@@ -281,6 +281,14 @@ def _show_round(point: dict) -> None:
           f"({point['seconds']:.1f} s)", file=sys.stderr, flush=True)
 
 
+def _show_curve(progress: dict) -> None:
+    finished, total, minutes = progress["finished"], progress["total"], progress["seconds"] / 60
+    left = (f"about {minutes / finished * (total - finished):.0f} min left" if finished < total
+            else "all done")
+    print(f"curve {finished} of {total} saved (repeat {progress['repeat']}, "
+          f"{progress['strategy']}) after {minutes:.1f} min; {left}", file=sys.stderr, flush=True)
+
+
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from db.importing import read_labelled
     from learner.model import TrainConfig, TransformerClassifier
@@ -310,7 +318,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                            title=f"{Path(args.data).name}: {len(set(labels))} labels",
                            on_round=_show_round, workers=args.workers, resume=args.resume,
                            model={"backbone": backbone, "train": dataclasses.asdict(train)},
-                           only_repeats=args.only_repeat)
+                           only_repeats=args.only_repeat, on_curve=_show_curve)
     except KeyboardInterrupt:
         _err(f"stopped: the finished curves are in {Path(args.out) / 'curves'}; the same command "
              "with --resume runs only the rest")

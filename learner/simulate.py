@@ -341,6 +341,7 @@ def simulate(
     resume: bool = False,
     model: dict[str, Any] | None = None,
     only_repeats: Collection[int] | None = None,
+    on_curve: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run every strategy over ``config.repeats`` seeds; write results.json and curve.png.
 
@@ -354,6 +355,10 @@ def simulate(
     :func:`curve_key` (``model`` describes what ``factory`` builds), or :class:`ResumeMismatch`
     is raised before anything runs. Without ``resume``, earlier curves there are removed first.
     A resumed curve is only as current as the code that measured it.
+
+    ``on_curve`` is called in this process as each curve is saved, with its ``repeat`` and
+    ``strategy``, how many of this run's curves are ``finished`` of the ``total`` to run, and
+    the ``seconds`` since they started.
 
     ``only_repeats`` runs just those repeats' curves, so that one simulation can be measured
     in parts (other sessions, other machines: copy their ``curves/`` files into one folder,
@@ -380,6 +385,14 @@ def simulate(
     kept = set(done)
     todo = [job for job in mine if job not in kept]
     started = time.perf_counter()
+
+    def finish(job: tuple[int, str], points: list[dict[str, Any]]) -> None:
+        done[job] = points
+        save_curve(curves_dir, key, *job, points)
+        if on_curve:
+            on_curve({"repeat": job[0], "strategy": job[1], "finished": len(done) - len(kept),
+                      "total": len(todo), "seconds": time.perf_counter() - started})
+
     if workers > 1 and len(todo) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -392,14 +405,11 @@ def simulate(
                                    strategy, on_round): (repeat, strategy)
                        for repeat, strategy in todo}
             for future in as_completed(futures):
-                job = futures[future]
-                done[job] = future.result()
-                save_curve(curves_dir, key, *job, done[job])
+                finish(futures[future], future.result())
     else:
         for repeat, strategy in todo:
-            done[(repeat, strategy)] = _curve(texts, labels, label_set, config, factory, repeat,
-                                              strategy, on_round)
-            save_curve(curves_dir, key, repeat, strategy, done[(repeat, strategy)])
+            finish((repeat, strategy), _curve(texts, labels, label_set, config, factory, repeat,
+                                              strategy, on_round))
     resumed = [f"{repeat}/{strategy}" for repeat, strategy in jobs if (repeat, strategy) in kept]
     missing = [f"{repeat}/{strategy}" for repeat, strategy in jobs
                if (repeat, strategy) not in done]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 
 from app.cli import main
 import pytest
@@ -37,7 +38,15 @@ def test_simulate_command_writes_results_and_plot(tmp_path, tiny_model_dir, caps
         assert len(s["accuracy_mean"]) == len(s["accuracy_std"]) == 3
         assert all(0 <= a <= 1 for a in s["accuracy_mean"])
         assert len(results["curves"][strategy]) == 2  # one curve per repeat
-    assert "AUC" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "AUC" in said.out
+    # progress: each saved curve, how many are left and an estimate of the time they need
+    progress = [line for line in said.err.splitlines() if line.startswith("curve ")]
+    assert [line.split(" after ")[0] for line in progress] == [
+        "curve 1 of 4 saved (repeat 0, margin)", "curve 2 of 4 saved (repeat 0, random)",
+        "curve 3 of 4 saved (repeat 1, margin)", "curve 4 of 4 saved (repeat 1, random)"]
+    assert all(re.search(r"after \d+\.\d min; about \d+ min left$", line)
+               for line in progress[:3]) and progress[3].endswith("min; all done")
     assert sorted(p.name for p in (out / "curves").iterdir()) == [
         "0-margin.json", "0-random.json", "1-margin.json", "1-random.json"]
     # run again with --resume: every curve is kept as measured (its timings too), none re-run
@@ -129,6 +138,9 @@ def test_curves_in_worker_processes_equal_sequential_ones(tmp_path, tiny_model_d
         results = json.loads((out / "results.json").read_text())
         assert results["workers"] == int(workers)
         assert len(list((out / "curves").glob("*.json"))) == 4  # saved as each finished
+        # progress counted in the main process, whichever process ran the curve
+        assert sorted(re.findall(r"^curve (\d) of 4 saved", done.stderr, re.M)) == [
+            "1", "2", "3", "4"]
         curves[workers] = {s: [[(p["n_labels"], p["accuracy"]) for p in c] for c in cs]
                            for s, cs in results["curves"].items()}
     assert curves["1"] == curves["3"]
