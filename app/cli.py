@@ -327,8 +327,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Kept {len(results['resumed'])} curves finished earlier in {args.out}: "
               f"{', '.join(results['resumed'])}")
     if results["missing"]:
-        print(f"Saved the curves of repeat {', '.join(map(str, sorted(set(args.only_repeat))))} "
-              f"in {Path(args.out) / 'curves'}; {len(results['missing'])} curves are still to "
+        parts = sorted(set(args.only_repeat))
+        print(f"Saved the curves of repeat{'s' if len(parts) > 1 else ''} "
+              f"{', '.join(map(str, parts))} in {Path(args.out) / 'curves'}; {len(results['missing'])} curves are still to "
               f"run ({', '.join(results['missing'])}). When their files are in that folder "
               "(run here, or copied from another machine's), the same command with --resume "
               "and without --only-repeat writes the results.")
