@@ -115,7 +115,9 @@ def machine_tag(info: dict[str, Any]) -> str:
 
     The vendor and AMX are in the tag because machines of the same size differ a lot here: an
     Intel Xeon with AMX scores in bf16 at about 3x fp32, one with AVX-512 BF16 but no AMX is
-    slower in bf16 than in fp32, and an AMD EPYC has neither.
+    slower in bf16 than in fp32. AMD EPYC hosts here came both with AVX-512 BF16 (bf16 at
+    about 2.4x fp32) and without; they share ``cpu-amd-<n>core``, and the result files record
+    which (``machine.avx512_bf16``).
     """
     gpu = info.get("cuda_gpu")
     if gpu:
