@@ -172,7 +172,11 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
 
         press("u", lambda: stored() < 10)
         expect(page.get_by_text("Undone: that text is back.")).to_be_visible()
-        undone_text = shown.inner_text().strip()
+        # Streamlit redraws top down and keeps the old elements until each is replaced: the
+        # message (drawn above the text) can be up while the text box still shows the next
+        # text (failed CI once). Wait for the text itself: the last one answered.
+        undone_text = next(text for text, (i, _) in texts.items() if i == answered[-1])
+        expect(shown).to_have_text(undone_text, timeout=20_000)
         assert _count(settings, Annotation) == 9
         assert answer() == undone_text
         expect(shown).not_to_have_text(undone_text)
