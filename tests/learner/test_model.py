@@ -598,7 +598,7 @@ def test_predict_proba_stream_matches_predict_proba(fitted: TransformerClassifie
         next(fitted.predict_proba_stream(["fine", 3]))
 
 
-@pytest.mark.parametrize("chars_per_token", [1, 2, 8])
+@pytest.mark.parametrize("chars_per_token", [1, 2, 6, 8])
 def test_tokenising_from_a_prefix_gives_the_same_ids_as_the_whole_text(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, chars_per_token: int
 ) -> None:
