@@ -11,8 +11,9 @@ times (the median counts):
 
 - ``plain_fp32``: the straightforward loop: batches in input order, padded to the longest
   text of the batch, ``torch.no_grad``, fp32. The baseline, in the product's batch size.
-- ``optimised_fp32``: ``TransformerClassifier.predict_proba`` in fp32: length-sorted batches
-  and ``torch.inference_mode``.
+- ``optimised_fp32``: ``TransformerClassifier.predict_proba`` in fp32: length-sorted batches,
+  ``torch.inference_mode``, long texts tokenised from a prefix, the next chunk tokenised in a
+  thread while this one is scored, and the outputs copied to the host once per chunk.
 - ``optimised_auto``: ``predict_proba`` as the product runs it (``precision="auto"``): bf16
   autocast on CUDA; on a CPU, the fastest of bf16 (CPUs with bf16 units: AMX, AVX-512 BF16),
   torch's int8 and OpenVINO's int8 that agrees with fp32 on at least 99% of a sample and

@@ -26,6 +26,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -546,8 +547,7 @@ class TransformerClassifier:
         Raises:
             NotFitted: Called before ``fit`` or ``load``.
         """
-        model, _ = self._fitted()
-        for chunk in _chunks(texts, chunk_size):
+        for chunk in self._tokenised(texts, chunk_size):
             yield _softmax(self._score(chunk, lambda net, b: net(**b).logits, len(self.classes_)))
 
     def predict_proba_and_embed(self, X: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -577,13 +577,37 @@ class TransformerClassifier:
             pooled = _mean_pool(out.hidden_states[-1], batch["attention_mask"])
             return torch.cat([out.logits.float(), pooled], dim=1)
 
-        out = np.concatenate([self._score(chunk, both, n_classes) for chunk in _chunks(texts, SCORING_CHUNK)])
+        out = np.concatenate([self._score(chunk, both, n_classes)
+                              for chunk in self._tokenised(texts, SCORING_CHUNK)])
         return _softmax(out[:, :n_classes]), out[:, n_classes:].astype(np.float32, copy=False)
 
-    def _score(self, texts: list[str], fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor],
-               n_logits: int) -> np.ndarray:
-        """Applies ``fn(network, batch)`` to ``texts`` in the scoring precision, deciding it
-        first if needed.
+    def _tokenised(self, texts: Iterable[str], chunk_size: int) -> Iterator[dict[str, list[list[int]]]]:
+        """The tokens of ``texts``, ``chunk_size`` texts at a time.
+
+        The next chunk is tokenised in a background thread while the caller scores this one
+        (the tokenizer's Rust core runs without the GIL): on a GPU, where the model is fast,
+        tokenising is the larger cost and is then hidden behind scoring but for the first
+        chunk. At most two chunks' tokens are held at a time. The texts are read, and checked,
+        in the caller's thread.
+        """
+        _, tokenizer = self._fitted()
+        max_length = self.config.max_length
+        chunks = _chunks(texts, chunk_size)
+        first = next(chunks, None)
+        if first is None:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelwise-tokenise") as pool:
+            pending = pool.submit(_encode, tokenizer, first, max_length)
+            for chunk in chunks:
+                ready = pending.result()
+                pending = pool.submit(_encode, tokenizer, chunk, max_length)
+                yield ready
+            yield pending.result()
+
+    def _score(self, encoded: dict[str, list[list[int]]],
+               fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor], n_logits: int) -> np.ndarray:
+        """Applies ``fn(network, batch)`` to tokenised texts in the scoring precision, deciding
+        it first if needed.
 
         The decision (see ``TrainConfig.precision``) is taken on the first call with at least
         twice ``AGREEMENT_SAMPLE`` texts: the sample is scored in fp32 (those rows are kept)
@@ -592,7 +616,7 @@ class TransformerClassifier:
         least ``OV_INT8_MIN_TEXTS`` texts.
         """
         model, tokenizer = self._fitted()
-        encoded = _encode(tokenizer, texts, self.config.max_length)
+        n_texts = len(encoded["input_ids"])
         device = self._device or "cpu"
         batch_size = scoring_batch(self.config, device)
 
@@ -603,12 +627,12 @@ class TransformerClassifier:
             return _run_sorted(net, tokenizer, encoded, idx, batch_size, device, precision, fn,
                                seconds)
 
-        everything = np.arange(len(texts))
+        everything = np.arange(n_texts)
         if self.scoring_precision_ != CHECK:
             return run(everything, self.scoring_precision_)
-        if len(texts) < 2 * AGREEMENT_SAMPLE:
+        if n_texts < 2 * AGREEMENT_SAMPLE:
             return run(everything, "fp32")  # too few to be worth a check: decide on a larger call
-        sample = np.unique(np.linspace(0, len(texts) - 1, AGREEMENT_SAMPLE).astype(np.int64))
+        sample = np.unique(np.linspace(0, n_texts - 1, AGREEMENT_SAMPLE).astype(np.int64))
         rest = np.setdiff1d(everything, sample)
         exact_s: list[float] = []
         exact = run(sample, "fp32", exact_s)
@@ -616,7 +640,7 @@ class TransformerClassifier:
         self.scoring_failures_ = {}
         for candidate in scoring_candidates(device):
             if candidate == OV_INT8:
-                if len(texts) < OV_INT8_MIN_TEXTS:
+                if n_texts < OV_INT8_MIN_TEXTS:
                     continue  # too few texts to pay for the build
                 try:  # calibrated outside the sample, so the check measures texts it has not seen
                     self._ov_int8_model(tokenizer, encoded, rest, batch_size)
@@ -632,7 +656,7 @@ class TransformerClassifier:
             self._int8 = None  # not used: free it
         if self.scoring_precision_ != OV_INT8:
             self._ov_int8 = None
-        out = np.empty((len(texts), exact.shape[1]), dtype=exact.dtype)
+        out = np.empty((n_texts, exact.shape[1]), dtype=exact.dtype)
         out[sample] = exact
         out[rest] = run(rest, self.scoring_precision_)
         return out
@@ -1103,9 +1127,11 @@ def _run_sorted(
     A model with a ``pipelined`` method (OpenVINO's) runs ``in_flight`` batches at once and
     hands ``fn`` each batch's finished output in place of the model.
 
-    With ``seconds``, a wall time per batch (collation to result on the host) is appended; with
-    batches in flight, the time between its result and the one ``in_flight`` results before,
-    over ``in_flight``: what a batch costs while the others run beside it.
+    Outputs stay on the device until the last batch is queued, so that on a GPU the host
+    collates the next batch while the device runs this one; with ``seconds``, each batch waits
+    for its result, and a wall time per batch (collation to result on the host) is appended;
+    with batches in flight, the time between its result and the one ``in_flight`` results
+    before, over ``in_flight``: what a batch costs while the others run beside it.
     """
     import torch
 
@@ -1115,22 +1141,23 @@ def _run_sorted(
                for start in range(0, len(order), batch_size))
     in_flight = getattr(model, "in_flight", 1)
     done = model.pipelined(batches) if in_flight > 1 else ((b, model) for b in batches)
-    chunks: list[np.ndarray] = []
+    outputs: list[torch.Tensor] = []
     marks = [time.perf_counter()]
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), autocast(device, precision):
             for batch, net in done:
-                chunks.append(fn(net, batch).float().cpu().numpy())
-                marks.append(time.perf_counter())
+                outputs.append(fn(net, batch).float())
                 if seconds is not None:
+                    outputs[-1] = outputs[-1].cpu()
+                    marks.append(time.perf_counter())
                     span = min(in_flight, len(marks) - 1)
                     seconds.append((marks[-1] - marks[-1 - span]) / span)
+            stacked = torch.cat(outputs).cpu().numpy()
     finally:
         done.close()  # an error on the way: batches still in flight end before anything else
         model.train(was_training)
-    stacked = np.concatenate(chunks, axis=0)
     out = np.empty_like(stacked)
     out[order] = stacked
     return out

@@ -598,6 +598,50 @@ def test_predict_proba_stream_matches_predict_proba(fitted: TransformerClassifie
         next(fitted.predict_proba_stream(["fine", 3]))
 
 
+def test_the_next_chunk_is_tokenised_in_a_thread_while_this_one_is_scored(
+    fitted: TransformerClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    X = synthetic_texts(10, seed=6)[0][:10]
+    events: list[str] = []  # the thread of each chunk's tokenising, as it starts
+    real = model_module._encode
+
+    def encode(tokenizer, texts, max_length):
+        events.append(threading.current_thread().name)
+        assert events[-1].startswith("labelwise-tokenise")  # raised to the caller if not
+        return real(tokenizer, texts, max_length)
+
+    monkeypatch.setattr(model_module, "_encode", encode)
+    expected = fitted.predict_proba(X)  # one chunk
+    events.clear()
+    stream = fitted.predict_proba_stream(iter(X), chunk_size=3)
+    parts = [next(stream)]
+    time.sleep(0.3)  # the caller busy with chunk 1: chunk 2 is being tokenised, chunk 3 is not
+    assert len(events) == 2  # at most two chunks' tokens at a time
+    parts += list(stream)
+    assert [len(p) for p in parts] == [3, 3, 3, 1] and len(events) == 4
+    np.testing.assert_allclose(np.concatenate(parts), expected, atol=1e-6)
+
+    proba, emb = fitted.predict_proba_and_embed(X)  # the same path, several chunks
+    monkeypatch.setattr(model_module, "SCORING_CHUNK", 4)
+    events.clear()
+    chunked_proba, chunked_emb = fitted.predict_proba_and_embed(X)
+    assert len(events) == 3
+    np.testing.assert_allclose(chunked_proba, proba, atol=1e-6)
+    np.testing.assert_allclose(chunked_emb, emb, atol=1e-5)
+
+
+def test_a_tokenising_error_reaches_the_caller(fitted: TransformerClassifier,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def encode(tokenizer, texts, max_length):
+        raise RuntimeError("tokenizer broke")
+
+    monkeypatch.setattr(model_module, "_encode", encode)
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        fitted.predict_proba(["a text", "another"])
+
+
 @pytest.mark.parametrize("chars_per_token", [1, 2, 6, 8])
 def test_tokenising_from_a_prefix_gives_the_same_ids_as_the_whole_text(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, chars_per_token: int
