@@ -1033,27 +1033,26 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: in
     A BERT tokenizer splits words at whitespace before anything else, so the tokens of a text
     cut at a whitespace are the first tokens of the whole text. Long texts are tokenised from
     such a prefix of about ``PREFIX_CHARS_PER_TOKEN`` characters per token wanted (news
-    articles: a quarter of the work); any prefix that gives fewer than ``max_length`` tokens is
+    articles: a third of the characters); any prefix that gives fewer than ``max_length`` tokens is
     tokenised again from a prefix ``PREFIX_GROWTH`` times as long, and so on up to the whole
     text, so the result is exactly that of tokenising the whole texts.
     """
-    limit = max_length * PREFIX_CHARS_PER_TOKEN
-    prefixes = _prefixes(tokenizer, texts, limit)
-    enc = tokenizer(prefixes, truncation=True, max_length=max_length, padding=False)
-    names = [n for n in tokenizer.model_input_names if n in enc] or ["input_ids", "attention_mask"]
-    out = {name: list(enc[name]) for name in names}
-    short = [i for i, (p, t) in enumerate(zip(prefixes, texts))
-             if p is not t and len(out["input_ids"][i]) < max_length]
-    while short:
+    limit, todo = max_length * PREFIX_CHARS_PER_TOKEN, list(range(len(texts)))
+    out: dict[str, list[list[int]]] | None = None
+    while out is None or todo:  # the first pass tokenises every text (none at all included)
+        batch = [texts[i] for i in todo]
+        prefixes = _prefixes(tokenizer, batch, limit)
+        enc = tokenizer(prefixes, truncation=True, max_length=max_length, padding=False)
+        if out is None:
+            names = [n for n in tokenizer.model_input_names if n in enc] or ["input_ids", "attention_mask"]
+            out = {name: list(enc[name]) for name in names}
+        else:
+            for name, column in out.items():
+                for row, i in enumerate(todo):
+                    column[i] = enc[name][row]
+        todo = [i for row, i in enumerate(todo)
+                if prefixes[row] is not batch[row] and len(enc["input_ids"][row]) < max_length]
         limit *= PREFIX_GROWTH
-        whole = [texts[i] for i in short]
-        prefixes = _prefixes(tokenizer, whole, limit)
-        again = tokenizer(prefixes, truncation=True, max_length=max_length, padding=False)
-        for name in names:
-            for row, i in enumerate(short):
-                out[name][i] = again[name][row]
-        short = [i for row, i in enumerate(short)
-                 if prefixes[row] is not whole[row] and len(again["input_ids"][row]) < max_length]
     return out
 
 

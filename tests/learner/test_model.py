@@ -617,7 +617,10 @@ def test_the_next_chunk_is_tokenised_in_a_thread_while_this_one_is_scored(
     events.clear()
     stream = fitted.predict_proba_stream(iter(X), chunk_size=3)
     parts = [next(stream)]
-    time.sleep(0.3)  # the caller busy with chunk 1: chunk 2 is being tokenised, chunk 3 is not
+    deadline = time.monotonic() + 10  # the caller busy with chunk 1: chunk 2 gets tokenised
+    while len(events) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # and chunk 3 does not
     assert len(events) == 2  # at most two chunks' tokens at a time
     parts += list(stream)
     assert [len(p) for p in parts] == [3, 3, 3, 1] and len(events) == 4
