@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 # TOKENIZERS_PARALLELISM is left to the tokenizers library (on): the worker tokenises on every
-# core (1.06x faster pool scoring on a 2-core CPU). Tests and bench.run set it off themselves.
+# core (1.06x faster pool scoring on a 2-core CPU), and so do the benchmarks. Tests set it off.
 
 .PHONY: run test test-fast bench bench-quick install clean
 
