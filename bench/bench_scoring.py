@@ -28,6 +28,9 @@ times (the median counts):
   check weighed.
 
 Each variant's agreement is the share of texts whose predicted class equals plain fp32's.
+Alongside, ``host``: the same texts through the product's path with the model left out
+(tokenising, length-sorted collation, the copies to the device and back): the most texts/s any
+precision could reach on this machine, so on a GPU it tells the host's share from the model's.
 Last, ``--stream`` texts (the corpus repeated with a counter appended, so each is distinct)
 are scored through ``predict_proba_stream`` from a generator: peak RSS before, after the first
 chunk and after the last shows whether memory stays bounded (the first chunk pays for the
@@ -62,6 +65,7 @@ from learner.model import (
     SCORING_CHUNK,
     TrainConfig,
     TransformerClassifier,
+    _run_sorted,
     scoring_batch,
 )
 
@@ -105,6 +109,17 @@ def forced(clf: TransformerClassifier, precision: str) -> TransformerClassifier:
     twin = with_precision(clf, "fp32")
     twin.scoring_precision_ = precision
     return twin
+
+
+def host_only(clf: TransformerClassifier, texts: list[str]) -> np.ndarray:
+    """``texts`` through ``predict_proba``'s path, its model call replaced by a column of ids."""
+    model, _ = clf._fitted()
+    device = clf._device or "cpu"
+    batch = scoring_batch(clf.config, device)
+    return np.concatenate([
+        _run_sorted(model, tokens, np.arange(len(tokens)), batch, device, "fp32",
+                    lambda net, b: b["input_ids"][:, :1].float())
+        for tokens in clf._tokenised(texts, SCORING_CHUNK)])
 
 
 def sync(device: str) -> None:
@@ -199,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         fn(warm_up)
     times: dict[str, list[float]] = {name: [] for name in variants}
     preds: dict[str, np.ndarray] = {}
+    host_s: list[float] = []
     for _ in range(repeats):
+        t = time.perf_counter()
+        host_only(clf, pool)
+        sync(device)
+        host_s.append(time.perf_counter() - t)
         for name, fn in variants.items():
             sync(device)
             t = time.perf_counter()
@@ -229,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                         for name, check in auto.scoring_checks_.items()},
         "auto_failures": auto.scoring_failures_,
         "variants": results, "stream": streamed,
+        "host": {"texts_per_s": round(n / statistics.median(host_s), 1),
+                 "seconds": [round(s, 3) for s in host_s]},
     }
     emit(report, args.out)
     return 0

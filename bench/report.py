@@ -487,6 +487,15 @@ def render_scoring(r: Result) -> list[str]:
                       f"same class for at least {SCORING_AGREEMENT:.0%} of texts: "
                       + verdict(check.ok)
                       + f" ({auto.get('speedup', 0):.2f}x, {auto.get('agreement', 0):.2%}).")
+    host = x.get("host")
+    if host:
+        lines += para(
+            f"The host's share: the same texts through the product's path with the model call "
+            f"left out (tokenising, length-sorted collation, the copies to the "
+            f"{'GPU' if gpu else 'model'} and back) ran at {host['texts_per_s']:,.0f} texts/s "
+            f"(median of {len(host['seconds'])}): no precision can score faster than that on this "
+            f"machine; the product's path reached {auto.get('texts_per_s', 0) / host['texts_per_s']:.0%} "
+            "of it.")
     st = x.get("stream")
     if st:
         lines += para(

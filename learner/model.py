@@ -44,6 +44,7 @@ from learner.device import (
     scoring_precision,
 )
 from learner.errors import InvalidArtefact, LearnerError, ModelNotFound, NotFitted
+from learner.tokens import Tokens, encode
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -406,7 +407,7 @@ class TransformerClassifier:
         label_ids = np.array([index[label] for label in labels], dtype=np.int64)
         model, tokenizer = self._load_for_training(class_list)
         model.to(device)
-        encoded = _encode(tokenizer, texts, cfg.max_length)
+        encoded = encode(tokenizer, texts, cfg.max_length)
         train_idx, val_idx = _split(label_ids, cfg, rng)
 
         steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
@@ -435,7 +436,7 @@ class TransformerClassifier:
             loss_sum = 0.0
             for start in range(0, len(order), cfg.batch_size):
                 batch_idx = order[start : start + cfg.batch_size]
-                batch = _collate(tokenizer, encoded, batch_idx, device)
+                batch = encoded.batch(batch_idx, device)
                 target = torch.as_tensor(label_ids[batch_idx], device=device)
                 with autocast(device, precision):
                     logits = model(**batch).logits
@@ -451,7 +452,7 @@ class TransformerClassifier:
                 reporter.update(step)
             record: dict[str, float] = {"epoch": epoch + 1, "train_loss": loss_sum / len(order)}
             if len(val_idx):
-                logits_val = _logits(model, tokenizer, encoded, val_idx, scoring_batch(cfg, device), device, precision)
+                logits_val = _logits(model, encoded, val_idx, scoring_batch(cfg, device), device, precision)
                 val_loss, val_acc = _loss_and_accuracy(logits_val, label_ids[val_idx])
                 record.update(val_accuracy=val_acc, val_loss=val_loss)
                 key = (val_acc, -val_loss)
@@ -581,7 +582,7 @@ class TransformerClassifier:
                               for chunk in self._tokenised(texts, SCORING_CHUNK)])
         return _softmax(out[:, :n_classes]), out[:, n_classes:].astype(np.float32, copy=False)
 
-    def _tokenised(self, texts: Iterable[str], chunk_size: int) -> Iterator[dict[str, list[list[int]]]]:
+    def _tokenised(self, texts: Iterable[str], chunk_size: int) -> Iterator[Tokens]:
         """The tokens of ``texts``, ``chunk_size`` texts at a time.
 
         The next chunk is tokenised in a background thread while the caller scores this one
@@ -597,14 +598,14 @@ class TransformerClassifier:
         if first is None:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelwise-tokenise") as pool:
-            pending = pool.submit(_encode, tokenizer, first, max_length)
+            pending = pool.submit(encode, tokenizer, first, max_length)
             for chunk in chunks:
                 ready = pending.result()
-                pending = pool.submit(_encode, tokenizer, chunk, max_length)
+                pending = pool.submit(encode, tokenizer, chunk, max_length)
                 yield ready
             yield pending.result()
 
-    def _score(self, encoded: dict[str, list[list[int]]],
+    def _score(self, encoded: Tokens,
                fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor], n_logits: int) -> np.ndarray:
         """Applies ``fn(network, batch)`` to tokenised texts in the scoring precision, deciding
         it first if needed.
@@ -615,16 +616,16 @@ class TransformerClassifier:
         columns of ``fn``'s output are compared. OpenVINO int8 is weighed only in a call of at
         least ``OV_INT8_MIN_TEXTS`` texts.
         """
-        model, tokenizer = self._fitted()
-        n_texts = len(encoded["input_ids"])
+        model, _ = self._fitted()
+        n_texts = len(encoded)
         device = self._device or "cpu"
         batch_size = scoring_batch(self.config, device)
 
         def run(idx: np.ndarray, precision: str, seconds: list[float] | None = None) -> np.ndarray:
             net = self._int8_model() if precision == "int8" else (
-                self._ov_int8_model(tokenizer, encoded, idx, batch_size) if precision == OV_INT8
+                self._ov_int8_model(encoded, idx, batch_size) if precision == OV_INT8
                 else model)
-            return _run_sorted(net, tokenizer, encoded, idx, batch_size, device, precision, fn,
+            return _run_sorted(net, encoded, idx, batch_size, device, precision, fn,
                                seconds)
 
         everything = np.arange(n_texts)
@@ -643,7 +644,7 @@ class TransformerClassifier:
                 if n_texts < OV_INT8_MIN_TEXTS:
                     continue  # too few texts to pay for the build
                 try:  # calibrated outside the sample, so the check measures texts it has not seen
-                    self._ov_int8_model(tokenizer, encoded, rest, batch_size)
+                    self._ov_int8_model(encoded, rest, batch_size)
                 except LearnerError:
                     continue  # not checked; the reason is in scoring_failures_
             seconds: list[float] = []
@@ -661,8 +662,7 @@ class TransformerClassifier:
         out[rest] = run(rest, self.scoring_precision_)
         return out
 
-    def _ov_int8_model(self, tokenizer: PreTrainedTokenizerBase,
-                       encoded: dict[str, list[list[int]]], pool: np.ndarray, batch_size: int) -> Any:
+    def _ov_int8_model(self, encoded: Tokens, pool: np.ndarray, batch_size: int) -> Any:
         """The OpenVINO int8 twin of the fitted model, made once per fitted model, its
         activation ranges taken from up to ``CALIBRATION_TEXTS`` of ``pool`` when it is made.
 
@@ -679,7 +679,7 @@ class TransformerClassifier:
         model, _ = self._fitted()
         picks = pool[np.unique(np.linspace(0, len(pool) - 1, min(CALIBRATION_TEXTS, len(pool)))
                                .astype(np.int64))]
-        batches = [_collate(tokenizer, encoded, picks[i : i + batch_size], "cpu")
+        batches = [encoded.batch(picks[i : i + batch_size], "cpu")
                    for i in range(0, len(picks), batch_size)]
         try:
             self._ov_int8 = OpenVINOInt8(model, batches, torch.get_num_threads())
@@ -762,13 +762,13 @@ class TransformerClassifier:
             encoder, tokenizer, device, precision = self._pretrained_encoder()
         if not texts:
             return np.zeros((0, int(encoder.config.hidden_size)), dtype=np.float32)
-        encoded = _encode(tokenizer, texts, self.config.max_length)
+        encoded = encode(tokenizer, texts, self.config.max_length)
 
         def pool(net: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             return _mean_pool(net(**batch).last_hidden_state, batch["attention_mask"])
 
         out = _run_sorted(
-            encoder, tokenizer, encoded, np.arange(len(texts)), scoring_batch(self.config, device), device, precision, pool
+            encoder, encoded, np.arange(len(texts)), scoring_batch(self.config, device), device, precision, pool
         )
         return out.astype(np.float32, copy=False)
 
@@ -1020,89 +1020,6 @@ def _param_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
     ]
 
 
-PREFIX_CHARS_PER_TOKEN = 6
-"""Texts are cut to ``max_length`` times this many characters before tokenising (see _encode):
-BBC News needs at most 5.9 per token at 128 tokens, 4.7 on the median."""
-PREFIX_GROWTH = 4
-"""A prefix too short for ``max_length`` tokens is tried again this many times as long."""
-
-
-def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> dict[str, list[list[int]]]:
-    """Token ids (truncated to ``max_length``) of each text.
-
-    A BERT tokenizer splits words at whitespace before anything else, so the tokens of a text
-    cut at a whitespace are the first tokens of the whole text. Long texts are tokenised from
-    such a prefix of about ``PREFIX_CHARS_PER_TOKEN`` characters per token wanted (news
-    articles: a third of the characters); any prefix that gives fewer than ``max_length`` tokens is
-    tokenised again from a prefix ``PREFIX_GROWTH`` times as long, and so on up to the whole
-    text, so the result is exactly that of tokenising the whole texts.
-    """
-    limit, todo = max_length * PREFIX_CHARS_PER_TOKEN, list(range(len(texts)))
-    out: dict[str, list[list[int]]] | None = None
-    while out is None or todo:  # the first pass tokenises every text (none at all included)
-        batch = [texts[i] for i in todo]
-        prefixes = _prefixes(tokenizer, batch, limit)
-        enc = tokenizer(prefixes, truncation=True, max_length=max_length, padding=False)
-        if out is None:
-            names = [n for n in tokenizer.model_input_names if n in enc] or ["input_ids", "attention_mask"]
-            out = {name: list(enc[name]) for name in names}
-        else:
-            for name, column in out.items():
-                for row, i in enumerate(todo):
-                    column[i] = enc[name][row]
-        todo = [i for row, i in enumerate(todo)
-                if prefixes[row] is not batch[row] and len(enc["input_ids"][row]) < max_length]
-        limit *= PREFIX_GROWTH
-    return out
-
-
-def _prefixes(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: int) -> list[str]:
-    """Each text, or its start up to the last whitespace before ``limit`` characters."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if type(getattr(backend, "pre_tokenizer", None)).__name__ != "BertPreTokenizer":
-        return texts  # other tokenizers may join across whitespace: no shortcut
-    out = []
-    for text in texts:
-        if len(text) > limit:
-            cut = max(text.rfind(c, 0, limit) for c in " \n\t")
-            if cut > 0:
-                text = text[:cut]
-        out.append(text)
-    return out
-
-
-def _collate(
-    tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list[list[int]]], idx: np.ndarray, device: str
-) -> dict[str, torch.Tensor]:
-    """Pads the chosen rows to the longest among them (dynamic padding)."""
-    import torch
-
-    ids = encoded["input_ids"]
-    width = max(len(ids[i]) for i in idx)
-    left = getattr(tokenizer, "padding_side", "right") == "left"
-    pad_values = {"input_ids": tokenizer.pad_token_id or 0}
-    batch = {}
-    for name, rows in encoded.items():
-        fill = pad_values.get(name, 0)
-        out = np.full((len(idx), width), fill, dtype=np.int64)
-        for r, i in enumerate(idx):
-            row = rows[i]
-            if left:
-                out[r, width - len(row) :] = row
-            else:
-                out[r, : len(row)] = row
-        batch[name] = torch.from_numpy(out).to(device)
-    if "attention_mask" not in batch:
-        mask = np.zeros((len(idx), width), dtype=np.int64)
-        for r, i in enumerate(idx):
-            if left:
-                mask[r, width - len(ids[i]) :] = 1
-            else:
-                mask[r, : len(ids[i])] = 1
-        batch["attention_mask"] = torch.from_numpy(mask).to(device)
-    return batch
-
-
 def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean of the last hidden states over real tokens (padding excluded), in float32."""
     hidden = hidden.float()
@@ -1112,8 +1029,7 @@ def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tens
 
 def _run_sorted(
     model: Any,
-    tokenizer: PreTrainedTokenizerBase,
-    encoded: dict[str, list[list[int]]],
+    encoded: Tokens,
     idx: np.ndarray,
     batch_size: int,
     device: str,
@@ -1134,9 +1050,9 @@ def _run_sorted(
     """
     import torch
 
-    lengths = np.array([len(encoded["input_ids"][i]) for i in idx])
+    lengths = encoded.lengths[idx]
     order = np.argsort(-lengths, kind="stable")  # longest first: a memory problem shows at once
-    batches = (_collate(tokenizer, encoded, idx[order[start : start + batch_size]], device)
+    batches = (encoded.batch(idx[order[start : start + batch_size]], device)
                for start in range(0, len(order), batch_size))
     in_flight = getattr(model, "in_flight", 1)
     done = model.pipelined(batches) if in_flight > 1 else ((b, model) for b in batches)
@@ -1183,14 +1099,13 @@ def _speedup(slow: list[float], fast: list[float]) -> float:
 
 def _logits(
     model: Any,
-    tokenizer: PreTrainedTokenizerBase,
-    encoded: dict[str, list[list[int]]],
+    encoded: Tokens,
     idx: np.ndarray,
     batch_size: int,
     device: str,
     precision: str,
 ) -> np.ndarray:
-    return _run_sorted(model, tokenizer, encoded, idx, batch_size, device, precision,
+    return _run_sorted(model, encoded, idx, batch_size, device, precision,
                        lambda net, b: net(**b).logits)
 
 

@@ -205,6 +205,21 @@ def test_scoring_tells_how_the_precision_was_chosen_and_what_later_chunks_added(
     assert "1,508 MB after the first of 3 chunks, so the 2 after it added +2 MB" in text
 
 
+def test_scoring_tells_the_hosts_share_where_the_run_measured_it(tmp_path):
+    result = scoring_result(gpu=True, texts_per_s=6000.0)
+    write(tmp_path / "r" / "m" / "scoring.json", wrapped("scoring", result))
+    text = " ".join(_section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path),
+                             "scoring").split())
+    assert "The host's share" not in text  # older runs did not measure it
+    result["host"] = {"texts_per_s": 8000.0, "seconds": [2.5, 2.4, 2.6]}
+    write(tmp_path / "r" / "m" / "scoring.json", wrapped("scoring", result))
+    text = " ".join(_section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path),
+                             "scoring").split())
+    assert ("the copies to the GPU and back) ran at 8,000 texts/s (median of 3): no precision "
+            "can score faster than that on this machine; the product's path reached 75% of it."
+            ) in text
+
+
 def test_scoring_renders_the_bf16_only_check_of_older_runs(tmp_path):
     result = scoring_result()
     result.update(auto_precision="fp32", auto_speedup_check=0.63)

@@ -605,14 +605,14 @@ def test_the_next_chunk_is_tokenised_in_a_thread_while_this_one_is_scored(
 
     X = synthetic_texts(10, seed=6)[0][:10]
     events: list[str] = []  # the thread of each chunk's tokenising, as it starts
-    real = model_module._encode
+    real = model_module.encode
 
     def encode(tokenizer, texts, max_length):
         events.append(threading.current_thread().name)
         assert events[-1].startswith("labelwise-tokenise")  # raised to the caller if not
         return real(tokenizer, texts, max_length)
 
-    monkeypatch.setattr(model_module, "_encode", encode)
+    monkeypatch.setattr(model_module, "encode", encode)
     expected = fitted.predict_proba(X)  # one chunk
     events.clear()
     stream = fitted.predict_proba_stream(iter(X), chunk_size=3)
@@ -640,32 +640,9 @@ def test_a_tokenising_error_reaches_the_caller(fitted: TransformerClassifier,
     def encode(tokenizer, texts, max_length):
         raise RuntimeError("tokenizer broke")
 
-    monkeypatch.setattr(model_module, "_encode", encode)
+    monkeypatch.setattr(model_module, "encode", encode)
     with pytest.raises(RuntimeError, match="tokenizer broke"):
         fitted.predict_proba(["a text", "another"])
-
-
-@pytest.mark.parametrize("chars_per_token", [1, 2, 6, 8])
-def test_tokenising_from_a_prefix_gives_the_same_ids_as_the_whole_text(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, chars_per_token: int
-) -> None:
-    import learner.model as model
-    from transformers import AutoTokenizer
-
-    from db.demo import iter_corpus
-
-    monkeypatch.setattr(model, "PREFIX_CHARS_PER_TOKEN", chars_per_token)
-    news = [row["text"] for row, _ in zip(iter_corpus(), range(300))]
-    odd = ["word " * 40, "x" * 500, "a" + " " * 400 + "b c d e f", "\t".join(["apple"] * 60),
-           "café naïve 東京タワー " * 30, "short", "", " lead", "trail " * 3 + "\n" * 50 + "end"]
-    for source in (str(tiny_model_dir), resolve_model_path(BUILTIN_MODEL)):
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-        for max_length in (8, 16, 128):
-            texts = news + odd
-            fast = model._encode(tokenizer, texts, max_length)
-            whole = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
-            assert fast["input_ids"] == [list(ids) for ids in whole["input_ids"]]
-            assert fast["attention_mask"] == [list(m) for m in whole["attention_mask"]]
 
 
 # --------------------------------------------------------------------------- persistence

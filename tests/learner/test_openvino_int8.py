@@ -107,16 +107,17 @@ def test_the_scoring_loop_hands_each_finished_output_to_fn_rows_in_the_order_ask
 ) -> None:
     from transformers import AutoTokenizer
 
-    from learner.model import _encode, _run_sorted
+    from learner.model import _run_sorted
+    from learner.tokens import encode
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     texts = [" ".join(["apple"] * n) for n in (3, 9, 1, 6, 4, 7, 2)]
-    encoded = _encode(tokenizer, texts, 32)
+    encoded = encode(tokenizer, texts, 32)
     idx = np.array([4, 0, 6, 2, 5])
     model, seconds = _Pipelined(), []
-    out = _run_sorted(model, tokenizer, encoded, idx, 2, "cpu", "fp32",
+    out = _run_sorted(model, encoded, idx, 2, "cpu", "fp32",
                       lambda net, b: net(**b).logits, seconds)
-    assert out[:, 0].tolist() == [2.0 * encoded["input_ids"][i][0] for i in idx]
+    assert out[:, 0].tolist() == [2.0 * encoded.columns["input_ids"][i, 0] for i in idx]
     assert len(seconds) == 3 and all(s >= 0 for s in seconds)  # one per batch
     assert model.closed
 
@@ -124,15 +125,16 @@ def test_the_scoring_loop_hands_each_finished_output_to_fn_rows_in_the_order_ask
 def test_an_error_in_the_scoring_loop_closes_the_pipeline(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from learner.model import _encode, _run_sorted
+    from learner.model import _run_sorted
+    from learner.tokens import encode
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
-    encoded = _encode(tokenizer, ["a b", "c", "d e f", "g"], 32)
+    encoded = encode(tokenizer, ["a b", "c", "d e f", "g"], 32)
     model = _Pipelined()
 
     def fail(net: Any, batch: Any) -> Any:
         raise RuntimeError("out of memory")
 
     with pytest.raises(RuntimeError, match="out of memory"):
-        _run_sorted(model, tokenizer, encoded, np.arange(4), 1, "cpu", "fp32", fail)
+        _run_sorted(model, encoded, np.arange(4), 1, "cpu", "fp32", fail)
     assert model.closed and model.taken == 1

@@ -1,0 +1,135 @@
+"""Token ids of texts, tokenised once and cut into padded batches without a loop per text.
+
+:func:`encode` tokenises (long texts from a prefix, exactly as if whole) and packs the ids in
+:class:`Tokens`: one padded array per model input, so that a batch is an array slice. On a GPU
+the host's work per text is what limits scoring (the main thread collates while a background
+thread tokenises), and the slice is what this module saves. Side by side on a 2-core Xeon, 8,192
+BBC texts in length-sorted batches, best of 3, three alternating runs: collated from Python lists
+of ids, 0.18 to 0.21 s in batches of 256 (about 23 µs a text), 0.22 s in batches of 16; from these
+arrays, 0.007 to 0.010 s and 0.021 to 0.023 s (about 25x and 10x faster). Tokenising them took
+3.8 to 4.1 s either way (packing the arrays costs what leaving the attention mask to the lengths
+saves).
+
+torch and transformers are imported inside functions, as in the rest of ``learner``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+PREFIX_CHARS_PER_TOKEN = 6
+"""Texts are cut to ``max_length`` times this many characters before tokenising (see encode):
+BBC News needs at most 5.9 per token at 128 tokens, 4.7 on the median."""
+PREFIX_GROWTH = 4
+"""A prefix too short for ``max_length`` tokens is tried again this many times as long."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The token ids of some texts, in the order given.
+
+    Attributes:
+        columns: Per model input but the attention mask (``input_ids``, and ``token_type_ids``
+            where the model takes them), an int64 array of shape ``(n, width)``: each row
+            padded on the tokenizer's padding side to the longest row.
+        lengths: Real tokens per row, shape ``(n,)``; the attention mask follows from them.
+        left: Rows are padded on the left.
+    """
+
+    columns: dict[str, np.ndarray]
+    lengths: np.ndarray
+    left: bool = False
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, idx: np.ndarray, device: str) -> dict[str, torch.Tensor]:
+        """The rows ``idx`` as model inputs on ``device``, padded to the longest of them."""
+        import torch
+
+        lengths = self.lengths[idx]
+        width = int(lengths.max()) if len(lengths) else 0
+        full = self.columns["input_ids"].shape[1]
+        cut = slice(full - width, full) if self.left else slice(0, width)
+        out = {name: torch.from_numpy(column[idx, cut]).to(device)
+               for name, column in self.columns.items()}
+        out["attention_mask"] = torch.from_numpy(_mask(lengths, width, self.left)).to(device)
+        return out
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> Tokens:
+    """The token ids (truncated to ``max_length``) of each text.
+
+    A BERT tokenizer splits words at whitespace before anything else, so the tokens of a text
+    cut at a whitespace are the first tokens of the whole text. Long texts are tokenised from
+    such a prefix of about ``PREFIX_CHARS_PER_TOKEN`` characters per token wanted (news
+    articles: a third of the characters); any prefix that gives fewer than ``max_length`` tokens
+    is tokenised again from a prefix ``PREFIX_GROWTH`` times as long, and so on up to the whole
+    text, so the result is exactly that of tokenising the whole texts.
+    """
+    left, pad_id = getattr(tokenizer, "padding_side", "right") == "left", tokenizer.pad_token_id or 0
+    if not texts:  # the tokenizer cannot take an empty list
+        return _pack({"input_ids": []}, left, pad_id)
+    names = [n for n in tokenizer.model_input_names if n != "attention_mask"]
+    limit, todo = max_length * PREFIX_CHARS_PER_TOKEN, list(range(len(texts)))
+    rows: dict[str, list[list[int]]] | None = None
+    while rows is None or todo:  # the first pass tokenises every text (none at all included)
+        batch = [texts[i] for i in todo]
+        prefixes = _prefixes(tokenizer, batch, limit)
+        enc = tokenizer(prefixes, truncation=True, max_length=max_length, padding=False,
+                        return_attention_mask=False)
+        if rows is None:
+            names = [n for n in names if n in enc] or ["input_ids"]
+            rows = {name: list(enc[name]) for name in names}
+        else:
+            for name, column in rows.items():
+                for row, i in enumerate(todo):
+                    column[i] = enc[name][row]
+        todo = [i for row, i in enumerate(todo)
+                if prefixes[row] is not batch[row] and len(enc["input_ids"][row]) < max_length]
+        limit *= PREFIX_GROWTH
+    return _pack(rows, left, pad_id)
+
+
+def _pack(rows: dict[str, list[list[int]]], left: bool, pad_id: int) -> Tokens:
+    """Lists of ids as padded arrays; padding is ``pad_id`` in ``input_ids``, else 0."""
+    lengths = np.fromiter(map(len, rows["input_ids"]), dtype=np.int64, count=len(rows["input_ids"]))
+    width = int(lengths.max()) if len(lengths) else 0
+    real = _mask(lengths, width, left).astype(bool)
+    total = int(lengths.sum())
+    columns = {}
+    for name, column in rows.items():
+        packed = np.full((len(lengths), width), pad_id if name == "input_ids" else 0, dtype=np.int64)
+        packed[real] = np.fromiter(itertools.chain.from_iterable(column), dtype=np.int64, count=total)
+        columns[name] = packed
+    return Tokens(columns, lengths, left)
+
+
+def _mask(lengths: np.ndarray, width: int, left: bool) -> np.ndarray:
+    """1 where a row of ``width`` padded to the left or right holds a real token, as int64."""
+    positions = np.arange(width)
+    real = positions >= (width - lengths)[:, None] if left else positions < lengths[:, None]
+    return real.astype(np.int64)
+
+
+def _prefixes(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: int) -> list[str]:
+    """Each text, or its start up to the last whitespace before ``limit`` characters."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if type(getattr(backend, "pre_tokenizer", None)).__name__ != "BertPreTokenizer":
+        return texts  # other tokenizers may join across whitespace: no shortcut
+    out = []
+    for text in texts:
+        if len(text) > limit:
+            cut = max(text.rfind(c, 0, limit) for c in " \n\t")
+            if cut > 0:
+                text = text[:cut]
+        out.append(text)
+    return out
