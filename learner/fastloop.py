@@ -47,6 +47,9 @@ def rank_on_embeddings(
 
     train, pool = unit(train_vectors), unit(pool_vectors)
     model = LogisticRegression(C=10.0, max_iter=2000).fit(train, list(train_y))
+    # Float32 weights: float64 ones (lbfgs's) make the product copy the whole pool to float64.
+    model.coef_ = model.coef_.astype(np.float32)
+    model.intercept_ = model.intercept_.astype(np.float32)
     proba = model.predict_proba(pool)
     order = select_strategy(strategy, proba, n, rng=rng, embeddings=pool,
                             labeled_embeddings=train)
@@ -72,16 +75,19 @@ def fast_rerank(settings: Settings, project_id: int, config: ProjectConfig,
         version = _latest_version(session, project_id)
         if version is None:
             return None
-        stored = session.execute(select(Embedding.example_id, Embedding.vector)
-                                 .where(Embedding.model_version_id == version)).all()
+        # Core rows through the session's connection: no ORM row loading for 100,000s of rows.
+        stored = session.connection().execute(
+            select(Embedding.example_id, Embedding.vector)
+            .where(Embedding.model_version_id == version)).all()
         finals = final_labels(session, project_id)
     if not stored:
         return None
-    ids = np.array([i for i, _ in stored])
-    vectors = np.frombuffer(b"".join(v for _, v in stored), dtype=np.float16).reshape(len(ids), -1)
-    labelled = [k for k, i in enumerate(ids) if i in finals and not finals[i][1]]
-    pool = [k for k, i in enumerate(ids) if i not in finals]
-    train_y = [finals[ids[k]][0] for k in labelled]
+    example_ids, blobs = zip(*stored)
+    ids = np.array(example_ids)
+    vectors = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(ids), -1)
+    labelled = [k for k, i in enumerate(example_ids) if i in finals and not finals[i][1]]
+    pool = [k for k, i in enumerate(example_ids) if i not in finals]
+    train_y = [finals[example_ids[k]][0] for k in labelled]
     if len(set(train_y)) < 2 or not pool:
         return None
     read_s = time.perf_counter() - t0

@@ -270,7 +270,8 @@ def diverse_uncertainty(
         return np.zeros(0, dtype=np.intp)
     shortlist = max(10 * k, 100) if candidates is None else max(int(candidates), k)
     cand = _ranked(proba, shortlist, rng, "least_confidence")
-    pool_emb = emb[cand]
+    pool_emb = emb[cand].astype(np.float64)  # only the shortlist: float64 as modAL's
+    labeled = None if labeled is None else labeled.astype(np.float64)
     if normalize:
         pool_emb = _l2_normalize(pool_emb)
         labeled = None if labeled is None else _l2_normalize(labeled)
@@ -279,45 +280,79 @@ def diverse_uncertainty(
     return cand[_ranked_batch(uncertainty, pool_emb, labeled, k, metric)]
 
 
+REFRESH = 16
+"""How many of the best stale bounds :func:`_ranked_batch` brings up to date at a time when
+bringing the best one up to date was not enough."""
+
+
 def _ranked_batch(uncertainty: np.ndarray, pool: np.ndarray, labeled: np.ndarray | None,
                   k: int, metric: str) -> np.ndarray:
     """modAL's ``ranked_batch``: the same picks from far fewer distance computations.
 
     modAL recomputes every candidate's distance to all labelled and picked items for each pick
-    (``k * len(pool) * (|labelled| + k)`` distances); the nearest of them only changes by the
-    item just picked, so one column per pick is enough (``k * len(pool)``).
+    (``k * len(pool) * (|labelled| + k)`` distances). Here each candidate keeps its distance
+    to the nearest item it has been compared with, and is compared with the items picked
+    since only when it could be the next pick: a stale distance is never smaller than the
+    true one, and the score grows with it, so a score from a stale distance bounds the true
+    score from above (lazy greedy). The candidate with the best bound is brought up to date
+    until the best one is current: that is the pick, the same one, ties to the lowest index
+    included, as scoring every candidate afresh.
     The one departure: at a cold start modAL leaves its first pick among the candidates (it
     can be picked again); here it is taken out like every other pick.
     """
     from sklearn.metrics.pairwise import pairwise_distances, pairwise_distances_argmin_min
 
     squared = np.einsum("ij,ij->i", pool, pool)
+    picked = np.empty((k, pool.shape[1]), dtype=pool.dtype)  # the picks' rows, in order
+    picked_squared = np.empty(k, dtype=squared.dtype)
 
-    def distances_to(i: int) -> np.ndarray:
+    def refresh(items: np.ndarray, stop: int) -> None:
+        """Bring nearest[items] up to date with picks seen[items]..stop-1."""
+        start = int(seen[items].min())
+        rows = picked[start:stop]
         if metric == "euclidean":  # scikit-learn's formula, without its per-call checks
-            return np.sqrt(np.maximum(squared - 2 * (pool @ pool[i]) + squared[i], 0))
-        return pairwise_distances(pool, pool[[i]], metric=metric)[:, 0]
+            dots = pool[items] @ rows.T
+            d = np.sqrt(np.maximum(squared[items, None] - 2 * dots + picked_squared[start:stop], 0))
+        else:
+            d = pairwise_distances(pool[items], rows, metric=metric)
+        d[np.arange(start, stop) < seen[items, None]] = np.inf  # picks nearest[] accounts for
+        nearest[items] = np.minimum(nearest[items], d.min(axis=1))
+        seen[items] = stop
 
     free = np.ones(len(pool), dtype=bool)
     ranking: list[int] = []
     if labeled is None:
         first = int(np.argmin(np.mean(pairwise_distances(pool, metric=metric), axis=0)))
         ranking.append(first)
+        picked[0], picked_squared[0] = pool[first], squared[first]
         free[first] = False
-        nearest = distances_to(first)
+        nearest = pairwise_distances(pool, pool[[first]], metric=metric)[:, 0]
         n_labeled = 1
     else:
         _, nearest = pairwise_distances_argmin_min(pool, labeled, metric=metric)
         n_labeled = len(labeled)
+    seen = np.full(len(pool), len(ranking))  # how many picks each nearest[] accounts for
     while len(ranking) < k:
         n_free = len(pool) - len(ranking)
         alpha = n_free / (n_free + n_labeled)
-        scores = alpha * (1 - 1 / (1 + nearest)) + (1 - alpha) * uncertainty
-        scores[~free] = -np.inf
-        best = int(np.argmax(scores))
+        bound = alpha * (1 - 1 / (1 + nearest)) + (1 - alpha) * uncertainty
+        bound[~free] = -np.inf
+        first_try = True
+        while True:
+            best = int(np.argmax(bound))
+            if seen[best] == len(ranking):
+                break
+            if first_try or len(bound) <= REFRESH:
+                stale = np.array([best])
+            else:  # the best few at once: near-duplicates of a pick go stale together
+                top = np.argpartition(-bound, REFRESH - 1)[:REFRESH]
+                stale = top[(seen[top] < len(ranking)) & free[top]]
+            first_try = False
+            refresh(stale, len(ranking))
+            bound[stale] = alpha * (1 - 1 / (1 + nearest[stale])) + (1 - alpha) * uncertainty[stale]
+        picked[len(ranking)], picked_squared[len(ranking)] = pool[best], squared[best]
         ranking.append(best)
         free[best] = False
-        nearest = np.minimum(nearest, distances_to(best))
         n_labeled += 1
     return np.asarray(ranking, dtype=np.intp)
 
@@ -399,7 +434,10 @@ def _check_proba(proba: np.ndarray) -> np.ndarray:
 
 
 def _check_embeddings(embeddings: np.ndarray, name: str) -> np.ndarray:
-    arr = np.asarray(embeddings, dtype=np.float64)
+    """The embeddings as a float array, in their own precision (float32 stays float32)."""
+    arr = np.asarray(embeddings)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
     if arr.ndim != 2:
         raise LearnerError(f"{name} must have shape (n, dim), not {arr.shape}")
     if not np.all(np.isfinite(arr)):

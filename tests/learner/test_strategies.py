@@ -260,6 +260,57 @@ def test_diverse_picks_what_modal_picks_for_a_long_batch(seed: int, metric: str)
     np.testing.assert_array_equal(ours, modal_idx)
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_diverse_picks_what_modal_picks_among_near_duplicates(metric: str) -> None:
+    # Copies of a text are alike in uncertainty and place: a pick makes all its copies' bounds
+    # stale at once, which the lazy ranking brings up to date several at a time.
+    rng = np.random.default_rng(7)
+    base, base_proba = rng.normal(size=(40, 12)), rng.dirichlet(np.ones(3), size=40)
+    copies = np.repeat(np.arange(40), 6)
+    emb = base[copies] + rng.normal(scale=1e-3, size=(240, 12))
+    proba = base_proba[copies]
+    labeled = rng.normal(size=(10, 12))
+    ours = diverse_uncertainty(proba, 120, embeddings=emb, labeled_embeddings=labeled,
+                               candidates=240, metric=metric, normalize=False)
+    modal_idx, _ = uncertainty_batch_sampling(_ModalLearner(proba, labeled), emb,
+                                              n_instances=120, metric=metric)
+    np.testing.assert_array_equal(ours, modal_idx)
+
+
+def test_diverse_ranking_equals_scoring_every_candidate_afresh() -> None:
+    # The lazy ranking against the plain greedy loop it stands for, cold start included.
+    from learner.strategies import _ranked_batch
+
+    def plain(uncertainty: np.ndarray, pool: np.ndarray, labeled: np.ndarray | None,
+              k: int) -> list[int]:
+        dist = np.sqrt(((pool[:, None, :] - pool[None, :, :]) ** 2).sum(-1))
+        if labeled is None:
+            first = int(np.argmin(dist.mean(axis=0)))
+            ranking, nearest, n_labeled = [first], dist[:, first].copy(), 1
+        else:
+            nearest = np.sqrt(((pool[:, None, :] - labeled[None]) ** 2).sum(-1)).min(axis=1)
+            ranking, n_labeled = [], len(labeled)
+        while len(ranking) < k:
+            n_free = len(pool) - len(ranking)
+            alpha = n_free / (n_free + n_labeled)
+            scores = alpha * (1 - 1 / (1 + nearest)) + (1 - alpha) * uncertainty
+            scores[ranking] = -np.inf
+            best = int(np.argmax(scores))
+            ranking.append(best)
+            nearest = np.minimum(nearest, dist[:, best])
+            n_labeled += 1
+        return ranking
+
+    rng = np.random.default_rng(3)
+    for copies in (1, 5):
+        pool = np.repeat(rng.normal(size=(300 // copies, 8)), copies, axis=0)
+        pool += rng.normal(scale=1e-3, size=pool.shape)
+        uncertainty = np.repeat(rng.uniform(0, 0.7, size=300 // copies), copies)
+        for labeled in (None, rng.normal(size=(20, 8))):
+            assert _ranked_batch(uncertainty, pool, labeled, 150, "euclidean").tolist() == \
+                plain(uncertainty, pool, labeled, 150)
+
+
 def test_diverse_cold_start_begins_where_modal_does_and_never_repeats() -> None:
     from modAL.batch import select_cold_start_instance
 
