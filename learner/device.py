@@ -46,8 +46,12 @@ def resolve_device(device: str | None = None) -> str:
 def resolve_precision(precision: str, device: str) -> str:
     """Returns ``"fp32"`` or ``"bf16"`` for a requested precision on a resolved device.
 
-    ``"auto"`` means bf16 autocast on a CUDA device that supports bf16, fp32 elsewhere. bf16
-    on CPU is allowed when asked for explicitly (slow on most CPUs, but valid).
+    ``"auto"`` means bf16 autocast on a CUDA device that supports bf16 and on a CPU with AMX
+    tiles (:func:`cpu_has_amx`), fp32 elsewhere. On a 2-core Xeon with AMX, fine-tuning MiniLM
+    on 200 BBC texts took 1.31x and 1.32x less time in bf16 (2 seeds, side by side), and the
+    models' test accuracy was the same (0.940 and 0.940 against 0.942 and 0.940 on 600 texts).
+    A CPU with AVX-512 BF16 but no AMX can run bf16 slower than fp32, so it stays in fp32
+    there. bf16 on any CPU is allowed when asked for explicitly.
 
     Args:
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
@@ -66,7 +70,9 @@ def resolve_precision(precision: str, device: str) -> str:
         raise LearnerError(f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     is_cuda = torch.device(device).type == "cuda"
     if precision == "auto":
-        return "bf16" if is_cuda and torch.cuda.is_bf16_supported() else "fp32"
+        if is_cuda:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.device(device).type == "cpu" and cpu_has_amx() else "fp32"
     if precision == "bf16" and is_cuda and not torch.cuda.is_bf16_supported():
         raise LearnerError("bf16 was asked for but this GPU does not support it; use fp32")
     return precision
@@ -97,12 +103,18 @@ CHECK = "check"
 that agrees with fp32 on a sample and beats it, else fp32."""
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (bf16 and int8 matrix units: Xeon since Sapphire Rapids)."""
+    import torch
+
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU has bf16 matrix units (AMX tiles or AVX-512 BF16)."""
     import torch
 
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    return cpu_has_amx() or bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
 def cpu_has_int8() -> bool:
@@ -132,7 +144,7 @@ def scoring_candidates(device: str) -> tuple[str, ...]:
 def scoring_precision(precision: str, device: str) -> str:
     """Returns the precision to score (not train) in: ``"fp32"``, ``"bf16"`` or :data:`CHECK`.
 
-    Scoring may take a faster precision where training stays fp32: on a CPU with
+    Scoring may take a faster precision than training: on a CPU with
     `scoring_candidates`, ``"auto"`` gives :data:`CHECK`, and the classifier uses a candidate
     only after it has agreed with fp32 on a sample of the texts it scores and scored that
     sample faster (see ``TransformerClassifier``).

@@ -213,7 +213,8 @@ class TrainConfig:
             weights of the best epoch are kept.
         device: ``None`` for CUDA when available, else CPU; or a torch device string.
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``. ``"auto"`` trains and scores with
-            bf16 autocast on CUDA where supported; on a CPU it trains in fp32 and scores in
+            bf16 autocast on CUDA where supported; on a CPU it trains in bf16 where the CPU
+            has AMX tiles, else in fp32 (see ``learner.device.resolve_precision``), and scores in
             the fastest of bf16 (where the CPU has bf16 units: AMX, AVX-512 BF16) and int8
             (linear layers quantised) that predicts the same class as fp32 for at least
             ``AGREEMENT_MIN`` of a sample of the first large batch it scores and scores that
@@ -342,7 +343,6 @@ class TransformerClassifier:
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self._encoder: Any = None  # (encoder, tokenizer, device, precision) for embed() before fit
         self._device: str | None = None
-        self._precision: str | None = None
         self._int8: Any = None  # the int8 copy of the fitted model, once the check asks for it
         self._ov_int8: Any = None  # its OpenVINO int8 twin, likewise
         self.scoring_precision_ = "fp32"
@@ -470,7 +470,7 @@ class TransformerClassifier:
         reporter.finish()
 
         self._model, self._tokenizer = model, tokenizer
-        self._device, self._precision = device, precision
+        self._device = device
         self._reset_scoring()
         self._encoder = None
         self.classes_ = _classes_array(class_list)
@@ -744,9 +744,10 @@ class TransformerClassifier:
     def embed(self, X: Sequence[str]) -> np.ndarray:
         """Mean-pooled last hidden states of the encoder, for diversity sampling.
 
-        Uses the fine-tuned encoder once fitted; before that, the pretrained one (from
-        ``init_from`` if given, else ``model_path``), so embeddings are available for a cold
-        start too. Padding is excluded from the mean.
+        Uses the fine-tuned encoder once fitted, in the scoring precision, as
+        :meth:`predict_proba_and_embed` (the rounds' path) does; before that, the pretrained
+        one (from ``init_from`` if given, else ``model_path``), so embeddings are available
+        for a cold start too. Padding is excluded from the mean.
 
         Args:
             X: The texts.
@@ -756,10 +757,8 @@ class TransformerClassifier:
         """
         texts = _as_texts(X)
         if self._model is not None and self._tokenizer is not None:
-            encoder, tokenizer = self._model.base_model, self._tokenizer
-            device, precision = self._device or "cpu", self._precision or "fp32"
-        else:
-            encoder, tokenizer, device, precision = self._pretrained_encoder()
+            return self.predict_proba_and_embed(texts)[1]
+        encoder, tokenizer, device, precision = self._pretrained_encoder()
         if not texts:
             return np.zeros((0, int(encoder.config.hidden_size)), dtype=np.float32)
         encoded = encode(tokenizer, texts, self.config.max_length)
@@ -874,7 +873,6 @@ class TransformerClassifier:
         clf._model = model.to(resolved).eval()
         clf._tokenizer = tokenizer
         clf._device = resolved
-        clf._precision = resolve_precision(config.precision, resolved)
         clf._reset_scoring()
         clf.classes_ = _classes_array(list(meta["classes"]))
         clf.history_ = list(meta.get("history") or [])

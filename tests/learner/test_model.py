@@ -391,8 +391,40 @@ def test_scoring_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert device.scoring_candidates("cpu") == ("int8",)
     assert device.scoring_precision("auto", "cpu") == device.CHECK
     monkeypatch.setattr(device, "cpu_has_int8", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_amx", lambda: False)
     assert device.scoring_candidates("cpu") == ()
     assert device.scoring_precision("auto", "cpu") == "fp32"
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_trains_in_bf16_on_a_cpu_with_amx_only(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, amx: bool
+) -> None:
+    import learner.device as device
+    import learner.model as model_module
+
+    monkeypatch.setattr(device, "cpu_has_amx", lambda: amx)
+    assert device.resolve_precision("auto", "cpu") == ("bf16" if amx else "fp32")
+    assert device.resolve_precision("fp32", "cpu") == "fp32"
+    assert device.resolve_precision("bf16", "cpu") == "bf16"
+    used: list[str] = []
+    real_autocast = model_module.autocast
+
+    def spy(dev: str, precision: str) -> object:
+        used.append(precision)
+        return real_autocast(dev, precision)
+
+    monkeypatch.setattr(model_module, "autocast", spy)
+    X, y = synthetic_texts(8)
+    TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
+    assert used and set(used) == {"bf16" if amx else "fp32"}
+
+
+def test_amx_probe_agrees_with_the_cpu_flags() -> None:
+    from learner.device import cpu_has_amx
+
+    flags = Path("/proc/cpuinfo").read_text()  # Linux, where the product runs and is tested
+    assert cpu_has_amx() == (" amx_tile" in flags)
 
 
 def test_this_cpu_has_an_int8_engine() -> None:
