@@ -308,6 +308,8 @@ class TransformerClassifier:
             validation split, ``val_accuracy`` and ``val_loss``).
         best_epoch_: After ``fit``: the 1-based epoch whose weights were kept.
         validation_size_: After ``fit``: how many texts were held out (0: none).
+        training_precision_: After ``fit``: ``"fp32"`` or ``"bf16"`` (autocast), what it
+            trained in; after ``load``, what the saved file says (``None`` if it does not).
         scoring_precision_: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"ov-int8"`` once decided;
             ``"check"`` until the agreement check has run.
         scoring_checks_: Per candidate precision the check tried: ``agreement``, the share
@@ -345,6 +347,7 @@ class TransformerClassifier:
         self._device: str | None = None
         self._int8: Any = None  # the int8 copy of the fitted model, once the check asks for it
         self._ov_int8: Any = None  # its OpenVINO int8 twin, likewise
+        self.training_precision_: str | None = None
         self.scoring_precision_ = "fp32"
         self.scoring_checks_: dict[str, dict[str, float]] = {}
         self.scoring_failures_: dict[str, str] = {}
@@ -471,6 +474,7 @@ class TransformerClassifier:
 
         self._model, self._tokenizer = model, tokenizer
         self._device = device
+        self.training_precision_ = precision
         self._reset_scoring()
         self._encoder = None
         self.classes_ = _classes_array(class_list)
@@ -822,6 +826,7 @@ class TransformerClassifier:
             "history": getattr(self, "history_", []),
             "best_epoch": getattr(self, "best_epoch_", None),
             "validation_size": getattr(self, "validation_size_", 0),
+            "training_precision": self.training_precision_,
         }
         try:
             text = json.dumps(meta, indent=2, ensure_ascii=False)
@@ -876,6 +881,7 @@ class TransformerClassifier:
         clf._reset_scoring()
         clf.classes_ = _classes_array(list(meta["classes"]))
         clf.history_ = list(meta.get("history") or [])
+        clf.training_precision_ = meta.get("training_precision")
         clf.best_epoch_ = int(meta.get("best_epoch") or len(clf.history_))
         clf.validation_size_ = int(meta.get("validation_size") or 0)
         return clf

@@ -139,6 +139,9 @@ def train_and_rank(
     if data.eval_texts:
         predicted = model.classes_[np.argmax(model.predict_proba(data.eval_texts), axis=1)]
         metrics = evaluate(data.labels, data.eval_y, [str(p) for p in predicted])
+    trained_in = getattr(model, "training_precision_", None)
+    if trained_in:  # fp32, or bf16 autocast (CUDA, or a CPU with AMX)
+        metrics["training_precision"] = trained_in
     metrics["label_counts"] = dict(Counter(data.train_y))
     metrics["n_train"] = len(data.train_y)
     train_embeddings = None

@@ -76,6 +76,9 @@ def live() -> None:
                 f"{run.progress:.0%} · {elapsed:.0f} s")
 
 
+_PRECISION_NAMES = {"fp32": "fp32", "bf16": "bf16 mixed precision (autocast; weights kept in fp32)"}
+
+
 def _scoring_caption(scoring: dict) -> str:
     """How a round scored its pool: the precision, the check against fp32 behind it, and any
     faster precision that could not be built for this model (with the reason)."""
@@ -123,6 +126,9 @@ else:
             f"{stability['top_overlap']:.0%} of the top of the queue stayed. Small changes "
             "round after round mean more labels add little."
         )
+    if "training_precision" in m:
+        trained = m["training_precision"]
+        st.caption(ui.md_escape(f"Trained in {_PRECISION_NAMES.get(trained, trained)}."))
     if "scoring" in m:
         st.caption(_scoring_caption(m["scoring"]))
     curve = [

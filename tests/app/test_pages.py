@@ -286,6 +286,15 @@ def test_model_page_tells_how_the_pool_was_scored(app, settings):
         "not tried: bf16 (RuntimeError: [no](http://x) *bf16*).")]
 
 
+def test_model_page_says_what_the_model_trained_in(app, settings):
+    at, project = app
+    _a_round_lands(settings, project.id, {"training_precision": "bf16"})
+    _open(at, "model")
+    assert not at.exception
+    trained = [c.value.replace("\\", "") for c in at.caption if c.value.startswith("Trained in")]
+    assert trained == ["Trained in bf16 mixed precision (autocast; weights kept in fp32)."]
+
+
 def test_model_page_says_when_no_faster_precision_passed(app, settings):
     at, project = app
     _a_round_lands(settings, project.id, {"scoring": {

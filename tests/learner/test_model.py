@@ -695,6 +695,7 @@ def test_save_load_round_trip_gives_identical_proba(fitted: TransformerClassifie
     assert loaded.classes_.tolist() == fitted.classes_.tolist()
     assert loaded.config.max_length == fitted.config.max_length
     assert loaded.history_ == fitted.history_
+    assert loaded.training_precision_ == fitted.training_precision_ in ("fp32", "bf16")
     np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
     np.testing.assert_array_equal(loaded.embed(X), fitted.embed(X))
 

@@ -19,6 +19,7 @@ from db.projects import create_project, update_project
 from db.queue import claim_next, labels_since_queue, queue_remaining
 from db.runs import claim_next_run, fail_stale_runs, get_run, list_runs, request_training
 from db.texts import text_hash
+from learner.device import resolve_precision
 from learner.rounds import NotEnoughLabels, run_round
 from learner.worker import WorkerOptions, build_cold_start_queue, work_once
 from tests.tiny_bert import synthetic_texts
@@ -69,6 +70,8 @@ def test_round_trains_evaluates_on_audit_and_replaces_queue(settings, tiny_model
     # a pool this small is scored in fp32, undecided: a check needs a larger call
     assert done.metrics["scoring"] == {"device": "cpu", "precision": "fp32", "checks": {},
                                        "failures": {}}
+    # what fit trained in: bf16 autocast on a CPU with AMX, else fp32
+    assert done.metrics["training_precision"] == resolve_precision("auto", "cpu")
     assert set(done.timings) >= {"train_s", "evaluate_s", "score_s", "write_s", "snapshot_s"}
     assert [s for s, _ in stages][:2] == ["snapshot", "train"] and stages[-1][0] == "write"
     with read_unit(settings) as session:
