@@ -83,8 +83,7 @@ def fast_rerank(settings: Settings, project_id: int, config: ProjectConfig,
     if not stored:
         return None
     example_ids, blobs = zip(*stored)
-    ids = np.array(example_ids)
-    vectors = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(ids), -1)
+    vectors = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(example_ids), -1)
     labelled = [k for k, i in enumerate(example_ids) if i in finals and not finals[i][1]]
     pool = [k for k, i in enumerate(example_ids) if i not in finals]
     train_y = [finals[example_ids[k]][0] for k in labelled]
@@ -102,7 +101,7 @@ def fast_rerank(settings: Settings, project_id: int, config: ProjectConfig,
 
     def entry(k: int, why: str) -> QueueEntry:
         best = int(np.argmax(proba[k]))
-        return QueueEntry(int(ids[pool[k]]), why, float(scores[k]), str(classes[best]),
+        return QueueEntry(example_ids[pool[k]], why, float(scores[k]), str(classes[best]),
                           float(proba[k, best]))
 
     chosen = [int(k) for k in order]

@@ -285,6 +285,11 @@ REFRESH = 16
 bringing the best one up to date was not enough."""
 
 
+def _ranked_score(alpha: float, nearest: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
+    """modAL's ranked-batch score: far from the labelled and picked items, and uncertain."""
+    return alpha * (1 - 1 / (1 + nearest)) + (1 - alpha) * uncertainty
+
+
 def _ranked_batch(uncertainty: np.ndarray, pool: np.ndarray, labeled: np.ndarray | None,
                   k: int, metric: str) -> np.ndarray:
     """modAL's ``ranked_batch``: the same picks from far fewer distance computations.
@@ -322,11 +327,12 @@ def _ranked_batch(uncertainty: np.ndarray, pool: np.ndarray, labeled: np.ndarray
     free = np.ones(len(pool), dtype=bool)
     ranking: list[int] = []
     if labeled is None:
-        first = int(np.argmin(np.mean(pairwise_distances(pool, metric=metric), axis=0)))
+        pairwise = pairwise_distances(pool, metric=metric)
+        first = int(np.argmin(np.mean(pairwise, axis=0)))
         ranking.append(first)
         picked[0], picked_squared[0] = pool[first], squared[first]
         free[first] = False
-        nearest = pairwise_distances(pool, pool[[first]], metric=metric)[:, 0]
+        nearest = pairwise[:, first].copy()
         n_labeled = 1
     else:
         _, nearest = pairwise_distances_argmin_min(pool, labeled, metric=metric)
@@ -335,21 +341,18 @@ def _ranked_batch(uncertainty: np.ndarray, pool: np.ndarray, labeled: np.ndarray
     while len(ranking) < k:
         n_free = len(pool) - len(ranking)
         alpha = n_free / (n_free + n_labeled)
-        bound = alpha * (1 - 1 / (1 + nearest)) + (1 - alpha) * uncertainty
+        bound = _ranked_score(alpha, nearest, uncertainty)
         bound[~free] = -np.inf
-        first_try = True
-        while True:
-            best = int(np.argmax(bound))
-            if seen[best] == len(ranking):
-                break
-            if first_try or len(bound) <= REFRESH:
-                stale = np.array([best])
-            else:  # the best few at once: near-duplicates of a pick go stale together
-                top = np.argpartition(-bound, REFRESH - 1)[:REFRESH]
-                stale = top[(seen[top] < len(ranking)) & free[top]]
-            first_try = False
+        best, alone_tried = int(np.argmax(bound)), False
+        while seen[best] < len(ranking):
+            stale = np.array([best])
+            if alone_tried:  # the best alone was not enough: the best few at once, as
+                # near-duplicates of a pick go stale together
+                top = np.argpartition(-bound, min(REFRESH, len(bound)) - 1)[:REFRESH]
+                stale = np.union1d(stale, top[(seen[top] < len(ranking)) & free[top]])
             refresh(stale, len(ranking))
-            bound[stale] = alpha * (1 - 1 / (1 + nearest[stale])) + (1 - alpha) * uncertainty[stale]
+            bound[stale] = _ranked_score(alpha, nearest[stale], uncertainty[stale])
+            best, alone_tried = int(np.argmax(bound)), True
         picked[len(ranking)], picked_squared[len(ranking)] = pool[best], squared[best]
         ranking.append(best)
         free[best] = False

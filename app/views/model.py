@@ -76,7 +76,7 @@ def live() -> None:
                 f"{run.progress:.0%} · {elapsed:.0f} s")
 
 
-_PRECISION_NAMES = {"fp32": "fp32", "bf16": "bf16 mixed precision (autocast; weights kept in fp32)"}
+_PRECISION_NAMES = {"bf16": "bf16 mixed precision (autocast; weights kept in fp32)"}
 
 
 def _scoring_caption(scoring: dict) -> str:

@@ -277,29 +277,31 @@ def test_diverse_picks_what_modal_picks_among_near_duplicates(metric: str) -> No
     np.testing.assert_array_equal(ours, modal_idx)
 
 
+def _plain_ranked_batch(uncertainty: np.ndarray, pool: np.ndarray, labeled: np.ndarray | None,
+                        k: int) -> list[int]:
+    """The greedy loop ``_ranked_batch`` stands for: every candidate scored afresh per pick."""
+    dist = np.sqrt(((pool[:, None, :] - pool[None, :, :]) ** 2).sum(-1))
+    if labeled is None:
+        first = int(np.argmin(dist.mean(axis=0)))
+        ranking, nearest, n_labeled = [first], dist[:, first].copy(), 1
+    else:
+        nearest = np.sqrt(((pool[:, None, :] - labeled[None]) ** 2).sum(-1)).min(axis=1)
+        ranking, n_labeled = [], len(labeled)
+    while len(ranking) < k:
+        n_free = len(pool) - len(ranking)
+        alpha = n_free / (n_free + n_labeled)
+        scores = alpha * (1 - 1 / (1 + nearest)) + (1 - alpha) * uncertainty
+        scores[ranking] = -np.inf
+        best = int(np.argmax(scores))
+        ranking.append(best)
+        nearest = np.minimum(nearest, dist[:, best])
+        n_labeled += 1
+    return ranking
+
+
 def test_diverse_ranking_equals_scoring_every_candidate_afresh() -> None:
     # The lazy ranking against the plain greedy loop it stands for, cold start included.
     from learner.strategies import _ranked_batch
-
-    def plain(uncertainty: np.ndarray, pool: np.ndarray, labeled: np.ndarray | None,
-              k: int) -> list[int]:
-        dist = np.sqrt(((pool[:, None, :] - pool[None, :, :]) ** 2).sum(-1))
-        if labeled is None:
-            first = int(np.argmin(dist.mean(axis=0)))
-            ranking, nearest, n_labeled = [first], dist[:, first].copy(), 1
-        else:
-            nearest = np.sqrt(((pool[:, None, :] - labeled[None]) ** 2).sum(-1)).min(axis=1)
-            ranking, n_labeled = [], len(labeled)
-        while len(ranking) < k:
-            n_free = len(pool) - len(ranking)
-            alpha = n_free / (n_free + n_labeled)
-            scores = alpha * (1 - 1 / (1 + nearest)) + (1 - alpha) * uncertainty
-            scores[ranking] = -np.inf
-            best = int(np.argmax(scores))
-            ranking.append(best)
-            nearest = np.minimum(nearest, dist[:, best])
-            n_labeled += 1
-        return ranking
 
     rng = np.random.default_rng(3)
     for copies in (1, 5):
@@ -308,7 +310,24 @@ def test_diverse_ranking_equals_scoring_every_candidate_afresh() -> None:
         uncertainty = np.repeat(rng.uniform(0, 0.7, size=300 // copies), copies)
         for labeled in (None, rng.normal(size=(20, 8))):
             assert _ranked_batch(uncertainty, pool, labeled, 150, "euclidean").tolist() == \
-                plain(uncertainty, pool, labeled, 150)
+                _plain_ranked_batch(uncertainty, pool, labeled, 150)
+
+
+def test_diverse_ranking_with_more_exact_ties_than_it_refreshes_at_once() -> None:
+    # 40 identical copies of each text: more tied bounds than REFRESH, so the best one need
+    # not be among those argpartition returns; it must be refreshed all the same.
+    from learner.strategies import REFRESH, _ranked_batch
+
+    rng = np.random.default_rng(5)
+    assert 40 > REFRESH
+    pool = np.repeat(rng.normal(size=(6, 8)), 40, axis=0)
+    uncertainty = np.repeat(rng.uniform(0, 0.7, size=6), 40)
+    labeled = rng.normal(size=(3, 8))
+    ours = _ranked_batch(uncertainty, pool, labeled, 120, "euclidean").tolist()
+    plain = _plain_ranked_batch(uncertainty, pool, labeled, 120)
+    # Identical copies are interchangeable (rounding decides among them): the same texts, in
+    # the same order, each copy picked once.
+    assert [i // 40 for i in ours] == [i // 40 for i in plain] and len(set(ours)) == 120
 
 
 def test_diverse_cold_start_begins_where_modal_does_and_never_repeats() -> None:
