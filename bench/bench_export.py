@@ -6,7 +6,7 @@ Usage::
 
 Builds a migrated SQLite database in a temporary folder (or ``--workdir``) with ``--rows``
 examples of about ``--text-chars`` characters, each labelled once and every tenth twice,
-inserted with Core ``executemany``; then times `db.exporting.export` to each format. The
+inserted with the driver's ``executemany``; then times `db.exporting.export` to each format. The
 build and each export run in a fresh Python process started by this lean one, so that each
 export's peak RSS (``ru_maxrss``, which on Linux starts from the RSS of the process that
 started it) is that of the export alone. Prints rows/s (wall clock, and per CPU second, which
@@ -73,11 +73,9 @@ def build_database(
     workdir: Path, rows: int, text_chars: int, chunk: int = 20_000
 ) -> dict[str, Any]:
     """A migrated SQLite database under ``workdir`` with the bench project; returns facts."""
-    from sqlalchemy import insert
-
     from db.engine import dispose_all, get_engine, write_unit
     from db.migrate import upgrade
-    from db.models import Annotation, Example
+    from db.models import Example
     from db.projects import create_project, get_or_create_annotator, label_ids
     from db.settings import Settings
 
@@ -92,6 +90,14 @@ def build_database(
     pool = _text_pool(1024, text_chars)
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
     engine = get_engine(settings)
+    # The columns' own bind processors store values exactly as a Core insert would, without
+    # its per-row work (a Core insert built 100,000 rows in 1.5x the time on a 2-core Xeon).
+    stamp, as_json = (column.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+                      for column in (Example.__table__.c.created_at, Example.__table__.c.meta))
+    example_sql = ("INSERT INTO examples (id, project_id, text, text_hash, source_row, meta, "
+                   "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    annotation_sql = ("INSERT INTO annotations (example_id, annotator_id, label_id, created_at, "
+                      "updated_at, seconds_spent, queue_reason) VALUES (?, ?, ?, ?, ?, ?, ?)")
     with engine.connect() as conn:
         first_id = 1 + (
             conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM examples").scalar() or 0
@@ -105,45 +111,27 @@ def build_database(
                 prefix = f"Review {i}: "
                 text = prefix + pool[i % len(pool)][: text_chars - len(prefix)].rstrip()
                 when = base + timedelta(seconds=i)
-                example_rows.append(
-                    {
-                        "id": first_id + i,
-                        "project_id": project.id,
-                        "text": text,
-                        # The texts are already normalised: the hash of the text is text_hash.
-                        "text_hash": hashlib.blake2b(text.encode(), digest_size=16).hexdigest(),
-                        "source_row": i,
-                        "meta": {"source": "bench", "batch": i // 1000} if i % 10 == 0 else None,
-                        "reference_label": None,
-                        "created_at": when,
-                    }
-                )
-                annotation_rows.append(
-                    {
-                        "example_id": first_id + i,
-                        "annotator_id": annotators[i % len(annotators)],
-                        "label_id": labels[i % len(labels)],
-                        "created_at": when,
-                        "updated_at": when,
-                        "seconds_spent": 3.5,
-                        "queue_reason": None,
-                    }
-                )
+                stored_when = stamp(when)
+                example_rows.append((
+                    first_id + i, project.id, text,
+                    # The texts are already normalised: the hash of the text is text_hash.
+                    hashlib.blake2b(text.encode(), digest_size=16).hexdigest(), i,
+                    as_json({"source": "bench", "batch": i // 1000} if i % 10 == 0 else None),
+                    stored_when,
+                ))
+                annotation_rows.append((
+                    first_id + i, annotators[i % len(annotators)], labels[i % len(labels)],
+                    stored_when, stored_when, 3.5, None,
+                ))
                 if i % 10 == 0:
-                    annotation_rows.append(
-                        {
-                            "example_id": first_id + i,
-                            "annotator_id": annotators[(i + 1) % len(annotators)],
-                            "label_id": labels[(i + 1) % len(labels)],
-                            "created_at": when,
-                            "updated_at": when + timedelta(minutes=1),
-                            "seconds_spent": None,
-                            "queue_reason": "audit",
-                        }
-                    )
+                    annotation_rows.append((
+                        first_id + i, annotators[(i + 1) % len(annotators)],
+                        labels[(i + 1) % len(labels)], stored_when,
+                        stamp(when + timedelta(minutes=1)), None, "audit",
+                    ))
             with conn.begin():
-                conn.execute(insert(Example), example_rows)
-                conn.execute(insert(Annotation), annotation_rows)
+                conn.exec_driver_sql(example_sql, example_rows)
+                conn.exec_driver_sql(annotation_sql, annotation_rows)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     dispose_all()

@@ -9,7 +9,8 @@ figures to ``OUT_DIR/raw/<step>.json``; this script wraps them as ``OUT_DIR/<ste
      "result": <what the benchmark wrote>}          # or "skipped": "<why not measured>"
 
 plus ``"files": {"curve": "sim/curve.png"}`` (paths relative to OUT_DIR) where a step leaves
-more than figures. A full run (not ``--quick``) then copies the wrapped files into
+more than figures. A run of every step (as ``make bench`` runs them: on a CPU, not with
+``--with-sim``) also writes ``OUT_DIR/run.json``, its wall time end to end and each step's. A full run (not ``--quick``) then copies the wrapped files into
 ``docs/results/<machine-tag>/`` (a skip never replaces a measured result there), and
 ``bench.report`` rewrites ``docs/benchmarks.md`` from those folders.
 """
@@ -419,12 +420,13 @@ def main(argv: list[str] | None = None) -> int:
                   sim_repeats=args.sim_repeats)
     print(f"Machine {tag}: {json.dumps(machine)}", flush=True)
     failed = []
+    run_started, run_date, step_seconds = time.perf_counter(), meta.utc_now(), {}
     for name in names:
         run_meta = {"step": name, "date": meta.utc_now(), "commit": meta.git_commit(),
                     "machine": machine, "machine_tag": tag, "quick": args.quick}
         started, cpu_before = time.perf_counter(), meta.cpu_times()
         outcome = STEPS[name](ctx)
-        run_meta["seconds"] = round(time.perf_counter() - started, 1)
+        run_meta["seconds"] = step_seconds[name] = round(time.perf_counter() - started, 1)
         run_meta["cpu_steal_share"] = meta.steal_share(cpu_before, meta.cpu_times())
         doc = wrap(outcome, run_meta, out_dir)
         write_json(out_dir / f"{name}.json", doc)
@@ -432,6 +434,19 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         if outcome.failed:
             failed.append(name)
+    if names == list(STEPS) and (ctx.cuda or not args.with_sim):
+        # as `make bench` runs: every step, the simulation only where it runs by default
+        total = round(time.perf_counter() - run_started, 1)
+        write_json(out_dir / "run.json", {
+            "meta": {"step": "run", "date": run_date, "commit": meta.git_commit(),
+                     "machine": machine, "machine_tag": tag, "quick": args.quick,
+                     "command": _shown(_python("bench.run", *(
+                         sys.argv[1:] if argv is None else argv))),
+                     "exit_code": 1 if failed else 0,
+                     "seconds": total},
+            "result": {"seconds": total,
+                       "steps": step_seconds, "failed": failed}})
+        names = [*names, "run"]
     if not args.quick:
         publish(out_dir, names, args.results_dir / tag)
     if not args.no_report:

@@ -469,3 +469,46 @@ def test_header_says_how_much_cpu_the_host_took(tmp_path, share, expected):
         assert "CPU steal" not in text
     else:
         assert expected in text
+
+
+def test_scoring_tells_how_many_texts_the_agreement_covers_and_when_the_stream_ran(tmp_path):
+    result = scoring_result()
+    write(tmp_path / "r" / "m" / "scoring.json", wrapped("scoring", result))
+    text = " ".join(_section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path),
+                             "scoring").split())
+    # older runs scored the same texts every repeat and streamed before the decision
+    assert "Median of 3 alternating runs. " in text and "agreement over" not in text
+    assert "before (model loaded and fine-tuned) and" in text
+    result.update(texts=1024, agreement_texts=2025)
+    result["stream"]["after_decision"] = True
+    write(tmp_path / "r" / "m" / "scoring.json", wrapped("scoring", result))
+    text = " ".join(_section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path),
+                             "scoring").split())
+    assert ("Median of 3 alternating runs, each on the corpus's next 1,024 texts; agreement "
+            "over the 2,025 texts scored. ") in text
+    assert "before (model loaded and fine-tuned, its precision decided) and" in text
+
+
+@pytest.mark.parametrize(("seconds", "quick", "expected"), [
+    (1700.0, False, "Target: under 30 minutes: **met**."),
+    (1900.0, False, "Target: under 30 minutes: **missed**."),
+    (200.0, True, "A quick run has no target beyond a few minutes."),
+])
+def test_the_whole_run_is_judged_against_30_minutes(tmp_path, seconds, quick, expected):
+    steps = {"import": 60.0, "scoring": seconds - 90.0, "sim": 0.5}
+    write(tmp_path / "r" / "cpu-4core" / "run.json", wrapped(
+        "run", {"seconds": seconds, "steps": steps, "failed": []}, quick=quick, seconds=seconds))
+    write(tmp_path / "r" / "cpu-4core" / "import.json",
+          wrapped("import", import_result(), seconds=60.0))
+    page = render(collect(tmp_path / "none", tmp_path / "r"), tmp_path)
+    text = _section(page, "run")
+    assert (f"End to end: {seconds / 60:.1f} minutes (import 1.0, scoring "
+            f"{(seconds - 90) / 60:.1f}, sim 0.0 minutes, one after the other") in text
+    assert expected in text
+    glance = [line for line in page.splitlines() if line.startswith("| `make bench` end to end")]
+    assert glance == [f"| `make bench` end to end: under 30 minutes | {seconds / 60:.1f} minutes"
+                      + (", quick (`abc1234`, quick run) |" if quick else
+                         f": {expected.split(': ')[-1][:-1]} (`abc1234`) |")]
+    # the steps' own total leaves the run record out
+    assert "`cpu-4core`: the benchmarks shown took 1.0 minutes in all (import 1.0 minutes;" in " ".join(
+        page.split())

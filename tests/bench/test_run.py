@@ -23,7 +23,7 @@ def ctx(tmp_path: Path) -> run.Context:
 
 def test_steps_in_order_each_with_a_report_section():
     assert list(run.STEPS) == ORDER
-    assert list(report.SECTIONS) == ORDER
+    assert list(report.SECTIONS) == ["run", *ORDER]  # the whole run's record, then the steps
 
 
 def test_only_selects_a_subset_in_step_order():
@@ -116,6 +116,29 @@ def test_a_simulation_replacing_one_of_the_same_protocol_keeps_its_accuracy(tmp_
     write(out / "sim.json", wrapped("sim", other))
     run.publish(out, ["sim"], results)
     assert "previous" not in json.loads((results / "sim.json").read_text())["meta"]
+
+
+def test_a_run_of_every_step_records_its_wall_time_end_to_end(monkeypatch, tmp_path):
+    calls: list[str] = []
+    _fake_steps(monkeypatch, calls)
+    out, results = tmp_path / "out", tmp_path / "results"
+    assert run.main(["--out-dir", str(out), "--results-dir", str(results), "--no-report"]) == 0
+    assert calls == ORDER
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["meta"]["step"] == "run" and doc["meta"]["command"].endswith(
+        "-m bench.run --out-dir " + str(out) + " --results-dir " + str(results) + " --no-report")
+    assert list(doc["result"]["steps"]) == ORDER and doc["result"]["failed"] == []
+    steps = [json.loads((out / f"{name}.json").read_text())["meta"]["seconds"] for name in ORDER]
+    assert doc["result"]["steps"] == dict(zip(ORDER, steps))
+    assert doc["result"]["seconds"] == doc["meta"]["seconds"] >= sum(steps) - 0.1 * len(steps)
+    assert json.loads((results / "cpu-4core" / "run.json").read_text()) == doc  # published
+
+    # a subset of the steps, or the simulation on a CPU, is not `make bench` as it runs
+    for args in (["--only", "import,export"], ["--with-sim"]):
+        out = tmp_path / "-".join(args)
+        assert run.main([*args, "--out-dir", str(out), "--results-dir", str(out / "r"),
+                         "--no-report"]) == 0
+        assert not (out / "run.json").exists() and not (out / "r" / "cpu-4core" / "run.json").exists()
 
 
 def test_unknown_step_is_a_usage_error(capsys):
