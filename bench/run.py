@@ -10,9 +10,10 @@ figures to ``OUT_DIR/raw/<step>.json``; this script wraps them as ``OUT_DIR/<ste
 
 plus ``"files": {"curve": "sim/curve.png"}`` (paths relative to OUT_DIR) where a step leaves
 more than figures. A run of every step (as ``make bench`` runs them: on a CPU, not with
-``--with-sim``) also writes ``OUT_DIR/run.json``, its wall time end to end and each step's. A full run (not ``--quick``) then copies the wrapped files into
-``docs/results/<machine-tag>/`` (a skip never replaces a measured result there), and
-``bench.report`` rewrites ``docs/benchmarks.md`` from those folders.
+``--with-sim``) also writes ``OUT_DIR/run.json``, its wall time end to end and each step's. A
+full run (not ``--quick``) then copies the wrapped files into ``docs/results/<machine-tag>/`` (a
+skip never replaces a measured result there), and ``bench.report`` rewrites
+``docs/benchmarks.md`` from those folders.
 """
 
 from __future__ import annotations
