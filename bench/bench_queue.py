@@ -124,7 +124,7 @@ def run(size: int, answers: int, queue: int, database_url: str | None = None) ->
             annotate(settings, project_id, item.example_id, "bench", "abc"[i % 3])
             submits.append(time.perf_counter() - t)
         dispose_all()
-    return {"size": size, "answers": answers, "build_s": round(built, 1),
+    return {"size": size, "answers": answers, "queue": queue, "build_s": round(built, 1),
             "claim": percentiles(claims[10:]), "submit": percentiles(submits[10:]), **backend}
 
 

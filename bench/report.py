@@ -394,6 +394,7 @@ def render_queue(r: Result) -> list[str]:
     server = " ".join(filter(None, [sizes[0].get("server_version"), r.meta.get("postgres")]))
     lines = [
         *para(f"{sizes[0]['answers']:,} answers by one annotator per pool size"
+              + (f", past a queue of {sizes[0]['queue']:,}" if "queue" in sizes[0] else "")
               + (f"; PostgreSQL server: {server}." if server else ".")),
         *table(["texts", "claim p50", "claim p95", "claim p99", "submit p50", "submit p95",
                 "submit p99"], rows),
@@ -877,7 +878,7 @@ SECTIONS: dict[str, Section] = {
         render_export, check_export),
     "queue": Section(
         'Serving on SQLite: "claim next text" and "submit answer" as the pool grows',
-        "`bench.bench_queue`: for each pool size a fresh database and a ranked queue of 500, "
+        "`bench.bench_queue`: for each pool size a fresh database and a ranked queue of 500 (100 in a quick run), "
         "then one annotator claims and answers texts past the end of the queue, so the random "
         "fallback is measured too. Server-side latency of the functions the Annotate page "
         "calls, the first 10 calls left out. Each call is one short write unit; SQLite runs "

@@ -85,6 +85,16 @@ def test_queue_table_and_verdicts(results_tree):
     assert "| 100,000 | 3.00 ms | 6.00 ms | 7.00 ms | 3.00 ms | 6.00 ms | 7.00 ms |" in text
     assert "p95 under 20 ms: **met** (worst p95 6.00 ms)" in text
     assert "at most 2× that at 10,000): **met** (claim 1.20×, submit 1.20×)" in text
+    assert "700 answers by one annotator per pool size." in text  # runs before the queue size
+
+
+def test_queue_tells_the_queue_it_claimed_past(tmp_path):
+    sizes = queue_result()
+    for size in sizes:
+        size.update(answers=150, queue=100)
+    write(tmp_path / "r" / "m" / "queue.json", wrapped("queue", sizes, quick=True))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "queue")
+    assert "150 answers by one annotator per pool size, past a queue of 100." in text
 
 
 @pytest.mark.parametrize(("small", "large", "under", "flat"), [

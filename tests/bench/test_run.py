@@ -168,8 +168,8 @@ def test_postgres_url_from_the_environment(monkeypatch, ctx):
     monkeypatch.setattr(run, "_bench", lambda ctx, name, module, *args: seen.append(args)
                         or run.Outcome("cmd", [], exit_code=0))
     outcome = run.step_queue_postgresql(ctx)
-    assert seen == [("--sizes", "10000,100000", "--database-url",
-                     "postgresql+psycopg://u:secret@db/x")]
+    assert seen == [("--sizes", "10000,100000", "--answers", "150", "--queue", "100",
+                     "--database-url", "postgresql+psycopg://u:secret@db/x")]
     assert outcome.meta == {"postgres": "the server at BENCH_POSTGRES_URL"}
 
 
