@@ -6,8 +6,8 @@ Usage::
 
 Builds a migrated SQLite database in a temporary folder (or ``--workdir``) with ``--rows``
 examples of about ``--text-chars`` characters, each labelled once and every tenth twice,
-inserted with the driver's ``executemany``; then times `db.exporting.export` to each format. The
-build and each export run in a fresh Python process started by this lean one, so that each
+inserted with the driver's ``executemany``; then times `db.exporting.export` to each format.
+The build and each export run in a fresh Python process started by this lean one, so that each
 export's peak RSS (``ru_maxrss``, which on Linux starts from the RSS of the process that
 started it) is that of the export alone. Prints rows/s (wall clock, and per CPU second, which
 other load on the machine disturbs less) and peak RSS per format, and writes them as JSON to

@@ -57,7 +57,8 @@ def _corpus(rng: random.Random, n_chars: int) -> str:
     marks = ["", "", "", "", "", "", ",", ",", ".", '"']
     # Words average 7.8 characters with their mark and space: n_chars // 5 words is plenty.
     count = n_chars // 5
-    text = " ".join(w + m for w, m in zip(rng.choices(words, k=count), rng.choices(marks, k=count)))
+    drawn = zip(rng.choices(words, k=count), rng.choices(marks, k=count))
+    text = " ".join(word + mark for word, mark in drawn)
     assert len(text) >= n_chars
     return text[:n_chars]
 

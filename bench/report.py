@@ -43,8 +43,8 @@ SCORING_GPU_TEXTS_PER_S = 10_000
 SCORING_AGREEMENT = 0.99
 ROUND_GPU_TARGET_S = 15.0
 FASTLOOP_TARGET_S = 1.0
-BENCH_TARGET_S = 30 * 60
 FASTLOOP_TARGET_POOL = 20_000
+BENCH_TARGET_S = 30 * 60
 SIM_ACCURACY_TARGETS = {50: 0.91, 100: 0.95, 300: 0.97}
 """Issue 6: mean accuracy at these label counts (TF-IDF + logistic regression's figures)."""
 STEAL_NOTABLE = 0.02
@@ -878,8 +878,8 @@ SECTIONS: dict[str, Section] = {
         render_export, check_export),
     "queue": Section(
         'Serving on SQLite: "claim next text" and "submit answer" as the pool grows',
-        "`bench.bench_queue`: for each pool size a fresh database and a ranked queue of 500 (100 in a quick run), "
-        "then one annotator claims and answers texts past the end of the queue, so the random "
+        "`bench.bench_queue`: for each pool size a fresh database and a ranked queue of 500 "
+        "(100 in a quick run), then one annotator claims and answers texts past the end of the queue, so the random "
         "fallback is measured too. Server-side latency of the functions the Annotate page "
         "calls, the first 10 calls left out. Each call is one short write unit; SQLite runs "
         f"with `synchronous=FULL`. Target: p95 under {QUEUE_P95_TARGET_MS:g} ms and flat as "
@@ -1026,8 +1026,8 @@ def render(results: dict[str, dict[str, Result]], doc_dir: Path) -> str:
     ]
     for tag in sorted(machines):
         timed = {step: results[step][tag].meta["seconds"] for step in SECTIONS
-                 if step != "run" and tag in results.get(step, {}) and results[step][tag].measured
-                 and "seconds" in results[step][tag].meta}
+                 if step != "run" and tag in results.get(step, {})
+                 and results[step][tag].measured and "seconds" in results[step][tag].meta}
         gpu = bool((machines[tag].meta.get("machine") or {}).get("cuda_gpu"))
         opt_in = {} if gpu else {step: timed.pop(step) for step in SIM_STEPS if step in timed}
         if timed:

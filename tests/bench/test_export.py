@@ -27,8 +27,10 @@ def test_the_built_database_stores_values_as_a_core_insert_does(tmp_path):
             annotations = conn.execute(select(Annotation)).all()
     finally:
         dispose_all()
-    assert [e.created_at for e in examples[:30]] == [base + timedelta(seconds=i) for i in range(30)]
+    assert [e.created_at for e in examples[:30]] == [
+        base + timedelta(seconds=i) for i in range(30)]
     assert [e.meta for e in examples[:12]] == [{"source": "bench", "batch": 0}] + [None] * 9 + [
         {"source": "bench", "batch": 0}, None]
     assert len(annotations) == 33
-    assert sorted(a.updated_at - a.created_at for a in annotations)[-3:] == [timedelta(minutes=1)] * 3
+    audits = sorted(a.updated_at - a.created_at for a in annotations)[-3:]
+    assert audits == [timedelta(minutes=1)] * 3

@@ -520,5 +520,5 @@ def test_the_whole_run_is_judged_against_30_minutes(tmp_path, seconds, quick, ex
                       + (", quick (`abc1234`, quick run) |" if quick else
                          f": {expected.split(': ')[-1][:-1]} (`abc1234`) |")]
     # the steps' own total leaves the run record out
-    assert "`cpu-4core`: the benchmarks shown took 1.0 minutes in all (import 1.0 minutes;" in " ".join(
-        page.split())
+    assert ("`cpu-4core`: the benchmarks shown took 1.0 minutes in all (import 1.0 minutes;"
+            in " ".join(page.split()))
