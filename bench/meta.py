@@ -98,6 +98,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu_model": model or platform.processor() or None,
         "logical_cores": os.cpu_count(),
+        "avx512f": "avx512f" in flags,
         "avx512_bf16": "avx512_bf16" in flags,
         "amx_bf16": "amx_bf16" in flags,
         "ram_bytes": _ram_bytes(),
@@ -110,14 +111,16 @@ def machine() -> dict[str, Any]:
 
 def machine_tag(info: dict[str, Any]) -> str:
     """``gpu-<name>`` where torch sees a CUDA GPU (``gpu-h100-80gb-hbm3``), else
-    ``cpu-<vendor>[-amx]-<n>core`` (``cpu-intel-amx-2core``, ``cpu-intel-2core``;
-    ``cpu-<n>core`` for an unknown vendor).
+    ``cpu-<vendor>[-amx|-avx2]-<n>core`` (``cpu-intel-amx-2core``, ``cpu-intel-2core``,
+    ``cpu-amd-avx2-2core``; ``cpu-<n>core`` for an unknown vendor).
 
-    The vendor and AMX are in the tag because machines of the same size differ a lot here: an
-    Intel Xeon with AMX scores in bf16 at about 3x fp32, one with AVX-512 BF16 but no AMX is
-    slower in bf16 than in fp32. AMD EPYC hosts here came both with AVX-512 BF16 (bf16 at
-    about 2.4x fp32) and without; they share ``cpu-amd-<n>core``, and the result files record
-    which (``machine.avx512_bf16``).
+    The vendor and the vector units are in the tag because machines of the same size differ a
+    lot here: an Intel Xeon with AMX scores in bf16 at about 3x fp32, one with AVX-512 BF16 but
+    no AMX is slower in bf16 than in fp32, and a CPU without AVX-512 at all (``-avx2``: the AMD
+    EPYC Zen 2 hosts here) has neither bf16 nor VNNI int8 kernels. AMD EPYC hosts with AVX-512
+    came both with AVX-512 BF16 (bf16 at about 2.4x fp32) and, before the ``-avx2`` tag (which
+    needs ``machine.avx512f``, recorded since), without; those share ``cpu-amd-<n>core``, and the
+    result files record which (``machine.avx512_bf16``).
     """
     gpu = info.get("cuda_gpu")
     if gpu:
@@ -128,6 +131,8 @@ def machine_tag(info: dict[str, Any]) -> str:
     cores = f"{info.get('logical_cores') or 0}core"
     if vendor and info.get("amx_bf16"):
         vendor += "-amx"
+    elif vendor in ("intel", "amd") and info.get("avx512f") is False:
+        vendor += "-avx2"
     return f"cpu-{vendor}-{cores}" if vendor else f"cpu-{cores}"
 
 

@@ -219,6 +219,8 @@ def machine_fields(machine: dict[str, Any]) -> dict[str, str]:
     return {
         "CPU": get("cpu_model"),
         "logical cores": get("logical_cores"),
+        # Older records lack avx512f; AVX-512 BF16 implies it.
+        "AVX-512": _yes_no(machine.get("avx512f", True if machine.get("avx512_bf16") else None)),
         "AVX-512 BF16": _yes_no(machine.get("avx512_bf16")),
         "AMX BF16": _yes_no(machine.get("amx_bf16")),
         "RAM": f"{ram / 2**30:.0f} GiB" if ram else "not recorded",

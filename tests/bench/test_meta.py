@@ -6,7 +6,7 @@ import re
 
 from bench import meta
 
-KEYS = {"cpu_model", "logical_cores", "avx512_bf16", "amx_bf16", "ram_bytes", "os", "python",
+KEYS = {"cpu_model", "logical_cores", "avx512f", "avx512_bf16", "amx_bf16", "ram_bytes", "os", "python",
         "sqlite", "torch", "cuda_gpu"}
 
 
@@ -15,7 +15,8 @@ def test_machine_has_every_key(monkeypatch):
     info = meta.machine()
     assert set(info) == KEYS
     assert info["logical_cores"] >= 1 and info["ram_bytes"] > 2**20
-    assert isinstance(info["avx512_bf16"], bool) and isinstance(info["amx_bf16"], bool)
+    assert isinstance(info["avx512f"], bool) and isinstance(info["avx512_bf16"], bool)
+    assert isinstance(info["amx_bf16"], bool)
     assert re.fullmatch(r"3\.\d+\.\d+", info["sqlite"])
 
 
@@ -33,6 +34,16 @@ def test_machine_tag():
                              "cpu_model": "Intel(R) Xeon(R) Processor"}) == "cpu-intel-amx-2core"
     assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None,
                              "cpu_model": "AMD EPYC"}) == "cpu-amd-2core"
+    # A CPU without AVX-512 gets its own tag; a record without the flag (older runs) keeps the
+    # vendor's plain tag, and AMX wins over the flag.
+    assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None, "avx512f": False,
+                             "cpu_model": "AMD EPYC"}) == "cpu-amd-avx2-2core"
+    assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None, "avx512f": True,
+                             "cpu_model": "AMD EPYC"}) == "cpu-amd-2core"
+    assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None, "avx512f": False,
+                             "cpu_model": "Intel(R) Core(TM) i5"}) == "cpu-intel-avx2-2core"
+    assert meta.machine_tag({"logical_cores": 2, "cuda_gpu": None, "avx512f": False,
+                             "cpu_model": "ARM Neoverse"}) == "cpu-arm-2core"
     assert meta.machine_tag({"logical_cores": 16, "cuda_gpu": "NVIDIA H100 80GB HBM3"}) \
         == "gpu-h100-80gb-hbm3"
 

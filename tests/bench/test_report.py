@@ -51,8 +51,20 @@ def test_header_has_command_machine_date_commit_and_a_relative_link(results_tree
 
 def test_machines_table_lists_each_machine(results_tree):
     page = _page(results_tree)
-    assert "| `cpu-4core` | Test CPU | 4 | yes | no | 16 GiB | Linux-test |" in page
+    # AVX-512 is not in this record (older runs): AVX-512 BF16 implies it.
+    assert "| `cpu-4core` | Test CPU | 4 | yes | yes | no | 16 GiB | Linux-test |" in page
     assert "GPU figures are not yet measured" in page
+
+
+def test_machine_fields_say_avx512_as_recorded_else_from_avx512_bf16():
+    def cells(**machine):
+        fields = report.machine_fields(machine)
+        return fields["AVX-512"], fields["AVX-512 BF16"]
+
+    assert cells(avx512f=False, avx512_bf16=False) == ("no", "no")
+    assert cells(avx512f=True, avx512_bf16=False) == ("yes", "no")
+    assert cells(avx512_bf16=True) == ("yes", "yes")
+    assert cells(avx512_bf16=False) == ("not recorded", "no")
 
 
 def test_import_table_and_verdict(results_tree):
