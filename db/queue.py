@@ -142,7 +142,7 @@ LEASE_SECONDS = 600
 _CLAIM_LOCK = 0x4C57  # PostgreSQL advisory-lock namespace for claims ("LW")
 
 
-def _served_to_others(example_id: Any, me: int, now: datetime):  # type: ignore[no-untyped-def]
+def _served_to_others(example_id: Any, me: Any, now: Any):  # type: ignore[no-untyped-def]
     """How many annotators other than me have labelled the text or hold a live lease on it."""
     labelled = (
         select(func.count()).select_from(Annotation)
@@ -183,8 +183,7 @@ def claim_next(
             params["exclude"] = list(exclude)
         example_id = session.scalar(_next_in_queue(bool(exclude)), params)
         if example_id is None:
-            skip = Example.id.not_in(list(exclude)) if exclude else true()
-            example_id = _random_free(session, project_id, me, now, skip)
+            example_id = _random_free(session, params)
         if example_id is None:
             return None
         _lease(session, example_id, me, now + timedelta(seconds=lease_s))
@@ -241,25 +240,45 @@ def release(settings: Settings, example_id: int, annotator: str) -> None:
             Lease.annotator_id.in_(select(Annotator.id).where(Annotator.name == annotator))))
 
 
-def _random_free(session: Session, project_id: int, me: int, now: datetime,
-                 skip: Any) -> int | None:
-    """A uniformly random text nobody has labelled or leased, found by index range probes."""
-    of_project = Example.project_id == project_id
-    # one round trip of two single-aggregate subqueries: SQLite answers each from the index
-    bounds = session.execute(select(
-        select(func.min(Example.id)).where(of_project).scalar_subquery(),
-        select(func.max(Example.id)).where(of_project).scalar_subquery())).one()
+def _random_free(session: Session, params: dict[str, Any]) -> int | None:
+    """A uniformly random text nobody has labelled or leased, found by index range probes.
+
+    ``params`` are the claim's (``me``, ``project_id``, ``now`` and, where given, ``exclude``).
+    """
+    bounds = session.execute(_id_bounds(), params).one()
     if bounds[0] is None:
         return None
-    nobody = ~exists().where(Annotation.example_id == Example.id)
-    free = (Example.project_id == project_id) & skip & nobody & (
-        _served_to_others(Example.id, me, now) == 0)
+    probe = _free_from(excluding="exclude" in params)
     for start in (random.randint(bounds[0], bounds[1]), bounds[0]):
-        found = session.scalar(
-            select(Example.id).where(free, Example.id >= start).order_by(Example.id).limit(1))
+        found = session.scalar(probe, {**params, "start": start})
         if found is not None:
             return int(found)
     return None
+
+
+@functools.cache
+def _id_bounds() -> Select[tuple[int | None, int | None]]:
+    """The smallest and largest text id of ``project_id``: one round trip of two
+    single-aggregate subqueries, each of which SQLite answers from the index."""
+    of_project = Example.project_id == bindparam("project_id")
+    return select(select(func.min(Example.id)).where(of_project).scalar_subquery(),
+                  select(func.max(Example.id)).where(of_project).scalar_subquery())
+
+
+@functools.cache
+def _free_from(excluding: bool) -> Select[tuple[int]]:
+    """The first text of ``project_id`` from id ``start`` on that nobody has labelled or leased
+    to anyone but ``me`` at ``now`` (with ``excluding``, not in ``exclude``); built once per
+    shape, as `_next_in_queue` is."""
+    me, now = bindparam("me"), bindparam("now")
+    skip = Example.id.not_in(bindparam("exclude", expanding=True)) if excluding else true()
+    nobody = ~exists().where(Annotation.example_id == Example.id)
+    return (
+        select(Example.id)
+        .where(Example.project_id == bindparam("project_id"), skip, nobody,
+               _served_to_others(Example.id, me, now) == 0, Example.id >= bindparam("start"))
+        .order_by(Example.id).limit(1)
+    )
 
 
 def queue_version(session: Session, project_id: int) -> int | None:
