@@ -18,13 +18,15 @@ same texts within a repeat, and agreement counts each text of the corpus once. T
   thread while this one is scored, and the outputs copied to the host once per chunk.
 - ``optimised_auto``: ``predict_proba`` as the product runs it (``precision="auto"``): bf16
   autocast on CUDA; on a CPU, the fastest of bf16 (CPUs with bf16 units: AMX, AVX-512 BF16),
-  torch's int8 and OpenVINO's int8 that agrees with fp32 on at least 99% of a sample and
-  scores it at least 1.1x as fast; fp32 when none does. Its first call takes that decision,
-  on ``OV_INT8_MIN_TEXTS`` texts (the corpus, repeated) so that OpenVINO is
-  weighed as in a round (``--quick``: on ``2 * AGREEMENT_SAMPLE``, the fewest that get a
-  check, without OpenVINO), and is timed apart (``auto_decision_s``, ``auto_decision_texts``).
-- ``forced_bf16`` (CPUs with bf16 units only), ``forced_int8`` and ``forced_ov_int8`` (CPU
-  only): the optimised path in bf16 autocast, over the product's int8 copy of the model
+  torch's int8 and OpenVINO's int8 (CPUs with more than AVX2) that agrees with fp32 on at
+  least 99% of a sample and scores it at least 1.1x as fast; fp32 when none does. Its first
+  call takes that decision, on ``OV_INT8_MIN_TEXTS`` texts (the corpus, repeated) so that
+  OpenVINO is weighed as in a round (``--quick``: on ``2 * AGREEMENT_SAMPLE``, the fewest that
+  get a check, without OpenVINO), and is timed apart (``auto_decision_s``,
+  ``auto_decision_texts``).
+- ``forced_bf16``, ``forced_int8`` and ``forced_ov_int8``, for each candidate the product weighs
+  on this CPU (`scoring_candidates`: bf16 where it has bf16 units, OpenVINO where it has more
+  than AVX2): the optimised path in bf16 autocast, over the product's int8 copy of the model
   (linear layers quantised per output channel), or over its OpenVINO int8 twin (weights and
   activations in int8, calibrated on the pool), whatever the check says, to show what the
   check weighed.
@@ -176,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from learner.device import OV_INT8, cpu_has_fast_bf16, cpu_has_int8, resolve_device
-    from learner.openvino_int8 import openvino_available
+    from learner.device import OV_INT8, resolve_device, scoring_candidates
 
     device = resolve_device(args.device)
     gpu = device.startswith("cuda")
@@ -215,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     variants["optimised_fp32"] = with_precision(clf, "fp32").predict_proba
     variants["optimised_auto"] = auto.predict_proba
-    if not gpu and cpu_has_fast_bf16():
+    # Each candidate the product weighs here, forced (none on a GPU).
+    candidates = scoring_candidates(device)
+    if "bf16" in candidates:
         variants["forced_bf16"] = with_precision(clf, "bf16").predict_proba
-    if not gpu and cpu_has_int8():
+    if "int8" in candidates:
         variants["forced_int8"] = forced(clf, "int8").predict_proba
-    if not gpu and openvino_available():
+    if OV_INT8 in candidates:
         variants["forced_ov_int8"] = forced(clf, OV_INT8).predict_proba
     # Warm-up (the forced int8 copies are built here, OpenVINO's calibrated on these texts).
     warm_up = first[:64 if args.quick else max(64, min(n, 1024 if gpu else 256))]

@@ -125,20 +125,54 @@ def cpu_has_int8() -> bool:
     return any(engine in ("x86", "fbgemm", "qnnpack") for engine in engines)
 
 
+X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
+
+
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is not there)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_wide_int8() -> bool:
+    """Whether OpenVINO's int8 kernels have more than AVX2 to run on: on x86, AVX-512, VNNI
+    (AVX-512 VNNI or AVX-VNNI) or AMX; other architectures are left to the check (True).
+
+    On an x86 CPU with AVX2 alone OpenVINO's int8 lost to fp32: 0.68x plain fp32 on a 2-core
+    AMD EPYC (Zen 2), where building it took part of every round's decision for nothing.
+    """
+    import platform
+
+    import torch
+
+    if platform.machine().lower() not in X86_MACHINES:
+        return True
+    has = lambda name: bool(getattr(torch.cpu, name, lambda: False)())  # noqa: E731
+    return (has("_is_avx512_supported") or has("_is_vnni_supported") or cpu_has_amx()
+            or "avx_vnni" in _cpu_flags())
+
+
 def scoring_candidates(device: str) -> tuple[str, ...]:
     """The faster precisions a CPU may score in once they pass the check against fp32.
 
     ``"bf16"`` (autocast) where the CPU has bf16 units; ``"int8"`` (the linear layers
     dynamically quantised per output channel) where torch has an int8 engine; ``"ov-int8"``
-    (OpenVINO, weights and activations in int8) where OpenVINO and NNCF are installed. None on
-    other devices: CUDA scores in bf16 without a check.
+    (OpenVINO, weights and activations in int8) where OpenVINO and NNCF are installed and the
+    CPU has more than AVX2 (`cpu_has_wide_int8`). None on other devices: CUDA scores in bf16
+    without a check.
     """
     import torch
 
     if torch.device(device).type != "cpu":
         return ()
     return ((("bf16",) if cpu_has_fast_bf16() else ()) + (("int8",) if cpu_has_int8() else ())
-            + ((OV_INT8,) if openvino_available() else ()))
+            + ((OV_INT8,) if openvino_available() and cpu_has_wide_int8() else ()))
 
 
 def scoring_precision(precision: str, device: str) -> str:

@@ -381,12 +381,16 @@ def test_scoring_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr(device, "cpu_has_int8", lambda: True)
     monkeypatch.setattr(device, "openvino_available", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_wide_int8", lambda: True)
     assert device.scoring_candidates("cpu") == ("bf16", "int8", "ov-int8")
     assert device.scoring_precision("auto", "cpu") == device.CHECK
     assert device.scoring_precision("fp32", "cpu") == "fp32"
     assert device.scoring_precision("bf16", "cpu") == "bf16"
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
     assert device.scoring_candidates("cpu") == ("int8", "ov-int8")
+    monkeypatch.setattr(device, "cpu_has_wide_int8", lambda: False)  # AVX2 alone
+    assert device.scoring_candidates("cpu") == ("int8",)
+    monkeypatch.setattr(device, "cpu_has_wide_int8", lambda: True)
     monkeypatch.setattr(device, "openvino_available", lambda: False)
     assert device.scoring_candidates("cpu") == ("int8",)
     assert device.scoring_precision("auto", "cpu") == device.CHECK
@@ -394,6 +398,45 @@ def test_scoring_precision_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(device, "cpu_has_amx", lambda: False)
     assert device.scoring_candidates("cpu") == ()
     assert device.scoring_precision("auto", "cpu") == "fp32"
+
+
+@pytest.mark.parametrize(("machine", "units", "flags", "wide"), [
+    ("x86_64", {}, "fpu avx2 fma", False),  # AVX2 alone (AMD EPYC Zen 2)
+    ("x86_64", {"_is_avx512_supported": True}, "fpu avx2 avx512f", True),
+    ("x86_64", {"_is_vnni_supported": True}, "fpu avx2", True),
+    ("x86_64", {"_is_amx_tile_supported": True}, "fpu avx2", True),
+    ("x86_64", {}, "fpu avx2 avx_vnni", True),  # AVX-VNNI without AVX-512 (Alder Lake)
+    ("aarch64", {}, "fp asimd", True),  # left to the check
+])
+def test_openvino_int8_is_weighed_on_cpus_with_more_than_avx2(
+    monkeypatch: pytest.MonkeyPatch, machine: str, units: dict[str, bool], flags: str,
+    wide: bool,
+) -> None:
+    import platform
+
+    import torch
+
+    import learner.device as device
+
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    for name in ("_is_avx512_supported", "_is_vnni_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda name=name: units.get(name, False))
+    monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset(flags.split()))
+    assert device.cpu_has_wide_int8() is wide
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_int8", lambda: True)
+    monkeypatch.setattr(device, "openvino_available", lambda: True)
+    assert ("ov-int8" in device.scoring_candidates("cpu")) is wide
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
+    import learner.device as device
+
+    flags = device._cpu_flags()
+    if Path("/proc/cpuinfo").is_file():
+        assert "fpu" in flags or "fp" in flags  # every x86 lists fpu, every Arm fp
+    else:  # pragma: no cover - not Linux
+        assert flags == frozenset()
 
 
 @pytest.mark.parametrize("amx", [True, False])
@@ -483,6 +526,7 @@ def test_cpu_scores_in_a_candidate_only_after_agreeing_with_fp32_and_beating_it(
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: candidate == "bf16")
     monkeypatch.setattr(device, "cpu_has_int8", lambda: candidate == "int8")
     monkeypatch.setattr(device, "openvino_available", lambda: candidate == "ov-int8")
+    monkeypatch.setattr(device, "cpu_has_wide_int8", lambda: True)
     monkeypatch.setattr(model, "AGREEMENT_MIN", threshold)
     monkeypatch.setattr(model, "SPEEDUP_MIN", speedup)
     monkeypatch.setattr(model, "AGREEMENT_SAMPLE", 16)
@@ -564,6 +608,7 @@ def test_openvino_is_weighed_only_where_the_pool_pays_for_its_build(
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
     monkeypatch.setattr(device, "cpu_has_int8", lambda: False)
     monkeypatch.setattr(device, "openvino_available", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_wide_int8", lambda: True)
     monkeypatch.setattr(model_module, "AGREEMENT_SAMPLE", 16)
     monkeypatch.setattr(model_module, "OV_INT8_MIN_TEXTS", 41)
     X, y = synthetic_texts(10)
@@ -586,6 +631,7 @@ def test_a_network_openvino_cannot_take_is_no_candidate(
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
     monkeypatch.setattr(device, "cpu_has_int8", lambda: False)
     monkeypatch.setattr(device, "openvino_available", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_wide_int8", lambda: True)
     monkeypatch.setattr(openvino_int8, "OpenVINOInt8", refuse)
     monkeypatch.setattr(model_module, "AGREEMENT_SAMPLE", 16)
     monkeypatch.setattr(model_module, "SPEEDUP_MIN", 0.0)
