@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from learner.device import cpu_flags
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _TORCH_PROBE = (
@@ -27,16 +29,14 @@ _TORCH_PROBE = (
 )
 
 
-def _cpuinfo() -> tuple[str | None, set[str]]:
-    """The CPU's model name and flags from ``/proc/cpuinfo`` (None and no flags elsewhere)."""
+def _cpu_model() -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (None elsewhere)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return None, set()
+        return None
     model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
-    return (model.group(1).strip() if model else None,
-            set(flags.group(1).split()) if flags else set())
+    return model.group(1).strip() if model else None
 
 
 PROC_STAT = Path("/proc/stat")
@@ -94,7 +94,7 @@ def torch_info() -> dict[str, str | None]:
 
 def machine() -> dict[str, Any]:
     """This computer, as the report shows it; every key is always present."""
-    model, flags = _cpuinfo()
+    model, flags = _cpu_model(), cpu_flags()
     return {
         "cpu_model": model or platform.processor() or None,
         "logical_cores": os.cpu_count(),

@@ -128,7 +128,7 @@ def cpu_has_int8() -> bool:
 X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
 
 
-def _cpu_flags() -> frozenset[str]:
+def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is not there)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
@@ -155,7 +155,7 @@ def cpu_has_wide_int8() -> bool:
         return True
     has = lambda name: bool(getattr(torch.cpu, name, lambda: False)())  # noqa: E731
     return (has("_is_avx512_supported") or has("_is_vnni_supported") or cpu_has_amx()
-            or "avx_vnni" in _cpu_flags())
+            or "avx_vnni" in cpu_flags())
 
 
 def scoring_candidates(device: str) -> tuple[str, ...]:

@@ -421,7 +421,7 @@ def test_openvino_int8_is_weighed_on_cpus_with_more_than_avx2(
     monkeypatch.setattr(platform, "machine", lambda: machine)
     for name in ("_is_avx512_supported", "_is_vnni_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, name, lambda name=name: units.get(name, False))
-    monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset(flags.split()))
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags.split()))
     assert device.cpu_has_wide_int8() is wide
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
     monkeypatch.setattr(device, "cpu_has_int8", lambda: True)
@@ -432,11 +432,14 @@ def test_openvino_int8_is_weighed_on_cpus_with_more_than_avx2(
 def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
     import learner.device as device
 
-    flags = device._cpu_flags()
+    flags = device.cpu_flags()
     if Path("/proc/cpuinfo").is_file():
         assert "fpu" in flags or "fp" in flags  # every x86 lists fpu, every Arm fp
     else:  # pragma: no cover - not Linux
         assert flags == frozenset()
+    if "fpu" in flags:  # x86: torch's probes agree with the flags on this CPU
+        wide = {"avx512f", "avx512_vnni", "avx_vnni", "amx_tile"}
+        assert device.cpu_has_wide_int8() == bool(flags & wide)
 
 
 @pytest.mark.parametrize("amx", [True, False])
