@@ -6,8 +6,8 @@ import re
 
 from bench import meta
 
-KEYS = {"cpu_model", "logical_cores", "avx512f", "avx512_bf16", "amx_bf16", "ram_bytes", "os", "python",
-        "sqlite", "torch", "cuda_gpu"}
+KEYS = {"cpu_model", "logical_cores", "avx512f", "avx512_bf16", "amx_bf16", "ram_bytes", "os",
+        "python", "sqlite", "torch", "cuda_gpu"}
 
 
 def test_machine_has_every_key(monkeypatch):

@@ -9,7 +9,7 @@ from db.engine import dispose_all, get_engine, write_unit
 from db.models import Example, QueueItem
 
 
-def test_the_pool_is_stored_as_an_orm_insert_stores_it(tmp_path):
+def test_the_pool_is_stored_as_an_orm_insert_stores_it():
     with bench_queue.fresh_settings(45, None) as fresh:
         settings, project_id = bench_queue.build(fresh, 45, queue=5)
         try:
@@ -35,7 +35,7 @@ def test_the_pool_is_stored_as_an_orm_insert_stores_it(tmp_path):
     assert queued == [1, 4, 7, 10, 13]
 
 
-def test_a_run_claims_and_answers_past_the_queue(tmp_path):
+def test_a_run_claims_and_answers_past_the_queue():
     result = bench_queue.run(60, answers=25, queue=5)
     assert result["size"] == 60 and result["queue"] == 5 and result["backend"] == "sqlite"
     for call in ("claim", "submit"):
