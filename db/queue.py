@@ -203,7 +203,7 @@ def _next_in_queue(excluding: bool) -> Select[tuple[int | None]]:
     """
     me, project_id, now = bindparam("me"), bindparam("project_id"), bindparam("now")
     mine = ~exists().where(Annotation.example_id == Example.id, Annotation.annotator_id == me)
-    skip = Example.id.not_in(bindparam("exclude", expanding=True)) if excluding else true()
+    skip = _not_excluded(excluding)
     own_lease = (
         select(Lease.example_id)
         .join(Example, Example.id == Lease.example_id)
@@ -267,18 +267,23 @@ def _id_bounds() -> Select[tuple[int | None, int | None]]:
 
 @functools.cache
 def _free_from(excluding: bool) -> Select[tuple[int]]:
-    """The first text of ``project_id`` from id ``start`` on that nobody has labelled or leased
-    to anyone but ``me`` at ``now`` (with ``excluding``, not in ``exclude``); built once per
-    shape, as `_next_in_queue` is."""
-    me, now = bindparam("me"), bindparam("now")
-    skip = Example.id.not_in(bindparam("exclude", expanding=True)) if excluding else true()
-    nobody = ~exists().where(Annotation.example_id == Example.id)
+    """The first text of ``project_id`` from id ``start`` on that nobody has labelled and
+    nobody but ``me`` holds a live lease on at ``now`` (with ``excluding``, not in
+    ``exclude``); built once per shape, as `_next_in_queue` is."""
+    unlabelled = ~exists().where(Annotation.example_id == Example.id)
+    unleased = ~exists().where(Lease.example_id == Example.id, Lease.expires_at > bindparam("now"),
+                               Lease.annotator_id != bindparam("me"))
     return (
         select(Example.id)
-        .where(Example.project_id == bindparam("project_id"), skip, nobody,
-               _served_to_others(Example.id, me, now) == 0, Example.id >= bindparam("start"))
+        .where(Example.project_id == bindparam("project_id"), _not_excluded(excluding),
+               unlabelled, unleased, Example.id >= bindparam("start"))
         .order_by(Example.id).limit(1)
     )
+
+
+def _not_excluded(excluding: bool) -> Any:
+    """Texts not in the claim's ``exclude`` list (an expanding parameter), or all of them."""
+    return Example.id.not_in(bindparam("exclude", expanding=True)) if excluding else true()
 
 
 def queue_version(session: Session, project_id: int) -> int | None:

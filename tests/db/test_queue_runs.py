@@ -98,7 +98,8 @@ def test_several_excluded_texts_are_passed_over_own_lease_included(any_settings)
                       exclude=[ids[0], ids[1], ids[2]]).example_id == ids[3]
     newest_excluded = claim_next(any_settings, project_id, "ann", exclude=[ids[3], ids[1]])
     assert newest_excluded.example_id == ids[0]  # the older own lease
-    assert claim_next(any_settings, project_id, "bob", exclude=[ids[1], ids[2]]) is None  # 0, 3 held
+    # ids[0] and ids[3] are held by ann
+    assert claim_next(any_settings, project_id, "bob", exclude=[ids[1], ids[2]]) is None
 
 
 def test_overlap_serves_a_text_to_as_many_annotators_as_needed(settings):
