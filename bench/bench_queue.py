@@ -36,6 +36,7 @@ from pathlib import Path
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
+from bench.bench_export import stored_as
 from bench.jsonfile import write_json
 from db.annotations import annotate
 from db.engine import dispose_all, get_engine, read_unit, throwaway_database, write_unit
@@ -76,9 +77,7 @@ def _insert_examples(settings: Settings, project_id: int, size: int, chunk: int 
     of a 1M-text build on a 2-core AMD EPYC).
     """
     engine = get_engine(settings)
-    created_at = Example.__table__.c.created_at
-    stamp = created_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
-    now = stamp(utcnow()) if stamp else utcnow()
+    now = stored_as(engine, Example.__table__.c.created_at)(utcnow())
     sql = "INSERT INTO examples (project_id, text, text_hash, created_at) VALUES (?, ?, ?, ?)"
     with engine.connect() as conn:
         for start in range(0, size, chunk):

@@ -881,8 +881,8 @@ SECTIONS: dict[str, Section] = {
     "queue": Section(
         'Serving on SQLite: "claim next text" and "submit answer" as the pool grows',
         "`bench.bench_queue`: for each pool size a fresh database and a ranked queue of 500 "
-        "(100 in a quick run), then one annotator claims and answers texts past the end of the queue, so the random "
-        "fallback is measured too. Server-side latency of the functions the Annotate page "
+        "(100 in a quick run), then one annotator claims and answers texts past the end of the "
+        "queue, so the random fallback is measured too. Server-side latency of the functions the Annotate page "
         "calls, the first 10 calls left out. Each call is one short write unit; SQLite runs "
         f"with `synchronous=FULL`. Target: p95 under {QUEUE_P95_TARGET_MS:g} ms and flat as "
         f"the pool grows (here: p95 at the largest pool at most {QUEUE_FLAT_FACTOR:g}× that "
