@@ -20,9 +20,10 @@ same texts within a repeat, and agreement counts each text of the corpus once. T
   autocast on CUDA; on a CPU, the fastest of bf16 (CPUs with bf16 units: AMX, AVX-512 BF16),
   torch's int8 and OpenVINO's int8 (CPUs with more than AVX2) that agrees with fp32 on at
   least 99% of a sample and scores it at least 1.1x as fast; fp32 when none does. Its first
-  call takes that decision, on ``OV_INT8_MIN_TEXTS`` texts (the corpus, repeated) so that
-  OpenVINO is weighed as in a round (``--quick``: on ``2 * AGREEMENT_SAMPLE``, the fewest that
-  get a check, without OpenVINO), and is timed apart (``auto_decision_s``,
+  call takes that decision, on ``OV_INT8_MIN_TEXTS`` texts (the corpus, repeated) where
+  OpenVINO is among the candidates, so that it is weighed as in a round; elsewhere, and with
+  ``--quick``, on ``2 * AGREEMENT_SAMPLE``, the fewest that get the same check as a round's
+  (and never fewer than ``--texts``). It is timed apart (``auto_decision_s``,
   ``auto_decision_texts``).
 - ``forced_bf16``, ``forced_int8`` and ``forced_ov_int8``, for each candidate the product weighs
   on this CPU (`scoring_candidates`: bf16 where it has bf16 units, OpenVINO where it has more
@@ -161,6 +162,20 @@ def stream(clf: TransformerClassifier, base: list[str], n: int) -> dict[str, Any
             "precision": clf.scoring_precision_, "after_decision": True}
 
 
+def decision_texts(n: int, candidates: tuple[str, ...], quick: bool) -> int:
+    """Texts in the product's first call, which decides its scoring precision.
+
+    As many as a round's first chunk where OpenVINO is among ``candidates`` (a call of fewer
+    texts would not build it, so a round's check would not be reproduced); otherwise, as in a
+    quick run, the fewest that get the check, since a larger call checks the same sample. Never
+    fewer than ``n``, the texts per variant.
+    """
+    from learner.device import OV_INT8
+
+    weigh_openvino = OV_INT8 in candidates and not quick
+    return max(n, OV_INT8_MIN_TEXTS if weigh_openvino else 2 * AGREEMENT_SAMPLE)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -200,10 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     batch = scoring_batch(config, device)
 
     auto = with_precision(clf, "auto")
-    # The product's decision, on a call as large as a round's first chunk, where OpenVINO is
-    # weighed (a quick run decides on the fewest texts that get a check, without OpenVINO).
-    deciding = list(itertools.islice(itertools.cycle(unseen), max(
-        n, 2 * AGREEMENT_SAMPLE if args.quick else OV_INT8_MIN_TEXTS)))
+    candidates = scoring_candidates(device)
+    deciding = list(itertools.islice(itertools.cycle(unseen),
+                                     decision_texts(n, candidates, args.quick)))
     t = time.perf_counter()
     auto.predict_proba(deciding)
     auto_decision_s = time.perf_counter() - t
@@ -217,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     variants["optimised_fp32"] = with_precision(clf, "fp32").predict_proba
     variants["optimised_auto"] = auto.predict_proba
     # Each candidate the product weighs here, forced (none on a GPU).
-    candidates = scoring_candidates(device)
     if "bf16" in candidates:
         variants["forced_bf16"] = with_precision(clf, "bf16").predict_proba
     if "int8" in candidates:
