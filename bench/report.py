@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import textwrap
 from collections.abc import Callable
@@ -655,6 +656,47 @@ def _below_random_after_seed(summary: dict[str, Any], name: str, seed_size: int 
             if (seed_size is None or n > seed_size) and n in rnd_at and a < rnd_at[n]]
 
 
+def _paired_with_random(curves: dict[str, list[list[dict[str, Any]]]], seed_size: int | None
+                        ) -> list[str]:
+    """Each active strategy's accuracy minus random's in the same repeat (the same split and
+    seed texts), at each point after the seed texts: mean ± standard deviation over the repeats
+    in percentage points, and how many repeats fell below random. Nothing for one repeat."""
+    rnd = curves.get("random") or []
+    active = [name for name in curves if name != "random"]
+    if len(rnd) < 2 or not active:
+        return []
+
+    def at(run: list[dict[str, Any]]) -> dict[int, float]:
+        return {p["n_labels"]: p["accuracy"] for p in run}
+
+    rnd_at = [at(run) for run in rnd]
+    counts = sorted(n for n in rnd_at[0] if seed_size is None or n > seed_size)
+    below_total = compared = 0
+    worst = 0.0
+    rows = []
+    for n in counts:
+        cells = []
+        for name in active:
+            diffs = [100 * (mine[n] - theirs[n]) for mine, theirs
+                     in zip(map(at, curves[name]), rnd_at) if n in mine and n in theirs]
+            if len(diffs) < 2:
+                cells.append("")
+                continue
+            below = sum(d < 0 for d in diffs)
+            below_total, compared = below_total + below, compared + len(diffs)
+            worst = min([worst, *diffs])
+            cells.append(f"{statistics.mean(diffs):+.1f} ± {statistics.stdev(diffs):.1f} "
+                         f"({below} of {len(diffs)} below)")
+        rows.append([str(n), *cells])
+    lines = para("Paired with random, repeat by repeat (the same split and seed texts): each "
+                 "active strategy's accuracy minus random's, in percentage points, mean ± "
+                 "standard deviation over the repeats, and in how many repeats it was below.")
+    lines += table(["labels", *(f"`{name}` − random" for name in active)], rows)
+    return lines + para(
+        f"Below random in {below_total} of {compared} paired comparisons after the seed texts"
+        + (f", by at most {-worst:.1f} points." if below_total else "."))
+
+
 def _accuracy_targets(summary: dict[str, Any], seed_size: int | None) -> list[str]:
     """Issue 6's targets: accuracy at 50/100/300 labels, and at or above random after the seed."""
     head = ["strategy", *(f"{n} labels (target {t:.0%})" for n, t in SIM_ACCURACY_TARGETS.items()),
@@ -823,6 +865,7 @@ def render_sim(r: Result) -> list[str]:
     lines += table(["strategy", "AUC (accuracy)", "labels to reach random's final accuracy",
                     "share of random's budget", f"target: at most {SIM_TARGET_SHARE:.0%}"], rows)
     lines += para(" ".join(_versus_random(summary, n) for n in names if n != "random"))
+    lines += _paired_with_random(curves, cfg.get("seed_size"))
     lines += _accuracy_targets(summary, cfg.get("seed_size"))
     if curves:
         finals = "; ".join(f"`{name}` " + ", ".join(f"{run[-1]['accuracy']:.3f}" for run in runs)

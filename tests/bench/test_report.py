@@ -534,3 +534,25 @@ def test_the_whole_run_is_judged_against_30_minutes(tmp_path, seconds, quick, ex
     # the steps' own total leaves the run record out
     assert ("`cpu-4core`: the benchmarks shown took 1.0 minutes in all (import 1.0 minutes;"
             in " ".join(page.split()))
+
+
+def test_sim_pairs_each_strategy_with_random_repeat_by_repeat(tmp_path):
+    result = sim_result()
+    # repeat 1 of margin falls 2 points below random's at 60 labels (0.72 there)
+    result["curves"]["margin"][1][2]["accuracy"] = 0.70
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", result))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
+    assert "| labels | `margin` − random |" in text
+    assert "| 20 |" not in text.split("`margin` − random")[1].split("Below random")[0]  # seed
+    assert "| 40 | +25.0 ± 0.0 (0 of 2 below) |" in text
+    assert "| 60 | +11.5 ± 19.1 (1 of 2 below) |" in text
+    assert "Below random in 1 of 8 paired comparisons after the seed texts, by at most 2.0 points." in text
+
+
+def test_sim_with_one_repeat_pairs_nothing(tmp_path):
+    result = sim_result()
+    result["curves"] = {name: runs[:1] for name, runs in result["curves"].items()}
+    result["config"]["repeats"] = 1
+    write(tmp_path / "r" / "m" / "sim.json", wrapped("sim", result))
+    assert "Paired with random" not in _section(
+        render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "sim")
