@@ -8,7 +8,8 @@
 #                over the 64 MiB a device call carries); Labelwise loads them as fp32.
 # There (a device call carrying .whl and .gpu):   bench/gpu.sh run STEP[,STEP...] [COMMIT]
 #   installs the wheels into /tmp/site and runs `python3 -m bench.run --only STEPS` with the
-#   model above; the results land in $OUT/results/<machine>/, to copy into docs/results/
+#   model above; each step's result lands in $OUT/results/<machine>/ as the step ends (a
+#   call stopped by its time limit keeps the steps it finished), to copy into docs/results/
 #   here before `python -m bench.report`. COMMIT names the commit measured (the device's
 #   copy of the tree has no git folder).
 set -euo pipefail

@@ -434,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         run_meta["cpu_steal_share"] = meta.steal_share(cpu_before, meta.cpu_times())
         doc = wrap(outcome, run_meta, out_dir)
         write_json(out_dir / f"{name}.json", doc)
+        if not args.quick:  # at once: a run stopped in a later step (a time limit) keeps it
+            publish(out_dir, [name], args.results_dir / tag)
         print(f"{name}: " + ("measured" if outcome.result is not None else outcome.skipped or ""),
               flush=True)
         if outcome.failed:
@@ -450,9 +452,8 @@ def main(argv: list[str] | None = None) -> int:
                      "seconds": total},
             "result": {"seconds": total,
                        "steps": step_seconds, "failed": failed}})
-        names = [*names, "run"]
-    if not args.quick:
-        publish(out_dir, names, args.results_dir / tag)
+        if not args.quick:
+            publish(out_dir, ["run"], args.results_dir / tag)
     if not args.no_report:
         written = report.write_report(report.OUT, run_dir=out_dir, results_dir=args.results_dir)
         print(f"Wrote {written}.")

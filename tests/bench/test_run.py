@@ -89,6 +89,25 @@ def test_a_full_run_is_published_and_a_skip_keeps_the_measured_result(monkeypatc
         "measured": "before"}
 
 
+def test_each_step_is_published_as_it_ends_so_a_stopped_run_keeps_the_finished_ones(
+        monkeypatch, tmp_path):
+    calls: list[str] = []
+    _fake_steps(monkeypatch, calls)
+
+    def stopped(ctx: run.Context) -> run.Outcome:
+        raise SystemExit(128 + 15)  # SIGTERM, as a time limit sends it
+
+    monkeypatch.setitem(run.STEPS, "export", stopped)
+    results = tmp_path / "results" / "cpu-4core"
+    with pytest.raises(SystemExit):
+        run.main(["--only", "import,export,queue", "--out-dir", str(tmp_path / "out"),
+                  "--results-dir", str(tmp_path / "results"), "--no-report"])
+    assert calls == ["import"]
+    assert json.loads((results / "import.json").read_text())["result"] == {"figure": 1}
+    assert (results / "import.curve.png").exists()
+    assert not (results / "export.json").exists() and not (results / "queue.json").exists()
+
+
 def test_a_simulation_replacing_one_of_the_same_protocol_keeps_its_accuracy(tmp_path):
     out, results = tmp_path / "out", tmp_path / "results"
     earlier = wrapped("sim", sim_result(active_gain=0.05), commit="old1234")
