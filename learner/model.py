@@ -555,11 +555,15 @@ class TransformerClassifier:
         for chunk in self._tokenised(texts, chunk_size):
             yield _softmax(self._score(chunk, lambda net, b: net(**b).logits, len(self.classes_)))
 
-    def predict_proba_and_embed(self, X: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def predict_proba_and_embed(self, X: Sequence[str], progress: ProgressCallback | None = None
+                                ) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and mean-pooled embeddings from one forward pass per batch.
 
         Args:
             X: The texts.
+            progress: Called with the share of ``X`` scored so far (monotone, ending at 1.0)
+                after each batch; an exception it raises stops the scoring (so a cancelled
+                round stops at a batch, not after the whole pool).
 
         Returns:
             ``(proba, embeddings)`` as from :meth:`predict_proba` and :meth:`embed` (the fitted
@@ -582,7 +586,14 @@ class TransformerClassifier:
             pooled = _mean_pool(out.hidden_states[-1], batch["attention_mask"])
             return torch.cat([out.logits.float(), pooled], dim=1)
 
-        out = np.concatenate([self._score(chunk, both, n_classes)
+        tracker, done = _Progress(progress, len(texts)), 0
+
+        def scored(n_rows: int) -> None:
+            nonlocal done
+            done += n_rows
+            tracker.update(done)
+
+        out = np.concatenate([self._score(chunk, both, n_classes, scored)
                               for chunk in self._tokenised(texts, SCORING_CHUNK)])
         return _softmax(out[:, :n_classes]), out[:, n_classes:].astype(np.float32, copy=False)
 
@@ -610,9 +621,11 @@ class TransformerClassifier:
             yield pending.result()
 
     def _score(self, encoded: Tokens,
-               fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor], n_logits: int) -> np.ndarray:
+               fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor], n_logits: int,
+               scored: Callable[[int], None] | None = None) -> np.ndarray:
         """Applies ``fn(network, batch)`` to tokenised texts in the scoring precision, deciding
-        it first if needed.
+        it first if needed; ``scored``, if given, is called with each batch's count of rows
+        that reach the result (not those of the check's other precisions).
 
         The decision (see ``TrainConfig.precision``) is taken on the first call with at least
         twice ``AGREEMENT_SAMPLE`` texts: the sample is scored in fp32 (those rows are kept)
@@ -625,12 +638,13 @@ class TransformerClassifier:
         device = self._device or "cpu"
         batch_size = scoring_batch(self.config, device)
 
-        def run(idx: np.ndarray, precision: str, seconds: list[float] | None = None) -> np.ndarray:
+        def run(idx: np.ndarray, precision: str, seconds: list[float] | None = None,
+                kept: bool = True) -> np.ndarray:
             net = self._int8_model() if precision == "int8" else (
                 self._ov_int8_model(encoded, idx, batch_size) if precision == OV_INT8
                 else model)
             return _run_sorted(net, encoded, idx, batch_size, device, precision, fn,
-                               seconds)
+                               seconds, scored if kept else None)
 
         everything = np.arange(n_texts)
         if self.scoring_precision_ != CHECK:
@@ -652,7 +666,7 @@ class TransformerClassifier:
                 except LearnerError:
                     continue  # not checked; the reason is in scoring_failures_
             seconds: list[float] = []
-            fast = run(sample, candidate, seconds)
+            fast = run(sample, candidate, seconds, kept=False)
             agreement = float(np.mean(exact[:, :n_logits].argmax(1) == fast[:, :n_logits].argmax(1)))
             checks[candidate] = {"agreement": agreement, "speedup": _speedup(exact_s, seconds)}
         self.scoring_checks_ = checks
@@ -1040,8 +1054,10 @@ def _run_sorted(
     precision: str,
     fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor],
     seconds: list[float] | None = None,
+    scored: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Applies ``fn(model, batch)`` to length-sorted batches of ``idx``; rows in ``idx`` order.
+    ``scored``, if given, is called with each batch's row count once its output is queued.
 
     A model with a ``pipelined`` method (OpenVINO's) runs ``in_flight`` batches at once and
     hands ``fn`` each batch's finished output in place of the model.
@@ -1068,6 +1084,8 @@ def _run_sorted(
         with torch.inference_mode(), autocast(device, precision):
             for batch, net in done:
                 outputs.append(fn(net, batch).float())
+                if scored is not None:
+                    scored(len(outputs[-1]))
                 if seconds is not None:
                     outputs[-1] = outputs[-1].cpu()
                     marks.append(time.perf_counter())

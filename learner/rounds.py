@@ -38,6 +38,10 @@ class Estimator(Protocol):
 
     def predict_proba(self, X: Sequence[str]) -> np.ndarray: ...
 
+    def predict_proba_and_embed(self, X: Sequence[str],
+                                progress: Callable[[float], None] | None = None
+                                ) -> tuple[np.ndarray, np.ndarray]: ...
+
 
 class RoundCancelled(LearnerError):
     """The run was cancelled (or taken as failed) while it ran."""
@@ -156,7 +160,10 @@ def train_and_rank(
     pool_embeddings = None
     if data.pool_texts:
         n_ranked = min(n_queue, len(data.pool_texts))
-        proba, pool_embeddings = model.predict_proba_and_embed(data.pool_texts)
+        # the longest stage on a CPU (minutes for 20,000 texts): its progress moves per batch,
+        # and a cancelled run stops at the next batch
+        proba, pool_embeddings = model.predict_proba_and_embed(
+            data.pool_texts, progress=lambda f: report("score", 0.75 + 0.2 * f))
         labelled_embeddings = None
         if strategy in NEEDS_EMBEDDINGS:
             labelled_embeddings = (train_embeddings if train_embeddings is not None

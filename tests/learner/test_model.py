@@ -856,3 +856,35 @@ def test_predict_proba_and_embed_match_the_separate_calls(tiny_model_dir):
     np.testing.assert_allclose(emb, model.embed(texts), rtol=1e-4, atol=1e-5)
     empty_proba, empty_emb = model.predict_proba_and_embed([])
     assert empty_proba.shape == (0, 2) and empty_emb.shape == (0, emb.shape[1])
+
+
+def test_scoring_reports_its_progress_per_batch_counting_only_kept_rows(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import learner.device as device
+
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_int8", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_wide_int8", lambda: False)  # int8 the one candidate
+    monkeypatch.setattr(model_module, "AGREEMENT_SAMPLE", 16)
+    X, y = synthetic_texts(10)
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1, scoring_batch_size=4)
+                                ).fit(X, y)
+    pool, _ = synthetic_texts(20, seed=3)  # 40 texts: 16 in the check's sample, 24 after it
+    seen: list[tuple[float, bool]] = []
+    proba, emb = clf.predict_proba_and_embed(
+        pool, progress=lambda f: seen.append((f, bool(clf.scoring_checks_))))
+    assert list(clf.scoring_checks_) == ["int8"]  # the sample was scored twice
+    fractions = [f for f, _ in seen]
+    assert fractions == [4 * k / 40 for k in range(1, 11)]  # a batch of 4 at a time, to 1.0
+    # the sample's int8 rows are not counted: 16 rows before the check, 24 after it
+    assert [checked for _, checked in seen] == [False] * 4 + [True] * 6
+    assert proba.shape == (40, 2) and len(emb) == 40
+
+    def cancel(fraction: float) -> None:
+        if fraction > 0.5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # an exception from progress stops the scoring
+        clf.predict_proba_and_embed(pool, progress=cancel)
+    assert clf.predict_proba_and_embed(pool)[0].shape == (40, 2)  # and leaves it usable

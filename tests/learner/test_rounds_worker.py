@@ -20,7 +20,7 @@ from db.queue import claim_next, labels_since_queue, queue_remaining
 from db.runs import claim_next_run, fail_stale_runs, get_run, list_runs, request_training
 from db.texts import text_hash
 from learner.device import resolve_precision
-from learner.rounds import NotEnoughLabels, run_round
+from learner.rounds import NotEnoughLabels, RoundCancelled, run_round
 from learner.worker import WorkerOptions, build_cold_start_queue, work_once
 from tests.tiny_bert import synthetic_texts
 
@@ -90,6 +90,62 @@ def test_round_trains_evaluates_on_audit_and_replaces_queue(settings, tiny_model
 
     reloaded = TransformerClassifier.load(artefact)
     assert list(reloaded.classes_) == ["fruit", "vehicle"]
+
+
+def test_scoring_the_pool_moves_the_progress_and_a_cancel_stops_it_within_a_batch(
+        settings, tiny_model_dir):
+    project_id, rows = make_project(settings, tiny_model_dir)
+    label(settings, project_id, rows[:16], 16)
+    run = request_training(settings, project_id)
+    claim_next_run(settings, "test")
+    stages: list[tuple[str, float]] = []
+
+    def cancel_while_scoring(stage: str, fraction: float) -> None:
+        stages.append((stage, fraction))
+        if stage == "score" and fraction > 0.8:
+            raise RoundCancelled("The run was cancelled.")
+
+    with pytest.raises(RoundCancelled):
+        run_round(settings, run.id, project_id, progress=cancel_while_scoring)
+    scoring = [f for s, f in stages if s == "score"]
+    # 44 pool texts in batches of 16: 0.75 as it starts, then after each batch, until the
+    # cancel after the first: the other two batches and the write never ran
+    assert scoring == [0.75, 0.75 + 0.2 * 16 / 44]
+    assert stages[-1] == ("score", scoring[-1])
+    with read_unit(settings) as session:
+        assert session.scalar(select(func.count()).select_from(ModelVersion)) == 0
+        assert session.scalar(select(func.count()).select_from(QueueItem)) == 0
+
+
+def test_a_cancel_from_the_page_stops_the_worker_while_it_scores_the_pool(
+        settings, tiny_model_dir, monkeypatch):
+    import learner.worker as worker
+    from db.runs import cancel_run
+    from learner.rounds import run_round as real_round
+
+    project_id, rows = make_project(settings, tiny_model_dir)
+    label(settings, project_id, rows[:16], 16)
+    request_training(settings, project_id)
+    run = claim_next_run(settings, "test")
+    seen: list[str] = []
+
+    def round_cancelled_while_scoring(settings, run_id, project_id, progress):
+        def watched(stage: str, fraction: float) -> None:
+            seen.append(stage)
+            if stage == "score" and fraction > 0.75:  # the first batch is scored
+                cancel_run(settings, run_id)  # as the Model page's Cancel button does
+                for _ in range(200):  # the heartbeat (every 0.05 s here) notices it
+                    progress(stage, fraction)  # raises RoundCancelled once it has
+                    time.sleep(0.05)
+            progress(stage, fraction)
+        return real_round(settings, run_id, project_id, progress=watched)
+
+    monkeypatch.setattr(worker, "run_round", round_cancelled_while_scoring)
+    worker.execute(settings, run, WorkerOptions(heartbeat_s=0.05))
+    assert seen[-1] == "score" and "write" not in seen
+    assert get_run(settings, run.id).status == "cancelled"
+    with read_unit(settings) as session:
+        assert session.scalar(select(func.count()).select_from(ModelVersion)) == 0
 
 
 def test_round_refuses_to_train_before_cold_start_ends(settings, tiny_model_dir):

@@ -262,7 +262,7 @@ class _TfidfLogreg:
     def predict_proba(self, texts):
         return self.pipeline.predict_proba(texts)
 
-    def predict_proba_and_embed(self, texts):
+    def predict_proba_and_embed(self, texts, progress=None):
         vectors = self.pipeline[:-1].transform(texts)
         return self.pipeline[-1].predict_proba(vectors), vectors.toarray()
 
