@@ -241,6 +241,31 @@ def list_runs(settings: Settings, project_id: int, limit: int = 50) -> list[RunI
         return [_info(session, run) for run in runs]
 
 
+def last_round_timings(settings: Settings, project_id: int) -> dict[str, Any] | None:
+    """The stage timings (``train_s``, ``score_s``, ...) of the project's latest finished round,
+    or None before its first."""
+    with read_unit(settings) as session:
+        return session.scalar(
+            select(TrainingRun.timings)
+            .where(TrainingRun.project_id == project_id,
+                   TrainingRun.status == RunStatus.DONE.value,
+                   TrainingRun.timings.is_not(None))
+            .order_by(TrainingRun.id.desc())
+            .limit(1)
+        )
+
+
+def seconds_left(run: RunInfo, now: datetime) -> float | None:
+    """The time a running round has left, by its progress so far: the elapsed time times
+    (1 - progress) / progress. Meaningful where the progress moves with the clock, as it does
+    from a project's second round on (stage shares from the last round's timings); None before
+    5% of the run, when the guess is still mostly noise."""
+    if run.status != RunStatus.RUNNING.value or run.progress < 0.05 or run.started_at is None:
+        return None
+    elapsed = (now - run.started_at).total_seconds()
+    return max(0.0, elapsed * (1 - run.progress) / run.progress)
+
+
 def active_run(settings: Settings, project_id: int) -> RunInfo | None:
     """The running run of the project, else its queued one, else None."""
     with read_unit(settings) as session:

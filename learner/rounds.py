@@ -23,11 +23,40 @@ from db.errors import LabelwiseError
 from db.models import Annotation, Example, Label, ModelVersion, QueueReason, RunStatus
 from db.projects import ProjectConfig
 from db.queue import QueueEntry, assign_overlap, audit_picks, interleave_audit, replace_queue
-from db.runs import finish_run
+from db.runs import finish_run, last_round_timings
 from db.settings import Settings
 from learner.errors import LearnerError
 
 Progress = Callable[[str, float], None]
+
+STAGE_SHARES = {"snapshot": 0.0, "train": 0.70, "evaluate": 0.05, "score": 0.20, "write": 0.05}
+"""Each stage's share of a round's progress where the project has no timed round yet."""
+
+
+def stage_shares(timings: dict[str, Any] | None) -> dict[str, float]:
+    """Each stage's share of a round's progress: its share of the time the project's last
+    round took (so the progress moves with the clock, and the time left can be told from it),
+    or ``STAGE_SHARES`` without such a round."""
+    if not timings or not timings.get("train_s") or "score_s" not in timings:
+        return dict(STAGE_SHARES)
+    seconds = {stage: max(0.0, float(timings.get(f"{stage}_s") or 0.0)) for stage in STAGE_SHARES}
+    total = sum(seconds.values())
+    return {stage: s / total for stage, s in seconds.items()}
+
+
+class StagedProgress:
+    """Reports a round's overall progress from each stage's own: ``(stage, fraction of that
+    stage done)`` becomes ``(stage, start of the stage + its share * fraction)``."""
+
+    def __init__(self, report: Progress, shares: dict[str, float]) -> None:
+        self.report, self.shares, self.starts = report, shares, {}
+        start = 0.0
+        for stage, share in shares.items():
+            self.starts[stage] = start
+            start += share
+
+    def __call__(self, stage: str, fraction: float = 0.0) -> None:
+        self.report(stage, min(1.0, self.starts[stage] + self.shares[stage] * fraction))
 
 
 class Estimator(Protocol):
@@ -122,7 +151,11 @@ def train_and_rank(
     audit_share: float = 0.0,
     progress: Progress | None = None,
 ) -> RoundResult:
-    """Train a fresh model, evaluate it, and rank the pool (most informative first)."""
+    """Train a fresh model, evaluate it, and rank the pool (most informative first).
+
+    ``progress`` is called with a stage (``train``, ``evaluate``, ``score``) and the fraction
+    of that stage done (see `StagedProgress` for the round's overall fraction).
+    """
     from learner.strategies import NEEDS_EMBEDDINGS, select, uncertainty_scores
 
     report = progress or (lambda stage, fraction: None)
@@ -134,11 +167,11 @@ def train_and_rank(
     report("train", 0.0)
     model = factory()
     model.fit(data.train_texts, data.train_y, classes=list(data.labels),
-              progress=lambda f: report("train", 0.7 * f))
+              progress=lambda f: report("train", f))
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report("evaluate", 0.7)
+    report("evaluate", 0.0)
     metrics: dict[str, Any] = {}
     if data.eval_texts:
         predicted = model.classes_[np.argmax(model.predict_proba(data.eval_texts), axis=1)]
@@ -155,7 +188,7 @@ def train_and_rank(
     timings["evaluate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report("score", 0.75)
+    report("score", 0.0)
     ranking: list[QueueEntry] = []
     pool_embeddings = None
     if data.pool_texts:
@@ -163,7 +196,7 @@ def train_and_rank(
         # the longest stage on a CPU (minutes for 20,000 texts): its progress moves per batch,
         # and a cancelled run stops at the next batch
         proba, pool_embeddings = model.predict_proba_and_embed(
-            data.pool_texts, progress=lambda f: report("score", 0.75 + 0.2 * f))
+            data.pool_texts, progress=lambda f: report("score", f))
         labelled_embeddings = None
         if strategy in NEEDS_EMBEDDINGS:
             labelled_embeddings = (train_embeddings if train_embeddings is not None
@@ -310,11 +343,15 @@ def run_round(
     Nothing is written until the very end: the artefact is saved under a temporary name, then
     one write unit adds the model version, replaces the queue and closes the run. A worker killed
     before that leaves the previous model and queue serving and every label untouched.
+
+    ``progress`` gets the stage and the round's overall fraction, each stage weighted by its
+    share of the project's last round's time (`stage_shares`).
     """
-    report = progress or (lambda stage, fraction: None)
+    report = StagedProgress(progress or (lambda stage, fraction: None),
+                            stage_shares(last_round_timings(settings, project_id)))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    report("snapshot", 0.0)
+    report("snapshot")
     rng = np.random.default_rng(run_id)
     snap = take_snapshot(settings, project_id, rng)
     config = snap.config
@@ -341,7 +378,7 @@ def run_round(
     result.ranking = assign_overlap(result.ranking, config.overlap, config.agreement_share, rng)
 
     t0 = time.perf_counter()
-    report("write", 0.95)
+    report("write")
     final_dir = settings.models_dir / f"project-{project_id}" / f"run-{run_id}"
     tmp_dir = final_dir.with_name(final_dir.name + ".partial")
     shutil.rmtree(tmp_dir, ignore_errors=True)

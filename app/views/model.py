@@ -8,7 +8,15 @@ import streamlit as st
 
 from app import ui
 from db.queue import queue_status
-from db.runs import active_run, cancel_run, list_runs, list_versions, request_training
+from db.runs import (
+    active_run,
+    cancel_run,
+    last_round_timings,
+    list_runs,
+    list_versions,
+    request_training,
+    seconds_left,
+)
 
 project = ui.require_project()
 settings = ui.settings()
@@ -28,10 +36,15 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _ago(seconds: float) -> str:
+def _duration(seconds: float) -> str:
+    seconds = max(seconds, 0)
     if seconds < 90:
-        return f"{max(seconds, 0):.0f} s ago"
-    return f"{seconds / 60:.0f} min ago" if seconds < 5400 else f"{seconds / 3600:.1f} h ago"
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _ago(seconds: float) -> str:
+    return f"{_duration(seconds)} ago"
 
 
 def _queue_caption() -> None:
@@ -70,10 +83,13 @@ def live() -> None:
         return
     st.button("Cancel this round", key=f"cancel-{run.id}", on_click=cancel_run,
               args=(settings, run.id, ui.annotator()))
-    started = run.started_at or run.created_at
-    elapsed = (datetime.now(timezone.utc) - started).total_seconds()
+    now = datetime.now(timezone.utc)
+    elapsed = (now - (run.started_at or run.created_at)).total_seconds()
+    # the progress moves with the clock once an earlier round timed the stages
+    left = seconds_left(run, now) if last_round_timings(settings, project.id) else None
     st.progress(run.progress, text=f"Run {run.id}: {run.stage or 'starting'} · "
-                f"{run.progress:.0%} · {elapsed:.0f} s")
+                f"{run.progress:.0%} · {_duration(elapsed)}"
+                + (f" · about {_duration(left)} left" if left is not None else ""))
 
 
 _PRECISION_NAMES = {"bf16": "bf16 mixed precision (autocast; weights kept in fp32)"}

@@ -13,7 +13,7 @@ from db.importing import import_file
 from db.models import Annotation
 from db.projects import get_project
 from db.queue import QueueEntry, replace_queue
-from db.models import Role
+from db.models import Role, RunStatus
 from db.runs import list_runs
 from db.users import add_user, set_active
 
@@ -316,6 +316,43 @@ def test_model_page_cancel_and_history(app, settings):
     assert not at.exception
     assert list_runs(settings, project.id)[0].status == "cancelled"
     assert not at.button(key="train_now").disabled
+
+
+def test_model_page_tells_the_time_a_round_has_left_once_a_round_timed_its_stages(
+        app, settings):
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from db.models import TrainingRun
+    from db.runs import claim_next_run, finish_run, heartbeat, request_training
+
+    at, project = app
+    _open(at, "model")
+    first = request_training(settings, project.id)
+    claim_next_run(settings, "test")
+    with write_unit(settings) as session:
+        finish_run(session, first.id, RunStatus.DONE,
+                   timings={"train_s": 60.0, "evaluate_s": 5.0, "score_s": 200.0})
+    run = request_training(settings, project.id)
+    claim_next_run(settings, "test")
+    heartbeat(settings, run.id, "score", 0.4)
+    with write_unit(settings) as session:  # started two minutes ago
+        session.execute(update(TrainingRun).where(TrainingRun.id == run.id).values(
+            started_at=datetime.now(timezone.utc) - timedelta(seconds=120)))
+    at.run()
+    assert not at.exception
+    [bar] = at.get("progress")
+    assert bar.value == 40
+    # 120 s for 40%: 180 s for the other 60%
+    assert bar.text.startswith(f"Run {run.id}: score · 40% · 2 min · about 3 min left")
+
+    with write_unit(settings) as session:  # no finished round before: no guess
+        session.execute(update(TrainingRun).where(TrainingRun.id == first.id).values(
+            status=RunStatus.FAILED.value))
+    at.run()
+    [bar] = at.get("progress")
+    assert bar.text == f"Run {run.id}: score · 40% · 2 min"
 
 
 def test_team_page_shows_agreement_and_records_gold(app, settings):

@@ -196,6 +196,31 @@ def test_stale_runs_fail_and_heartbeats_notice_cancel(settings):
     assert get_run(settings, second.id).status == "cancelled"
 
 
+def test_the_last_finished_rounds_timings_and_the_time_a_running_one_has_left(any_settings):
+    from dataclasses import replace
+
+    from db.runs import finish_run, last_round_timings, seconds_left
+
+    project_id, _ = _project(any_settings)
+    assert last_round_timings(any_settings, project_id) is None
+    for status, timings in ((RunStatus.DONE, {"train_s": 1.0}), (RunStatus.DONE, {"train_s": 2.0}),
+                            (RunStatus.FAILED, None)):
+        run = request_training(any_settings, project_id)
+        claim_next_run(any_settings, "w")
+        with write_unit(any_settings) as session:
+            finish_run(session, run.id, status, timings=timings, error="x" if timings is None
+                       else None)
+    assert last_round_timings(any_settings, project_id) == {"train_s": 2.0}  # a failure: skipped
+
+    run = request_training(any_settings, project_id)
+    claimed = claim_next_run(any_settings, "w")
+    later = claimed.started_at + timedelta(seconds=120)
+    assert seconds_left(replace(claimed, progress=0.4), later) == pytest.approx(180.0)
+    assert seconds_left(replace(claimed, progress=1.0), later) == 0.0
+    assert seconds_left(replace(claimed, progress=0.04), later) is None  # mostly noise yet
+    assert seconds_left(replace(claimed, progress=0.4, status="queued"), later) is None
+
+
 @pytest.mark.parametrize("share", [0.0, 0.25])
 def test_interleave_keeps_every_entry(share):
     ranked = [QueueEntry(i, "uncertain") for i in range(7)]

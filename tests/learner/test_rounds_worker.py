@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select
 
 from db.annotations import annotate
 from db.engine import read_unit, write_unit
-from db.models import Annotation, Example, ModelVersion, QueueItem
+from db.models import Annotation, Example, ModelVersion, QueueItem, RunStatus
 from db.projects import create_project, update_project
 from db.queue import claim_next, labels_since_queue, queue_remaining
 from db.runs import claim_next_run, fail_stale_runs, get_run, list_runs, request_training
@@ -94,23 +94,34 @@ def test_round_trains_evaluates_on_audit_and_replaces_queue(settings, tiny_model
 
 def test_scoring_the_pool_moves_the_progress_and_a_cancel_stops_it_within_a_batch(
         settings, tiny_model_dir):
+    from db.runs import finish_run
+
     project_id, rows = make_project(settings, tiny_model_dir)
     label(settings, project_id, rows[:16], 16)
+    earlier = request_training(settings, project_id)
+    claim_next_run(settings, "test")
+    with write_unit(settings) as session:  # the last round: a quarter training, the rest scoring
+        finish_run(session, earlier.id, RunStatus.DONE,
+                   timings={"snapshot_s": 0.0, "train_s": 10.0, "evaluate_s": 0.0,
+                            "score_s": 30.0, "write_s": 0.0})
     run = request_training(settings, project_id)
     claim_next_run(settings, "test")
     stages: list[tuple[str, float]] = []
 
     def cancel_while_scoring(stage: str, fraction: float) -> None:
         stages.append((stage, fraction))
-        if stage == "score" and fraction > 0.8:
+        if stage == "score" and fraction > 0.3:
             raise RoundCancelled("The run was cancelled.")
 
     with pytest.raises(RoundCancelled):
         run_round(settings, run.id, project_id, progress=cancel_while_scoring)
+    training = [f for s, f in stages if s == "train"]
+    assert training[0] == 0.0 and training[-1] == 0.25 and training == sorted(training)
     scoring = [f for s, f in stages if s == "score"]
-    # 44 pool texts in batches of 16: 0.75 as it starts, then after each batch, until the
-    # cancel after the first: the other two batches and the write never ran
-    assert scoring == [0.75, 0.75 + 0.2 * 16 / 44]
+    # 44 pool texts in batches of 16, over the last round's share of scoring: 0.25 as it
+    # starts, then after each batch, until the cancel after the first: the other two batches
+    # and the write never ran
+    assert scoring == [0.25, 0.25 + 0.75 * 16 / 44]
     assert stages[-1] == ("score", scoring[-1])
     with read_unit(settings) as session:
         assert session.scalar(select(func.count()).select_from(ModelVersion)) == 0
@@ -383,3 +394,21 @@ def test_the_fast_loop_keeps_reranking_while_a_round_trains_and_right_after(
         assert labels_since_queue(session, project_id) == 0
     assert versions == {newest} and newest == 2  # on the new version's embeddings
     assert written > done.finished_at  # re-ranked after the round, for the 3 late labels
+
+
+def test_stage_shares_follow_the_last_rounds_time_or_the_defaults():
+    from learner.rounds import STAGE_SHARES, StagedProgress, stage_shares
+
+    assert stage_shares(None) == STAGE_SHARES and stage_shares({}) == STAGE_SHARES
+    assert stage_shares({"train_s": 0.0, "score_s": 5.0}) == STAGE_SHARES  # nothing to go on
+    shares = stage_shares({"snapshot_s": 1.0, "train_s": 30.0, "evaluate_s": 4.0,
+                           "score_s": 60.0, "write_s": 5.0, "other_s": 99.0})
+    assert shares == {"snapshot": 0.01, "train": 0.3, "evaluate": 0.04, "score": 0.6,
+                      "write": 0.05}
+    seen: list[tuple[str, float]] = []
+    staged = StagedProgress(lambda stage, f: seen.append((stage, round(f, 6))), shares)
+    for stage, fraction in (("snapshot", 0.0), ("train", 0.5), ("train", 1.0), ("evaluate", 0.0),
+                            ("score", 0.5), ("write", 0.0), ("write", 1.0)):
+        staged(stage, fraction)
+    assert seen == [("snapshot", 0.0), ("train", 0.16), ("train", 0.31), ("evaluate", 0.31),
+                    ("score", 0.65), ("write", 0.95), ("write", 1.0)]
