@@ -87,6 +87,41 @@ def test_train_queues_a_run(env, tmp_path, capsys):
     assert "Training run 1 is queued" in capsys.readouterr().out
 
 
+def test_train_wait_follows_the_run_and_tells_the_time_left_after_a_timed_round(
+        env, tmp_path, capsys, monkeypatch):
+    import dataclasses
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    import db.runs
+    from db.engine import write_unit
+    from db.models import RunStatus
+    from db.runs import claim_next_run, finish_run
+
+    data = tmp_path / "t.txt"
+    data.write_text("one\ntwo\n", encoding="utf-8")
+    assert main(["import", str(data), "--project", "T", "--labels", "a,b"]) == 0
+    assert main(["train", "--project", "T"]) == 0
+    claim_next_run(env, "w")
+    with write_unit(env) as session:  # a round that timed its stages
+        finish_run(session, 1, RunStatus.DONE, timings={"train_s": 60.0, "score_s": 200.0})
+    started = datetime.now(timezone.utc) - timedelta(seconds=120)
+    real_get_run = db.runs.get_run
+    script = iter([dict(status="running", stage="score", progress=0.4, started_at=started),
+                   dict(status="done", stage="done", progress=1.0, started_at=started)])
+
+    def scripted(settings, run_id):  # the worker's side, as the run's row would show it
+        return dataclasses.replace(real_get_run(settings, run_id), **next(script))
+
+    monkeypatch.setattr(db.runs, "get_run", scripted)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    capsys.readouterr()
+    assert main(["train", "--project", "T", "--wait"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    # 120 s for 40%: 180 s for the rest
+    assert err == ["running score 40%, about 3 min left", "done done 100%"]
+
+
 def test_demo_loads_bbc_news_unlabelled_with_true_labels_aside(env, capsys):
     assert main(["demo", "--if-empty"]) == 0
     assert "Loaded the demo project 'BBC News'" in capsys.readouterr().out
