@@ -175,6 +175,7 @@ if runs:
           "labels": r.n_labels, "accuracy": (r.metrics or {}).get("accuracy"),
           "scored in": ((r.metrics or {}).get("scoring") or {}).get("precision"),
           "seconds": sum((r.timings or {}).values()) or None,
+          **{f"{stage} s": (r.timings or {}).get(f"{stage}_s") for stage in ("train", "score")},
           "created": r.created_at.strftime("%Y-%m-%d %H:%M"), "error": r.error}
          for r in runs],
         hide_index=True, width="stretch",

@@ -346,6 +346,9 @@ def test_model_page_tells_the_time_a_round_has_left_once_a_round_timed_its_stage
     assert bar.value == 40
     # 120 s for 40%: 180 s for the other 60%
     assert bar.text.startswith(f"Run {run.id}: score · 40% · 2 min · about 3 min left")
+    rounds = at.dataframe[-1].value  # the finished round's stages in the history
+    done = rounds[rounds["run"] == first.id].iloc[0]
+    assert (done["seconds"], done["train s"], done["score s"]) == (265.0, 60.0, 200.0)
 
     with write_unit(settings) as session:  # no finished round before: no guess
         session.execute(update(TrainingRun).where(TrainingRun.id == first.id).values(
