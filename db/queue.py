@@ -151,10 +151,15 @@ def _served_to_others(example_id: Any, me: Any, now: Any):  # type: ignore[no-un
     )
     leased = (
         select(func.count()).select_from(Lease)
-        .where(Lease.example_id == example_id, Lease.expires_at > now, Lease.annotator_id != me)
+        .where(*_leased_to_others(example_id, me, now))
         .scalar_subquery()
     )
     return labelled + leased
+
+
+def _leased_to_others(example_id: Any, me: Any, now: Any) -> tuple[Any, ...]:
+    """The conditions on a `Lease` row: a live lease on the text held by someone but ``me``."""
+    return Lease.example_id == example_id, Lease.expires_at > now, Lease.annotator_id != me
 
 
 def claim_next(
@@ -271,8 +276,7 @@ def _free_from(excluding: bool) -> Select[tuple[int]]:
     nobody but ``me`` holds a live lease on at ``now`` (with ``excluding``, not in
     ``exclude``); built once per shape, as `_next_in_queue` is."""
     unlabelled = ~exists().where(Annotation.example_id == Example.id)
-    unleased = ~exists().where(Lease.example_id == Example.id, Lease.expires_at > bindparam("now"),
-                               Lease.annotator_id != bindparam("me"))
+    unleased = ~exists().where(*_leased_to_others(Example.id, bindparam("me"), bindparam("now")))
     return (
         select(Example.id)
         .where(Example.project_id == bindparam("project_id"), _not_excluded(excluding),
