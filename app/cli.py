@@ -249,7 +249,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import read_unit
     from db.projects import get_project
-    from db.runs import get_run, last_round_timings, request_training, seconds_left
+    from db.runs import get_run, request_training, seconds_left
 
     _ready(settings)
     with read_unit(settings) as session:
@@ -261,13 +261,11 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     import time
     from datetime import datetime, timezone
 
-    # the progress moves with the clock once an earlier round timed the stages
-    timed = last_round_timings(settings, project.id) is not None
     last = None
     while run.status in ("queued", "running"):
         time.sleep(1.0)
         run = get_run(settings, run.id)
-        left = seconds_left(run, datetime.now(timezone.utc)) if timed else None
+        left = seconds_left(settings, run, datetime.now(timezone.utc))
         line = f"{run.status} {run.stage or ''} {run.progress:.0%}" + (
             f", about {max(1, round(left / 60))} min left" if left else "")
         if line != last:

@@ -255,12 +255,15 @@ def last_round_timings(settings: Settings, project_id: int) -> dict[str, Any] | 
         )
 
 
-def seconds_left(run: RunInfo, now: datetime) -> float | None:
+def seconds_left(settings: Settings, run: RunInfo, now: datetime) -> float | None:
     """The time a running round has left, by its progress so far: the elapsed time times
-    (1 - progress) / progress. Meaningful where the progress moves with the clock, as it does
-    from a project's second round on (stage shares from the last round's timings); None before
-    5% of the run, when the guess is still mostly noise."""
+    (1 - progress) / progress. None where that would be no estimate: before the project's first
+    finished round timed its stages (until then a round's progress does not move with the
+    clock; see ``learner.rounds.stage_shares``), and before 5% of the run, when the guess is
+    still mostly noise."""
     if run.status != RunStatus.RUNNING.value or run.progress < 0.05 or run.started_at is None:
+        return None
+    if last_round_timings(settings, run.project_id) is None:
         return None
     elapsed = (now - run.started_at).total_seconds()
     return max(0.0, elapsed * (1 - run.progress) / run.progress)

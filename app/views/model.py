@@ -11,7 +11,6 @@ from db.queue import queue_status
 from db.runs import (
     active_run,
     cancel_run,
-    last_round_timings,
     list_runs,
     list_versions,
     request_training,
@@ -85,8 +84,7 @@ def live() -> None:
               args=(settings, run.id, ui.annotator()))
     now = datetime.now(timezone.utc)
     elapsed = (now - (run.started_at or run.created_at)).total_seconds()
-    # the progress moves with the clock once an earlier round timed the stages
-    left = seconds_left(run, now) if last_round_timings(settings, project.id) else None
+    left = seconds_left(settings, run, now)
     st.progress(run.progress, text=f"Run {run.id}: {run.stage or 'starting'} · "
                 f"{run.progress:.0%} · {_duration(elapsed)}"
                 + (f" · about {_duration(left)} left" if left is not None else ""))

@@ -215,10 +215,10 @@ def test_the_last_finished_rounds_timings_and_the_time_a_running_one_has_left(an
     run = request_training(any_settings, project_id)
     claimed = claim_next_run(any_settings, "w")
     later = claimed.started_at + timedelta(seconds=120)
-    assert seconds_left(replace(claimed, progress=0.4), later) == pytest.approx(180.0)
-    assert seconds_left(replace(claimed, progress=1.0), later) == 0.0
-    assert seconds_left(replace(claimed, progress=0.04), later) is None  # mostly noise yet
-    assert seconds_left(replace(claimed, progress=0.4, status="queued"), later) is None
+    assert seconds_left(any_settings, replace(claimed, progress=0.4), later) == pytest.approx(180.0)
+    assert seconds_left(any_settings, replace(claimed, progress=1.0), later) == 0.0
+    assert seconds_left(any_settings, replace(claimed, progress=0.04), later) is None  # mostly noise yet
+    assert seconds_left(any_settings, replace(claimed, progress=0.4, status="queued"), later) is None
 
 
 @pytest.mark.parametrize("share", [0.0, 0.25])
