@@ -17,9 +17,13 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from db.errors import ImportFailed, LabelwiseError
 from db.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from db.workers import WorkerInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -239,6 +243,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     _ready(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     options = WorkerOptions(poll_s=args.poll, heartbeat_s=args.heartbeat, stale_after_s=args.stale_after)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stops it as Ctrl-C does
     try:
         run_worker(settings, options, once=args.once)
     except KeyboardInterrupt:
@@ -246,16 +251,51 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+NO_WORKER = ("No training worker is running: start one with `python -m app worker` "
+             "(`make run` starts one with the app).")
+
+
+def _worker_line(worker: WorkerInfo) -> str:
+    if worker.ready_at is None:
+        state = "warming up"
+    elif worker.device:
+        state = f"ready on {worker.device} ({worker.device_name}), training in {worker.precision}"
+    else:
+        state = "ready"
+    return f"{worker.id}\t{state}" + (f"\tproblem: {worker.problem}" if worker.problem else "")
+
+
+def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """List the running training workers; exit code 1 when there is none."""
+    from db.workers import live_workers
+
+    _ready(settings)
+    workers = live_workers(settings)
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(w), "started_at": w.started_at.isoformat(),
+                           "seen_at": w.seen_at.isoformat(),
+                           "ready_at": w.ready_at and w.ready_at.isoformat()} for w in workers],
+                         indent=2))
+    elif not workers:
+        _err(NO_WORKER)
+    for worker in [] if args.json else workers:
+        print(_worker_line(worker))
+    return 0 if workers else 1
+
+
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import read_unit
     from db.projects import get_project
     from db.runs import get_run, request_training, seconds_left
+    from db.workers import live_workers
 
     _ready(settings)
     with read_unit(settings) as session:
         project = get_project(session, args.project)
     run = request_training(settings, project.id, trigger="manual", requested_by="cli")
     print(f"Training run {run.id} is {run.status}; the worker (python -m app worker) runs it.")
+    if not live_workers(settings):
+        print(f"warning: {NO_WORKER}", file=sys.stderr)
     if not args.wait:
         return 0
     import time
@@ -467,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
     p.add_argument("--stale-after", type=float, default=60.0,
                    help="a running run silent this long is marked failed")
+
+    p = add("workers", cmd_workers, "list the running training workers (exit code 1: none)")
+    p.add_argument("--json", action="store_true")
 
     p = add("train", cmd_train, "ask the worker for a training round now")
     p.add_argument("--project", required=True)

@@ -14,10 +14,13 @@ read back from the run's row. ``write_s`` is the database write unit; saving the
 is the rest of ``total_s``.
 
 Where torch sees a GPU, two rounds run one after the other in the same process, as in the
-long-running worker: the figures are the second's; the first's (``first``) also pay the
-process's one-off start-up (creating the CUDA context, loading kernels). On a CPU that start-up
-is a second or two against minutes of scoring, so one round (``first``) runs unless
+long-running worker: the figures are the second's. On a CPU one round (``first``) runs unless
 ``--rounds 2`` asks for both: it keeps ``make bench`` within 30 minutes on a 2-core machine.
+
+Before the rounds, the process warms up as the worker does when it starts
+(``learner.warmup``: imports, the device, one training step of the model), timed apart as
+``warmup_s``, so the first round is the one an annotator waits for. ``--no-warm-up`` leaves
+that start-up inside the first round, as in a fresh process that trains at once.
 """
 
 from __future__ import annotations
@@ -52,11 +55,21 @@ def write_pool(path: Path, n_labels: int, pool: int) -> None:
             f.write(json.dumps(record) + "\n")
 
 
-def run(n_labels: int, pool: int, model: str, n_rounds: int | None = None) -> dict[str, object]:
+def run(n_labels: int, pool: int, model: str, n_rounds: int | None = None,
+        warm_up: bool = True) -> dict[str, object]:
+    started = time.perf_counter()
     from learner.device import resolve_device
 
     device = resolve_device(None)
     n_rounds = n_rounds or (2 if device.startswith("cuda") else 1)
+    warmed = {}
+    if warm_up:
+        from learner.warmup import warm_up as warm
+
+        report = warm([model])
+        if report.problem:
+            raise RuntimeError(f"The warm-up failed: {report.problem}")
+        warmed = {"warmup_s": round(time.perf_counter() - started, 2)}
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -70,7 +83,7 @@ def run(n_labels: int, pool: int, model: str, n_rounds: int | None = None) -> di
         dispose_all()
     return {
         "device": device, "labels": n_labels, "pool": pool,
-        "imported": report.accepted, "labelled": report.labelled,
+        "imported": report.accepted, "labelled": report.labelled, **warmed,
         **(later[-1] if later else {}), "first": first,
     }
 
@@ -97,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="model spec (default: LABELWISE_MODEL or the builtin MiniLM)")
     parser.add_argument("--rounds", type=int, choices=(1, 2),
                         help="rounds in one process (default: 2 on a GPU, 1 on a CPU)")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        help="no warm-up first: the first round pays the process's start-up")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     n_labels = args.labels or (50 if args.quick else 200)
     pool = args.pool or (1_000 if args.quick else 20_000)
-    result = run(n_labels, pool, args.model, args.rounds)
+    result = run(n_labels, pool, args.model, args.rounds, args.warm_up)
     emit(result, args.out)
     return 0
 

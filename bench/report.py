@@ -528,8 +528,10 @@ def _after_first_chunk(st: dict[str, Any]) -> str:
 
 def _round_runs(x: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The rounds a run timed, the warm one (where timed) first."""
+    first = ("first round (fresh process)" if "warmup_s" not in x
+             else f"first round (after the worker's {x['warmup_s']:.1f} s warm-up)")
     return [(name, run) for name, run in (("second round (warm process)", x if "timings" in x else None),
-                                          ("first round (fresh process)", x.get("first")))
+                                          (first, x.get("first")))
             if run]
 
 
@@ -564,9 +566,10 @@ def render_round(r: Result) -> list[str]:
         run = runs[0][1]
         lines += para(f"Target on a GPU: the whole round under {ROUND_GPU_TARGET_S:g} s: "
                       + verdict(check.ok) + f" ({run['total_s']:.1f} s, "
-                      + ("the second round)." if "timings" in x else "a first round, the only one "
-                         "measured there: it includes the process's start-up, which the worker "
-                         "pays once)."))
+                      + ("the second round)." if "timings" in x else
+                         "a first round, the only one measured there, after the worker's warm-up)."
+                         if "warmup_s" in x else "a first round, the only one measured there: it "
+                         "includes the process's start-up, which the worker pays once)."))
     return lines
 
 FASTLOOP_PARTS = ("read_s", "rank_s", "write_s")
@@ -962,7 +965,10 @@ SECTIONS: dict[str, Section] = {
         "`bench.bench_round`: one round through the worker's own path (snapshot, fine-tune the "
         "default model from scratch with the product's settings, evaluate, score and embed the "
         "whole pool, rank, then one write unit for the version, queue and embeddings) on a "
-        "fresh SQLite database; timings as the run records them.",
+        "fresh SQLite database; timings as the run records them. Since the worker warms up "
+        "when it starts (imports, the device, one training step of the model), the benchmark "
+        "does so first and times it apart; runs from before then timed the first round of a "
+        "fresh process, start-up included.",
         render_round, check_round),
     "fastloop": Section(
         "The fast loop between rounds: one re-rank (issue 6)",

@@ -275,3 +275,23 @@ class Embedding(Base):
         ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
     )
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Worker(Base):
+    """A running training worker: seen every few seconds, and what it found when it warmed up.
+
+    The row goes when its worker stops; one left by a worker that died goes stale (``seen_at``)
+    and is removed by the next worker that starts.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column()
+    device: Mapped[str | None] = mapped_column(String(50))
+    device_name: Mapped[str | None] = mapped_column(String(200))
+    precision: Mapped[str | None] = mapped_column(String(20))
+    warmup_s: Mapped[float | None] = mapped_column(Float)
+    problem: Mapped[str | None] = mapped_column(Text)

@@ -78,6 +78,19 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+def device_name(device: str) -> str:
+    """A resolved device in words: the GPU's name, else the CPU's model and logical cores."""
+    import os
+    import platform
+
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    model = _cpuinfo("model name") or platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} logical cores"
+
+
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[Any]:
     """Returns the autocast context for a resolved device and precision.
 
@@ -128,16 +141,21 @@ def cpu_has_int8() -> bool:
 X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is not there)."""
+def _cpuinfo(field: str) -> str | None:
+    """The first CPU's ``field`` in Linux's /proc/cpuinfo (None where it is not there)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
+                if line.startswith(field):
+                    return line.partition(":")[2].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is not there)."""
+    return frozenset((_cpuinfo("flags") or "").split())
 
 
 def cpu_has_wide_int8() -> bool:

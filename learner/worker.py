@@ -4,17 +4,22 @@ Each pass: fail runs whose worker died (stale heartbeat), queue automatic rounds
 labels), re-rank queues with the fast loop where enough labels came in, give projects with an
 empty queue a cold-start queue, then claim and run one round while a thread heartbeats its stage
 and progress into the database and another keeps the fast loop going.
+
+The worker also keeps a row of its own (``db.workers``) fresh, so the web app can tell whether
+one is running, and warms up when it starts (``learner.warmup``): rounds are claimed once that
+is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import traceback
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 from sqlalchemy import select
@@ -44,6 +49,7 @@ from db.runs import (
     request_training,
 )
 from db.settings import Settings
+from db.workers import register_worker, report_worker, unregister_worker
 from learner.rounds import RoundCancelled, final_labels, missing_labels, run_round
 
 log = logging.getLogger("labelwise.worker")
@@ -109,6 +115,53 @@ class _Beat(_Ticker):
         if self.cancelled.is_set():
             raise RoundCancelled("The run was cancelled.")
         self.stage, self.progress = stage, progress
+
+
+class _Presence(_Ticker):
+    """The worker's row: written every heartbeat, with what the warm-up found once it ran.
+
+    The warm-up runs in a thread of its own (``start_warm_up``) so that the loop's queue work
+    goes on meanwhile; rounds are claimed only once it is done (``warm``): a round would pay
+    the same start-up anyway, and the two would share the CPU and torch's global seed.
+    """
+
+    def __init__(self, settings: Settings, me: str, every_s: float) -> None:
+        super().__init__(every_s)
+        self.settings, self.me = settings, me
+        self.ready: dict[str, Any] = {}
+        self.warm = threading.Event()
+
+    def tick(self) -> None:
+        if not self._stop.is_set():  # the row is deleted once the worker stops
+            report_worker(self.settings, self.me, **self.ready)
+
+    def start_warm_up(self) -> None:
+        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        from learner.warmup import warm_up
+
+        try:
+            report = warm_up(_model_specs(self.settings))
+            self.ready = {"device": report.device, "device_name": report.device_name,
+                          "precision": report.precision, "warmup_s": report.seconds,
+                          "problem": report.problem}
+            log.info("warmed up in %.1f s: rounds run on %s (%s), training in %s",
+                     report.seconds, report.device, report.device_name, report.precision)
+            if report.problem:
+                log.warning("a model could not be trained: %s", report.problem)
+        except Exception as exc:  # noqa: BLE001 - said on the row; rounds report their own
+            log.exception("warm-up failed")
+            self.ready = {"problem": f"The warm-up failed: {type(exc).__name__}: {exc}"}
+        finally:
+            self.warm.set()
+        with contextlib.suppress(Exception):  # the next heartbeat writes it otherwise
+            self.tick()
+
+
+def _model_specs(settings: Settings) -> list[str]:
+    """The models the projects train (the default for new projects where there is none)."""
+    return [config.model_path for _, config in _project_configs(settings)] or [settings.model_path]
 
 
 class _FastLoops(_Ticker):
@@ -251,14 +304,17 @@ def refresh_fast_loops(settings: Settings, configs: Configs | None = None) -> li
     return done
 
 
-def work_once(settings: Settings, options: WorkerOptions, me: str) -> bool:
-    """One pass of the loop; True if a round ran."""
+def work_once(settings: Settings, options: WorkerOptions, me: str,
+              warm: threading.Event | None = None) -> bool:
+    """One pass of the loop; True if a round ran (never before ``warm`` is set, if given)."""
     for run_id in fail_stale_runs(settings, options.stale_after_s):
         log.warning("run %s marked failed: its worker stopped heartbeating", run_id)
     configs = _project_configs(settings)  # read once per pass
     queue_automatic_rounds(settings, configs)
     refresh_fast_loops(settings, configs)
     fill_empty_queues(settings, configs)
+    if warm is not None and not warm.is_set():
+        return False
     run = claim_next_run(settings, me)
     if run is None:
         return False
@@ -269,20 +325,32 @@ def work_once(settings: Settings, options: WorkerOptions, me: str) -> bool:
 
 def run_worker(settings: Settings, options: WorkerOptions | None = None, once: bool = False,
                stop: threading.Event | None = None) -> None:
-    """Loop until stopped (Ctrl-C, ``stop`` set), or after one pass with ``once``."""
+    """Loop until stopped (Ctrl-C, ``stop`` set), or after one pass with ``once`` (which
+    does not warm up: its round, if any, pays the start-up itself)."""
     options = options or WorkerOptions()
     stop = stop or threading.Event()
     me = worker_id()
     log.info("worker %s started", me)
-    while not stop.is_set():
-        try:
-            busy = work_once(settings, options, me)
-        except Exception:  # noqa: BLE001 - a database hiccup must not end the worker
-            log.exception("worker pass failed; retrying")
-            busy = False
-        if once:
-            return
-        if not busy:
-            stop.wait(options.poll_s)
+    try:
+        register_worker(settings, me)
+    except Exception:  # noqa: BLE001 - the heartbeat writes the row later
+        log.exception("could not register worker %s; retrying with its heartbeat", me)
+    try:
+        with _Presence(settings, me, options.heartbeat_s) as presence:
+            if not once:
+                presence.start_warm_up()
+            while not stop.is_set():
+                try:
+                    busy = work_once(settings, options, me, None if once else presence.warm)
+                except Exception:  # noqa: BLE001 - a database hiccup must not end the worker
+                    log.exception("worker pass failed; retrying")
+                    busy = False
+                if once:
+                    return
+                if not busy:
+                    stop.wait(options.poll_s)
+    finally:
+        with contextlib.suppress(Exception):  # a stale row is forgotten anyway
+            unregister_worker(settings, me)
 
 

@@ -16,6 +16,7 @@ from db.runs import (
     request_training,
     seconds_left,
 )
+from db.workers import live_workers
 
 project = ui.require_project()
 settings = ui.settings()
@@ -62,11 +63,33 @@ def _queue_caption() -> None:
                f"since · {_count(status.remaining, 'text')} left.{loop}")
 
 
+def _workers_caption(now: datetime) -> None:
+    """Whether a worker is there to run rounds, on what device, and any model it cannot train."""
+    workers = live_workers(settings, now)
+    if not workers:
+        st.warning("No training worker is running, so rounds, queue re-ranks and cold-start "
+                   "queues wait for one. `make run` starts one with the app; on its own: "
+                   "`python -m app worker`.")
+    for worker in workers:
+        if worker.problem:
+            st.warning(ui.md_escape(f"Worker {worker.id}: {worker.problem}"))
+        if worker.ready_at is None:
+            since = _duration((now - worker.started_at).total_seconds())
+            st.caption(ui.md_escape(f"Worker {worker.id}: warming up (loading torch and the "
+                                    f"model) for {since}; it starts rounds once it is done."))
+        elif worker.device:
+            trains = _PRECISION_NAMES.get(worker.precision or "", worker.precision)
+            st.caption(ui.md_escape(
+                f"Worker {worker.id}: ready on {worker.device} ({worker.device_name}), "
+                f"training in {trains}; warmed up in {_duration(worker.warmup_s or 0)}."))
+
+
 @st.fragment(run_every="2s")
 def live() -> None:
     """Polls the worker's progress and the queue's freshness from the database; never blocks
     the page."""
     _queue_caption()
+    _workers_caption(datetime.now(timezone.utc))
     run = active_run(settings, project.id)
     reason = None if run is None else f"A round is {run.status} (run {run.id})."
     st.button("Train now", type="primary", disabled=run is not None, on_click=_train,

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from app.cli import build_parser, main
+from db.workers import register_worker, report_worker
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ["migrate", "import", "export", "projects", "stats", "demo", "worker", "train",
+COMMANDS = ["migrate", "import", "export", "projects", "stats", "demo", "worker", "workers", "train",
             "simulate", "user", "backup", "serve"]
 
 
@@ -82,9 +83,34 @@ def test_train_queues_a_run(env, tmp_path, capsys):
     data.write_text("one\ntwo\n", encoding="utf-8")
     assert main(["import", str(data), "--project", "T", "--labels", "a,b"]) == 0
     assert main(["train", "--project", "T"]) == 0
-    assert "is queued" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "is queued" in out
+    assert err == ("warning: No training worker is running: start one with `python -m app "
+                   "worker` (`make run` starts one with the app).\n")
+    register_worker(env, "host:1")
     assert main(["train", "--project", "T"]) == 0  # coalesces into the same run
-    assert "Training run 1 is queued" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "Training run 1 is queued" in out and err == ""
+
+
+def test_workers_lists_the_running_workers_and_fails_when_there_is_none(env, capsys):
+    assert main(["workers"]) == 1
+    assert "No training worker is running" in capsys.readouterr().err
+    assert main(["workers", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == []
+
+    register_worker(env, "host:1")
+    register_worker(env, "host:2")
+    report_worker(env, "host:2", device="cpu", device_name="Some CPU, 2 logical cores",
+                  precision="fp32", warmup_s=5.0, problem="m: cannot be loaded")
+    assert main(["workers"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "host:1\twarming up",
+        "host:2\tready on cpu (Some CPU, 2 logical cores), training in fp32\tproblem: m: cannot be loaded"]
+    assert main(["workers", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(w["id"], w["device"], w["ready_at"] is None) for w in listed] == [
+        ("host:1", None, True), ("host:2", "cpu", False)]
 
 
 def test_train_wait_follows_the_run_and_tells_the_time_left_after_a_timed_round(
@@ -114,6 +140,7 @@ def test_train_wait_follows_the_run_and_tells_the_time_left_after_a_timed_round(
         return dataclasses.replace(real_get_run(settings, run_id), **next(script))
 
     monkeypatch.setattr(db.runs, "get_run", scripted)
+    register_worker(env, "host:1")
     monkeypatch.setattr(time, "sleep", lambda s: None)
     capsys.readouterr()
     assert main(["train", "--project", "T", "--wait"]) == 0

@@ -188,6 +188,8 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
         page.get_by_role("link", name="Model").click()
+        # the worker has warmed up meanwhile (the page polls its row every 2 s)
+        expect(page.get_by_text("ready on cpu")).to_be_visible(timeout=30_000)
         page.get_by_role("button", name="Train now").click()
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:

@@ -307,6 +307,31 @@ def test_model_page_says_when_no_faster_precision_passed(app, settings):
         "(bf16 100.0% same class as fp32 at 0.57x its speed).")
 
 
+def test_model_page_says_whether_a_worker_is_there_on_what_and_what_it_cannot_train(
+        app, settings):
+    from db.workers import register_worker, report_worker
+
+    at, _ = app
+    _open(at, "model")
+    assert any("No training worker is running" in w.value for w in at.warning)
+
+    register_worker(settings, "host:7")
+    at.run()
+    assert not any("No training worker" in w.value for w in at.warning)
+    (caption,) = [c.value.replace("\\", "") for c in at.caption if c.value.startswith("Worker")]
+    assert caption.startswith("Worker host:7: warming up (loading torch and the model) for ")
+
+    report_worker(settings, "host:7", device="cuda", device_name="NVIDIA H200", precision="bf16",
+                  warmup_s=8.2, problem="[x](http://example.invalid): cannot be loaded")
+    at.run()
+    (caption,) = [c.value.replace("\\", "") for c in at.caption if c.value.startswith("Worker")]
+    assert caption == ("Worker host:7: ready on cuda (NVIDIA H200), training in bf16 mixed "
+                       "precision (autocast; weights kept in fp32); warmed up in 8 s.")
+    (warning,) = [w.value for w in at.warning]
+    assert "\\[x\\]" in warning  # escaped: no link
+    assert warning.replace("\\", "") == "Worker host:7: [x](http://example.invalid): cannot be loaded"
+
+
 def test_model_page_cancel_and_history(app, settings):
     at, project = app
     _open(at, "model")

@@ -191,6 +191,23 @@ def test_total_run_time_per_machine(tmp_path):
             "only with `--with-sim`, took 60.0 minutes (sim-fastloop) more.") in page
 
 
+def test_a_round_after_the_warm_up_says_so(tmp_path):
+    cpu = {**round_result(device="cpu"), "warmup_s": 5.46}
+    for key in ("version", "timings", "total_s", "scoring"):
+        del cpu[key]  # a CPU run: its first round only
+    write(tmp_path / "r" / "m" / "round.json", wrapped("round", cpu))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "round")
+    assert "| first round (after the worker's 5.5 s warm-up) | cpu | 200 |" in text
+    assert "| second round" not in text and "| first round (fresh process)" not in text
+
+    gpu = {key: value for key, value in round_result(total_s=14.0).items() if key != "timings"}
+    write(tmp_path / "r" / "m" / "round.json", wrapped("round", {**gpu, "warmup_s": 9.0}))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "round")
+    assert "under 15 s: **met** (22.0 s" not in text  # the first round's 22.0 s is judged
+    assert ("under 15 s: **missed** (22.0 s, a first round, the only one measured there, after "
+            "the worker's warm-up).") in " ".join(text.split())
+
+
 def test_round_verdict_follows_the_figure(tmp_path):
     write(tmp_path / "r" / "m" / "round.json", wrapped("round", round_result(total_s=15.0)))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "round")

@@ -442,6 +442,20 @@ def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
         assert device.cpu_has_wide_int8() == bool(flags & wide)
 
 
+def test_the_cpu_is_named_by_its_model_and_logical_cores() -> None:
+    import os
+    import re
+
+    import learner.device as device
+
+    text = Path("/proc/cpuinfo").read_text()  # Linux, where the product runs and is tested
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    name = device.device_name("cpu")
+    assert name.endswith(f", {os.cpu_count()} logical cores")
+    if model:  # x86 lists it; some Arm kernels do not, and the machine's name stands in
+        assert name == f"{model.group(1).strip()}, {os.cpu_count()} logical cores"
+
+
 @pytest.mark.parametrize("amx", [True, False])
 def test_auto_trains_in_bf16_on_a_cpu_with_amx_only(
     monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, amx: bool
