@@ -412,6 +412,22 @@ def render_queue(r: Result) -> list[str]:
         f"({flat[0].figure}).")
 
 
+def render_keyboard(r: Result) -> list[str]:
+    x = r.result
+    runs = sorted(x["runs"], key=lambda run: run["texts"])
+    rows = [[f"{run['texts']:,}", f"{run['answers']}", *(f"{run[k]:.0f} ms" for k in
+             ("p50_ms", "p95_ms", "p99_ms", "max_ms")), f"{run['stored']:,}",
+             f"{run['lost_presses']}"] for run in runs]
+    return [
+        *para(f"Per pool, {runs[0]['answers']} answers timed after {runs[0]['warm_up']} left "
+              f"out, {x['pause_s']:g} s after each text's keys were bound; \"stored\" counts "
+              "the labels the database holds afterwards (every answer, those left out "
+              "included); \"lost\" counts presses that brought no next text within 10 s "
+              "and were made again."),
+        *table(["texts", "answers", "p50", "p95", "p99", "slowest", "stored", "lost"], rows),
+    ]
+
+
 SCORING_VARIANTS = {
     "plain_fp32": "plain fp32 (input order, `no_grad`)",
     "optimised_fp32": "length-sorted, `inference_mode`, fp32",
@@ -940,6 +956,18 @@ SECTIONS: dict[str, Section] = {
         "`BENCH_POSTGRES_URL` if set, otherwise a throwaway cluster on a loopback port with "
         "the server's default durability settings, removed afterwards. Same target.",
         render_queue, check_queue),
+    "keyboard": Section(
+        "At the keyboard: a label key to the next text, in a real browser",
+        "`bench.bench_keyboard`: the wait an annotator sees, beyond the server-side figures "
+        "above. Per pool size a fresh SQLite database with a ranked queue and the web app as "
+        "`make run` starts it; headless Chromium (driven by Playwright) signs in and answers "
+        "with the key 1. Each answer is timed in the page from the key's `keydown` to the "
+        "text box showing the next text: the answer's write, the next claim, Streamlit's "
+        "rerun of the labelling fragment (since it became one: the Annotate page's text, "
+        "buttons and last answers; before, the whole page reran), the websocket and the "
+        "browser's redraw. No target in the issue; absolute times from a shared machine, "
+        "with a browser on the same cores.",
+        render_keyboard),
     "scoring": Section(
         "Pool scoring throughput (issue 6)",
         "`bench.bench_scoring`: texts/s of the default model (MiniLM-L6) at max length 128, "

@@ -1,8 +1,9 @@
 """Run the benchmarks and rewrite docs/benchmarks.md: ``make bench`` (or ``make bench-quick``).
 
-Steps, in order: import, export, queue (SQLite), queue-postgresql, scoring, round, fastloop, sim,
-sim-fastloop. Each runs in a child process, so that peak memory is its own, and writes its
-figures to ``OUT_DIR/raw/<step>.json``; this script wraps them as ``OUT_DIR/<step>.json``::
+Steps, in order: import, export, queue (SQLite), queue-postgresql, keyboard, scoring, round,
+fastloop, sim, sim-fastloop. Each runs in a child process, so that peak memory is its own, and
+writes its figures to ``OUT_DIR/raw/<step>.json``; this script wraps them as
+``OUT_DIR/<step>.json``::
 
     {"meta": {"step", "command", "date", "commit", "machine", "machine_tag", "quick",
               "exit_code", "seconds", "cpu_steal_share", ...},
@@ -203,6 +204,10 @@ def _quick_aware(ctx: Context, name: str, module: str) -> Outcome:
     return _bench(ctx, name, module, *(["--quick"] if ctx.quick else []))
 
 
+def step_keyboard(ctx: Context) -> Outcome:
+    return _quick_aware(ctx, "keyboard", "bench.bench_keyboard")
+
+
 def step_scoring(ctx: Context) -> Outcome:
     return _quick_aware(ctx, "scoring", "bench.bench_scoring")
 
@@ -293,6 +298,7 @@ STEPS: dict[str, Callable[[Context], Outcome]] = {
     "export": step_export,
     "queue": step_queue,
     "queue-postgresql": step_queue_postgresql,
+    "keyboard": step_keyboard,
     "scoring": step_scoring,
     "round": step_round,
     "fastloop": step_fastloop,

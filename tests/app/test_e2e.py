@@ -27,7 +27,7 @@ from db.engine import read_unit
 from db.models import Annotation, QueueItem
 from db.models import Role
 from db.runs import list_runs
-from db.users import add_user
+from db.users import add_user, set_active
 from tests.learner.test_rounds_worker import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,6 +229,17 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         page.reload()  # signed out stays signed out
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+        # an answer reruns only the labelling fragment, which checks the account all the same
+        add_user(settings, "ann", "ann-password")
+        page.get_by_label("Name", exact=True).fill("ann")
+        page.get_by_label("Password", exact=True).fill("ann-password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(shown).to_be_visible()
+        set_active(settings, "ann", False)
+        before = stored()
+        press("1", lambda: page.get_by_role("button", name="Sign in").is_visible())
+        assert stored() == before
         browser.close()
 
     exported = list(csv.DictReader(io.StringIO(data)))

@@ -208,6 +208,18 @@ def test_a_round_after_the_warm_up_says_so(tmp_path):
             "the worker's warm-up).") in " ".join(text.split())
 
 
+def test_keyboard_table_per_pool(tmp_path):
+    run = {"texts": 10_000, "answers": 50, "warm_up": 5, "stored": 55, "lost_presses": 1,
+           "p50_ms": 104.6,
+           "p95_ms": 190.2, "p99_ms": 230.0, "max_ms": 251.0, "waits_ms": []}
+    result = {"runs": [{**run, "texts": 100_000, "p50_ms": 110.4}, run], "pause_s": 0.3}
+    write(tmp_path / "r" / "m" / "keyboard.json", wrapped("keyboard", result))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "keyboard")
+    assert "| 10,000 | 50 | 105 ms | 190 ms | 230 ms | 251 ms | 55 | 1 |" in text
+    assert text.index("| 10,000 |") < text.index("| 100,000 | 50 | 110 ms |")
+    assert "50 answers timed after 5 left out, 0.3 s after each text's keys were bound" in text
+
+
 def test_round_verdict_follows_the_figure(tmp_path):
     write(tmp_path / "r" / "m" / "round.json", wrapped("round", round_result(total_s=15.0)))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "round")
