@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db.annotations import in_project
 from db.errors import LabelwiseError, NotFound
 from db.models import Annotation, Annotator, Example, Label, Project, Role
 
@@ -291,13 +292,9 @@ def project_stats(session: Session, name: str) -> ProjectStats:
     examples = session.scalar(
         select(func.count()).select_from(Example).where(Example.project_id == project.id)
     )
-    labelled_q = (
-        select(Annotation.example_id)
-        .join(Example, Example.id == Annotation.example_id)
-        .where(Example.project_id == project.id)
-    )
-    labelled = session.scalar(select(func.count()).select_from(labelled_q.distinct().subquery()))
-    annotations = session.scalar(select(func.count()).select_from(labelled_q.subquery()))
+    ours = in_project(project.id)
+    labelled = session.scalar(select(func.count(Annotation.example_id.distinct())).where(ours))
+    annotations = session.scalar(select(func.count()).select_from(Annotation).where(ours))
     counts = dict(
         session.execute(
             select(Label.name, func.count(Annotation.id))

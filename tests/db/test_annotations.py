@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from db.annotations import PREVIEW_CHARS, annotate, recent_annotations, remove_annotation
 from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError, NotFound
-from db.models import Annotation, Annotator, Example
+from db.models import Annotation, Annotator, Example, Project, utcnow
 from db.projects import create_project
 from db.settings import Settings
 from db.texts import text_hash
@@ -171,3 +171,57 @@ def test_concurrent_double_submits_make_one_row(any_settings: Settings) -> None:
     assert count_annotations(settings) == 1
     with read_unit(settings) as session:
         assert session.scalar(select(func.count()).select_from(Annotator)) == 1
+
+
+def test_a_projects_label_counts_leave_other_projects_out(any_settings: Settings) -> None:
+    from datetime import timedelta
+
+    from db.annotations import labels_since
+    from db.projects import project_stats
+
+    ours = make_project(any_settings, "ours", ["pos", "neg"], ["a", "b", "c"])
+    theirs = make_project(any_settings, "theirs", ["pos", "neg"], ["d", "e"])
+    annotate(any_settings, "ours", ours[0], "ann", "pos")
+    annotate(any_settings, "ours", ours[0], "bob", "neg")
+    annotate(any_settings, "ours", ours[1], "ann", "neg")
+    for example_id in theirs:
+        annotate(any_settings, "theirs", example_id, "ann", "pos")
+    with read_unit(any_settings) as session:
+        stats = project_stats(session, "ours")
+        project_id = session.scalar(select(Project.id).where(Project.name == "ours"))
+        assert (stats.examples, stats.labelled, stats.annotations) == (3, 2, 3)
+        assert stats.label_counts == {"pos": 1, "neg": 2}
+        assert labels_since(session, project_id, None) == 3
+        assert labels_since(session, project_id, utcnow() - timedelta(hours=1)) == 3
+        assert labels_since(session, project_id, utcnow() + timedelta(seconds=1)) == 0
+
+
+def test_a_projects_labels_are_counted_from_the_annotations_not_from_its_texts(
+        settings: Settings) -> None:
+    """The plans walk the annotations and look each text up by its key: the cost grows with
+    the labels, not with the pool (the join walked every text of the project)."""
+    from sqlalchemy import event
+
+    from db.annotations import labels_since
+    from db.projects import project_stats
+
+    make_project(settings, "ours", ["pos", "neg"], ["a"])
+    counts = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if "annotations" in statement and "count(" in statement:
+            counts.append((statement, parameters))
+
+    with read_unit(settings) as session:
+        event.listen(session.get_bind(), "before_cursor_execute", seen)
+        try:
+            labels_since(session, 1, None)
+            project_stats(session, "ours")
+        finally:
+            event.remove(session.get_bind(), "before_cursor_execute", seen)
+        assert len(counts) == 4  # labels_since; labelled, annotations and per label
+        for statement, parameters in counts[:3]:  # the per-label count starts from the labels
+            plan = " | ".join(row[-1] for row in session.connection().exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters))
+            assert "SCAN annotations" in plan, plan
+            assert "SEARCH examples USING INTEGER PRIMARY KEY" in plan, plan
