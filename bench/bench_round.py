@@ -66,9 +66,9 @@ def run(n_labels: int, pool: int, model: str, n_rounds: int | None = None,
     if warm_up:
         from learner.warmup import warm_up as warm
 
-        report = warm([model])
-        if report.problem:
-            raise RuntimeError(f"The warm-up failed: {report.problem}")
+        found = warm([model])
+        if found.problem:
+            raise RuntimeError(f"The warm-up failed: {found.problem}")
         warmed = {"warmup_s": round(time.perf_counter() - started, 2)}
 
     with tempfile.TemporaryDirectory() as tmp:

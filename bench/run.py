@@ -56,6 +56,9 @@ class Context:
     with_sim: bool
     cuda: bool
     sim_repeats: int | None = None
+    commit: str | None = None
+    """The commit the run measures, read once as it starts: each step publishes its results
+    into docs/results as it ends, which leaves the tree dirty for the steps after it."""
 
     def rows(self) -> str:
         return "100000" if self.quick else "1000000"
@@ -267,7 +270,7 @@ def _simulation(ctx: Context, name: str, fast_loop: bool) -> Outcome:
         "--seed-method", "cold_start", "--test-frac", "0.2", "--max-length", "128",
         "--fast-loop", "on" if fast_loop else "off", "--workers", str(min(workers, 16)),
         "--out", str(sim_dir))
-    commit, stamp = meta.git_commit(), sim_dir / "commit"
+    commit, stamp = ctx.commit, sim_dir / "commit"
     # what the saved curves depend on: the code and the protocol (more repeats add curves)
     stamped = f"{commit}\n{sorted((k, v) for k, v in protocol.items() if k != '--repeats')}\n"
     if (commit and not commit.endswith("+dirty") and stamp.is_file()
@@ -427,12 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.sim_repeats is not None and args.sim_repeats < 1:
         parser.error("--sim-repeats must be at least 1")
     ctx = Context(out_dir, args.quick, args.with_sim, cuda=bool(machine["cuda_gpu"]),
-                  sim_repeats=args.sim_repeats)
+                  sim_repeats=args.sim_repeats, commit=meta.git_commit())
     print(f"Machine {tag}: {json.dumps(machine)}", flush=True)
     failed = []
     run_started, run_date, step_seconds = time.perf_counter(), meta.utc_now(), {}
     for name in names:
-        run_meta = {"step": name, "date": meta.utc_now(), "commit": meta.git_commit(),
+        run_meta = {"step": name, "date": meta.utc_now(), "commit": ctx.commit,
                     "machine": machine, "machine_tag": tag, "quick": args.quick}
         started, cpu_before = time.perf_counter(), meta.cpu_times()
         outcome = STEPS[name](ctx)
@@ -450,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         # as `make bench` runs: every step, the simulation only where it runs by default
         total = round(time.perf_counter() - run_started, 1)
         write_json(out_dir / "run.json", {
-            "meta": {"step": "run", "date": run_date, "commit": meta.git_commit(),
+            "meta": {"step": "run", "date": run_date, "commit": ctx.commit,
                      "machine": machine, "machine_tag": tag, "quick": args.quick,
                      "command": _shown(_python("bench.run", *(
                          sys.argv[1:] if argv is None else argv))),

@@ -108,6 +108,18 @@ def test_each_step_is_published_as_it_ends_so_a_stopped_run_keeps_the_finished_o
     assert not (results / "export.json").exists() and not (results / "queue.json").exists()
 
 
+def test_every_step_carries_the_commit_the_run_started_at(monkeypatch, tmp_path):
+    """Each step publishes into docs/results as it ends: the tree is dirty after the first."""
+    _fake_steps(monkeypatch, [])
+    states = iter(["abc1234", "abc1234+dirty", "abc1234+dirty", "abc1234+dirty"])
+    monkeypatch.setattr(meta, "git_commit", lambda: next(states))
+    assert run.main(["--only", "import,export,queue", "--out-dir", str(tmp_path / "out"),
+                     "--results-dir", str(tmp_path / "results"), "--no-report"]) == 0
+    for name in ("import", "export", "queue"):
+        doc = json.loads((tmp_path / "results" / "cpu-4core" / f"{name}.json").read_text())
+        assert doc["meta"]["commit"] == "abc1234"
+
+
 def test_a_simulation_replacing_one_of_the_same_protocol_keeps_its_accuracy(tmp_path):
     out, results = tmp_path / "out", tmp_path / "results"
     earlier = wrapped("sim", sim_result(active_gain=0.05), commit="old1234")
@@ -244,11 +256,11 @@ def test_sim_on_a_cpu_labels_in_batches_of_50_once(monkeypatch, ctx):
 def test_sim_repeats_and_resuming_a_stopped_simulation_at_the_same_commit(monkeypatch, ctx):
     calls: list[list[str]] = []
     monkeypatch.setattr(run, "_call", lambda argv: calls.append(argv) or 0)
-    cpu = run.Context(ctx.out_dir, quick=False, with_sim=True, cuda=False, sim_repeats=3)
+    cpu = run.Context(ctx.out_dir, quick=False, with_sim=True, cuda=False, sim_repeats=3,
+                      commit="abc1234")
 
     def simulate_at(commit: str) -> list[str]:
-        monkeypatch.setattr(meta, "git_commit", lambda: commit)
-        run.step_sim_fastloop(cpu)
+        run.step_sim_fastloop(dataclasses.replace(cpu, commit=commit))
         return calls[-1]
 
     first = simulate_at("abc1234")
@@ -259,6 +271,7 @@ def test_sim_repeats_and_resuming_a_stopped_simulation_at_the_same_commit(monkey
     assert "--resume" not in simulate_at("abc1234")  # the last run was not at a clean commit
     assert "--resume" in simulate_at("abc1234")
     assert "--resume" not in simulate_at("fed4321")  # another commit: afresh
+    cpu = dataclasses.replace(cpu, commit="fed4321")
     run.step_sim(cpu)  # the other simulation has its own folder
     assert "--resume" not in calls[-1]
 
