@@ -193,6 +193,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def streamlit_command(host: str, port: int, settings: Settings) -> list[str]:
+    """How ``serve`` runs the web app (the browser test and ``bench_keyboard`` start it so)."""
+    return [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+            "--server.port", str(port), "--server.address", host,
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.enableXsrfProtection", "true", "--server.fileWatcherType", "none",
+            "--client.toolbarMode", "minimal", "--server.maxUploadSize", str(settings.max_upload_mb)]
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Start the web app and (unless --no-worker) the training worker; Ctrl-C stops both."""
     _ready(settings)
@@ -201,13 +210,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     procs = []
     if not args.no_worker:
         procs.append(subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env, cwd=ROOT))
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
-         "--server.port", str(args.port), "--server.address", args.host,
-         "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.enableXsrfProtection", "true", "--server.fileWatcherType", "none",
-         "--client.toolbarMode", "minimal", "--server.maxUploadSize", str(settings.max_upload_mb)],
-        env=env, cwd=ROOT))
+    procs.append(subprocess.Popen(streamlit_command(args.host, args.port, settings), env=env,
+                                  cwd=ROOT))
     print(f"Labelwise on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     interrupted = False
     try:
@@ -272,14 +276,12 @@ def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     _ready(settings)
     workers = live_workers(settings)
     if args.json:
-        print(json.dumps([{**dataclasses.asdict(w), "started_at": w.started_at.isoformat(),
-                           "seen_at": w.seen_at.isoformat(),
-                           "ready_at": w.ready_at and w.ready_at.isoformat()} for w in workers],
-                         indent=2))
+        print(json.dumps([dataclasses.asdict(w) for w in workers], indent=2,
+                         default=datetime.isoformat))
     elif not workers:
         _err(NO_WORKER)
-    for worker in [] if args.json else workers:
-        print(_worker_line(worker))
+    else:
+        print("\n".join(map(_worker_line, workers)))
     return 0 if workers else 1
 
 

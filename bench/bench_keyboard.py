@@ -4,33 +4,28 @@ next text is on screen.
 Usage::
 
     .venv/bin/python -m bench.bench_keyboard --out bench/out/keyboard.json
-    .venv/bin/python -m bench.bench_keyboard --quick        # 1,000 texts, 20 answers
-    .venv/bin/python -m bench.bench_keyboard --texts 1000000 # other pool sizes
+    .venv/bin/python -m bench.bench_keyboard --quick          # 1,000 texts, 20 answers
+    .venv/bin/python -m bench.bench_keyboard --texts 100000    # other pool sizes (repeatable)
 
-Per pool size, a fresh SQLite database gets that many BBC News texts (repeated with a counter
-appended, as in ``bench_round``) in one project with a ranked queue; the web app runs on
-loopback as ``python -m app serve --no-worker`` starts it (Streamlit, headless), and headless
-Chromium (Debian's, driven by Playwright) signs in and answers ``--answers`` texts with the key
-``1``. Each answer is timed in the page, from the key's ``keydown`` event to the moment the text
-box shows another text (a ``MutationObserver``): the whole wait, the server's rerun of the page
-(the answer's write unit and the next claim included), the websocket and the browser's redraw.
-Between answers the benchmark waits until Streamlit's run is over and a button has the key
-bound (as an annotator reads the text first) and ``--pause`` seconds more. A press that brings
-no next text within 10 s is counted as lost (``lost_presses``: the key reached old buttons, see
-``app/views/annotate.py``) and pressed again; the wait is timed from the press that worked. The first ``--warm-up`` answers
-of each pool are left out (the first reruns import and cache what later ones reuse).
-
-Pools of 10,000 and 100,000 texts by default: loading 1,000,000 takes about 90 s on a 2-core
-machine, and the serving benchmark (``bench_queue``) already times the claim and the answer, the
-part of the wait that could grow with the pool, up to 1,000,000.
+Per pool size (10,000 and 1,000,000 texts by default), a fresh SQLite database is built as the
+serving benchmark builds it (``bench_queue.build``: news-length texts and a ranked queue); the
+web app runs on loopback as ``python -m app serve --no-worker`` starts it (Streamlit, headless),
+and headless Chromium (Debian's, driven by Playwright) signs in and answers ``--answers`` texts
+with the key ``1``. Each answer is timed in the page, from the key's ``keydown`` event to the
+moment the text box shows another text (a ``MutationObserver``): the whole wait, the server's
+rerun (the answer's write unit and the next claim included), the websocket and the browser's
+redraw. Between answers the benchmark waits until Streamlit's run is over and a button has the
+key bound (as an annotator reads the text first) and ``--pause`` seconds more. A press that
+brings no next text within 10 s is counted as lost (``lost_presses``: the key reached old
+buttons, see ``app/views/annotate.py``) and pressed again; the wait is timed from the press that
+worked. The first ``--warm-up`` answers of each pool are left out (the first reruns import and
+cache what later ones reuse).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -41,17 +36,14 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
+from bench.bench_queue import build
+from app.cli import streamlit_command
 from bench.jsonfile import emit
-from db.demo import iter_corpus
-from db.engine import dispose_all, read_unit, write_unit
-from db.migrate import upgrade
-from db.models import Annotation, Example, Role
-from db.projects import create_project
-from db.queue import QueueEntry, replace_queue
+from db.engine import dispose_all, read_unit
+from db.models import Annotation, Role
 from db.settings import Settings
-from db.texts import text_hash
 from db.users import add_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +52,7 @@ LOST_AFTER_S = 10
 """A press with no next text after this long counts as lost, and the key is pressed again."""
 MAX_PRESSES = 3
 QUEUE = 1_000
-"""Texts in the ranked queue (the product's default queue size is smaller: any size serves)."""
+"""Texts in the ranked queue (more than a run answers; any size serves alike)."""
 
 _WATCH = """() => {
     const box = () => document.querySelector('.st-key-item-text [data-testid="stText"]');
@@ -78,37 +70,15 @@ _WATCH = """() => {
 }"""
 
 
-def load_pool(settings: Settings, n_texts: int) -> int:
-    """A project of ``n_texts`` distinct BBC texts, the first ``QUEUE`` of them queued; its id."""
-    rows = list(iter_corpus())
-    random.Random(0).shuffle(rows)
-    labels = sorted({row["label"] for row in rows})
-    with write_unit(settings) as session:
-        project_id = create_project(session, "bench", labels=labels).id
-    for start in range(0, n_texts, 50_000):
-        batch = []
-        for i, row in zip(range(start, min(n_texts, start + 50_000)),
-                          itertools.islice(itertools.cycle(rows), start % len(rows), None)):
-            text = f"{row['text']} [{i}]"
-            batch.append({"project_id": project_id, "text": text, "text_hash": text_hash(text),
-                          "source_row": i})
-        with write_unit(settings) as session:
-            session.execute(insert(Example), batch)
-    with write_unit(settings) as session:
-        ids = session.scalars(select(Example.id).order_by(Example.id).limit(QUEUE)).all()
-        replace_queue(session, project_id,
-                      [QueueEntry(example_id, "uncertain", score=1.0 - r / QUEUE)
-                       for r, example_id in enumerate(ids)])
-    return project_id
-
-
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait_http(url: str, timeout: float = 90.0) -> None:
+def wait_http(url: str, timeout: float = 90.0) -> None:
+    """Wait until ``url`` answers (the app's health check once it serves)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -168,21 +138,16 @@ def measure(n_texts: int, n_answers: int, warm_up: int, pause_s: float) -> dict[
     """The keyboard wait at one pool size, in a fresh database and app."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(database_url=f"sqlite:///{Path(tmp) / 'keys.db'}", data_dir=Path(tmp))
-        upgrade(settings)
-        project_id = load_pool(settings, n_texts)
+        _, project_id = build(settings, n_texts, QUEUE)
         add_user(settings, "bench", "bench-password", Role.ADMIN)
         dispose_all()
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "DATABASE_URL": settings.database_url,
                "LABELWISE_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(ROOT)}
-        app = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        app = subprocess.Popen(streamlit_command("127.0.0.1", port, settings), cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_http(f"http://127.0.0.1:{port}/_stcore/health")
+            wait_http(f"http://127.0.0.1:{port}/_stcore/health")
             waits, lost = _answers(f"http://127.0.0.1:{port}", warm_up + n_answers, pause_s)
         finally:
             app.terminate()
@@ -204,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 texts, 20 answers")
     parser.add_argument("--texts", type=int, action="append",
-                        help="pool sizes (repeatable; default 10,000 and 100,000)")
+                        help="pool sizes (repeatable; default 10,000 and 1,000,000)")
     parser.add_argument("--answers", type=int, help="answers timed per pool (default 50)")
     parser.add_argument("--warm-up", type=int, default=5, help="answers left out first")
     parser.add_argument("--pause", type=float, default=0.3,
@@ -213,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         parser.error(f"Chromium is needed ({CHROMIUM})")
-    sizes = args.texts or ([1_000] if args.quick else [10_000, 100_000])
+    sizes = args.texts or ([1_000] if args.quick else [10_000, 1_000_000])
     answers = args.answers or (20 if args.quick else 50)
     runs = [measure(n, answers, args.warm_up, args.pause) for n in sizes]
     emit({"runs": runs, "pause_s": args.pause}, args.out)

@@ -88,8 +88,9 @@ def _workers_caption(now: datetime) -> None:
 def live() -> None:
     """Polls the worker's progress and the queue's freshness from the database; never blocks
     the page."""
+    now = datetime.now(timezone.utc)
     _queue_caption()
-    _workers_caption(datetime.now(timezone.utc))
+    _workers_caption(now)
     run = active_run(settings, project.id)
     reason = None if run is None else f"A round is {run.status} (run {run.id})."
     st.button("Train now", type="primary", disabled=run is not None, on_click=_train,
@@ -105,7 +106,6 @@ def live() -> None:
         return
     st.button("Cancel this round", key=f"cancel-{run.id}", on_click=cancel_run,
               args=(settings, run.id, ui.annotator()))
-    now = datetime.now(timezone.utc)
     elapsed = (now - (run.started_at or run.created_at)).total_seconds()
     left = seconds_left(settings, run, now)
     st.progress(run.progress, text=f"Run {run.id}: {run.stage or 'starting'} · "

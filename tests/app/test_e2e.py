@@ -11,18 +11,17 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from app.cli import streamlit_command
+from bench.bench_keyboard import CHROMIUM, free_port, wait_http
 from db.engine import read_unit
 from db.models import Annotation, QueueItem
 from db.models import Role
@@ -32,26 +31,7 @@ from tests.learner.test_rounds_worker import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "e2e"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
 def _count(settings, model) -> int:
@@ -66,7 +46,7 @@ def running_app(settings, tiny_model_dir):
     project_id, rows = make_project(settings, tiny_model_dir, n_per_class=30, retrain_every=0,
                                     cold_start_k=1)
     add_user(settings, "e2e", "e2e-password", Role.ADMIN)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": settings.database_url,
            "LABELWISE_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(ROOT)}
     logs = settings.data_dir / "logs"
@@ -74,14 +54,10 @@ def running_app(settings, tiny_model_dir):
     worker = subprocess.Popen(
         [sys.executable, "-m", "app", "worker", "--poll", "0.3", "--heartbeat", "0.5"],
         cwd=ROOT, env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
-    app = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-         "--client.toolbarMode", "minimal"],
-        cwd=ROOT, env=env, stdout=open(logs / "app.log", "w"), stderr=subprocess.STDOUT)
+    app = subprocess.Popen(streamlit_command("127.0.0.1", port, settings), cwd=ROOT, env=env,
+                           stdout=open(logs / "app.log", "w"), stderr=subprocess.STDOUT)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/_stcore/health")
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health")
         yield f"http://127.0.0.1:{port}", project_id, {text: (i, truth) for i, text, truth in rows}
     finally:
         for proc in (app, worker):
