@@ -131,6 +131,45 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from learner.predicting import predict_to_file
+
+    _ready(settings)
+    fmt = args.format or Path(args.out).suffix.lstrip(".").lower()
+    started, last = time.monotonic(), [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 2.0 and done < total:
+            return
+        last[0] = now
+        line = f"scored {done:,} of {total:,} texts"
+        if 0 < done < total:
+            minutes = (now - started) / done * (total - done) / 60
+            line += f", about {max(1, round(minutes))} min left"
+        print(line, file=sys.stderr, flush=True)
+
+    out = sys.stdout.buffer if args.out == "-" else Path(args.out)
+    report = predict_to_file(settings, args.project, out, fmt, version=args.version,
+                             unlabelled_only=args.unlabelled, device=args.device,
+                             progress=show)
+    scoring = report.scoring
+    print(f"Wrote {report.rows:,} rows to {args.out} with model version {report.version} "
+          f"({scoring.get('device', '?')}, {scoring.get('precision', '?')}) in "
+          f"{report.seconds:.1f} s.", file=sys.stderr)
+    if report.not_in_project:
+        print("warning: the model predicts label(s) the project no longer has: "
+              f"{', '.join(report.not_in_project)} (renamed or removed since it was trained; "
+              "train a new round)", file=sys.stderr)
+    if report.never_trained:
+        print("warning: the model was not trained on label(s) added since: "
+              f"{', '.join(report.never_trained)} (it never predicts them; train a new round)",
+              file=sys.stderr)
+    return 0
+
+
 def cmd_projects(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import read_unit
     from db.projects import list_projects, project_stats
@@ -490,6 +529,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-annotations", action="store_true",
                    help="one row per annotation, with annotator and timestamps")
     p.add_argument("--include-unlabelled", action="store_true", help="add unlabelled texts")
+
+    p = add("predict", cmd_predict, "write the model's predictions for a project's texts",
+            "Score a project's texts with its latest model version (or --version) and write "
+            "each with its human label (if any), the predicted label, its confidence and every "
+            "label's probability, as JSONL, CSV or Parquet.")
+    p.add_argument("--project", required=True)
+    p.add_argument("--out", required=True, help="output file, or - for standard output")
+    p.add_argument("--format", choices=["jsonl", "csv", "parquet"],
+                   help="default: from the file extension")
+    p.add_argument("--version", type=int, help="model version (default: the latest)")
+    p.add_argument("--unlabelled", action="store_true",
+                   help="only the texts nobody labelled (faster: the others are not scored)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA where there is a GPU)")
 
     p = add("projects", cmd_projects, "list projects")
     p.add_argument("--json", action="store_true")

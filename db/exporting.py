@@ -73,6 +73,7 @@ _A = Annotation.__table__
 # Column kinds, for the writers: how each value is written in each format.
 # A "name" is a string from a small set (labels, annotators): encoded once, then looked up.
 _INT, _STR, _NAME, _FLOAT, _JSON, _TIME = "int", "str", "name", "float", "json", "time"
+COLUMN_KINDS = (_INT, _STR, _NAME, _FLOAT, _JSON, _TIME)
 _EXAMPLE_KINDS = (_INT, _STR, _NAME, _INT, _INT, _JSON)
 _ANNOTATION_KINDS = (_INT, _STR, _NAME, _NAME, _TIME, _TIME, _FLOAT)
 
@@ -100,6 +101,34 @@ class ExportFilters:
     annotators: Sequence[str] | None = None
     labelled_since: datetime | None = None
     include_unlabelled: bool = False
+
+
+@dataclass(frozen=True)
+class Extension:
+    """Columns a caller adds after an export's own (a model's predictions, say).
+
+    Attributes:
+        names: the added columns' names.
+        kinds: how each is written, one of `COLUMN_KINDS`: ``int``, ``str``, ``name`` (a
+            string from a small set), ``float``, ``json`` (JSON text: an object in JSONL, text
+            in CSV and Parquet) or ``time``.
+        rows: given the export's batches of rows (an iterator of lists of tuples, in id
+            order), yields the batches to write: each row with the added values after its
+            own, in the same order; rows may be left out. It runs inside the export's read
+            transaction, so everything it sees is one snapshot.
+    """
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    rows: Callable[[Iterator[list[tuple[Any, ...]]]], Iterator[list[tuple[Any, ...]]]]
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.kinds):
+            raise LabelwiseError("An export extension needs one kind per added column.")
+        unknown = sorted(set(self.kinds) - set(COLUMN_KINDS))
+        if unknown:
+            raise LabelwiseError(f"Unknown column kind(s) {', '.join(unknown)} "
+                                 f"(kinds: {', '.join(COLUMN_KINDS)}).")
 
 
 def neutralise_cell(value: Any) -> Any:
@@ -632,6 +661,7 @@ def export(
     *,
     batch_rows: int = BATCH_ROWS,
     actor: str | None = None,
+    extend: Extension | None = None,
 ) -> int:
     """Write a project's labels to ``out``; returns the number of rows written.
 
@@ -662,6 +692,8 @@ def export(
         all_annotations: one row per annotation instead of one per example.
         batch_rows: examples read per batch.
         actor: who asks (the web app passes the signed-in user, who must be an active admin).
+        extend: columns to add after the export's own, and the rows to write (see
+            `Extension`); a column named like one of the export's is an error.
 
     Raises:
         NotFound: no such project.
@@ -680,6 +712,11 @@ def export(
         names, kinds, produce = ANNOTATION_COLUMNS, _ANNOTATION_KINDS, _annotation_rows
     else:
         names, kinds, produce = EXAMPLE_COLUMNS, _EXAMPLE_KINDS, _example_rows
+    if extend is not None:
+        clash = sorted(set(names) & set(extend.names))
+        if clash:
+            raise LabelwiseError(f"Added column(s) {', '.join(clash)} clash with the export's own.")
+        names, kinds = names + extend.names, kinds + extend.kinds
 
     with read_unit(settings) as session:
         if session.get_bind().dialect.name == "postgresql":
@@ -693,7 +730,8 @@ def export(
             written = 0
             try:
                 with _old_objects_frozen():
-                    for rows in produce(conn, plan, batch_rows):
+                    batches = produce(conn, plan, batch_rows)
+                    for rows in batches if extend is None else extend.rows(batches):
                         writer.write(rows)
                         written += len(rows)
             except BaseException:

@@ -295,3 +295,30 @@ class Worker(Base):
     precision: Mapped[str | None] = mapped_column(String(20))
     warmup_s: Mapped[float | None] = mapped_column(Float)
     problem: Mapped[str | None] = mapped_column(Text)
+
+
+class PredictionJob(Base):
+    """A request for a model version's predictions on a project's texts: queued by the web
+    app, written by a worker into a file under ``data/predictions`` (heartbeating, with the
+    texts scored so far), then done, failed or cancelled."""
+
+    __tablename__ = "prediction_jobs"
+    __table_args__ = (Index("ix_prediction_jobs_project_status", "project_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    model_version: Mapped[int] = mapped_column(Integer)
+    unlabelled_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    fmt: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED.value)
+    requested_by: Mapped[str | None] = mapped_column(String(100))
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    n_done: Mapped[int] = mapped_column(Integer, default=0)
+    n_total: Mapped[int | None] = mapped_column(Integer)
+    n_rows: Mapped[int | None] = mapped_column(Integer)
+    file_path: Mapped[str | None] = mapped_column(String(1000))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()

@@ -536,7 +536,8 @@ class TransformerClassifier:
         parts = list(self.predict_proba_stream(X))
         return np.concatenate(parts) if parts else np.zeros((0, len(self.classes_)), dtype=np.float64)
 
-    def predict_proba_stream(self, texts: Iterable[str], chunk_size: int = SCORING_CHUNK) -> Iterator[np.ndarray]:
+    def predict_proba_stream(self, texts: Iterable[str], chunk_size: int = SCORING_CHUNK,
+                             scored: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
         """Class probabilities for a stream of texts, one array per chunk.
 
         Only one chunk's tokens are held at a time, so a pool of any size is scored in
@@ -545,6 +546,8 @@ class TransformerClassifier:
         Args:
             texts: The texts, in any iterable (a generator reading a file or a database).
             chunk_size: Texts tokenised and scored at a time.
+            scored: Called with each batch's count of texts once it is scored; an exception
+                it raises stops the scoring at that batch.
 
         Yields:
             float64 arrays of shape ``(len(chunk), len(classes_))``, in input order.
@@ -553,7 +556,8 @@ class TransformerClassifier:
             NotFitted: Called before ``fit`` or ``load``.
         """
         for chunk in self._tokenised(texts, chunk_size):
-            yield _softmax(self._score(chunk, lambda net, b: net(**b).logits, len(self.classes_)))
+            yield _softmax(self._score(chunk, lambda net, b: net(**b).logits, len(self.classes_),
+                                       scored))
 
     def predict_proba_and_embed(self, X: Sequence[str], progress: ProgressCallback | None = None
                                 ) -> tuple[np.ndarray, np.ndarray]:

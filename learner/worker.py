@@ -3,7 +3,10 @@
 Each pass: fail runs whose worker died (stale heartbeat), queue automatic rounds (every N new
 labels), re-rank queues with the fast loop where enough labels came in, give projects with an
 empty queue a cold-start queue, then claim and run one round while a thread heartbeats its stage
-and progress into the database and another keeps the fast loop going.
+and progress into the database and another keeps the fast loop going. With no round queued, it
+takes the oldest prediction job instead (``db.predictions``: a model version's predictions on a
+project's texts, written to a file the Export page offers), heartbeating it the same way; a
+round asked for meanwhile waits for it.
 
 The worker also keeps a row of its own (``db.workers``) fresh, so the web app can tell whether
 one is running, and warms up when it starts (``learner.warmup``): rounds are claimed once that
@@ -19,6 +22,7 @@ import socket
 import threading
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -27,6 +31,15 @@ from sqlalchemy import select
 from db.annotations import labels_since
 from db.engine import read_unit, write_unit
 from db.models import Example, ModelVersion, Project, QueueReason
+from db.predictions import (
+    PredictionJobInfo,
+    claim_next_prediction,
+    fail_prediction,
+    fail_stale_predictions,
+    finish_prediction,
+    prediction_path,
+    report_prediction,
+)
 from db.projects import ProjectConfig
 from db.queue import (
     QueueEntry,
@@ -117,6 +130,27 @@ class _Beat(_Ticker):
         self.stage, self.progress = stage, progress
 
 
+class _JobBeat(_Ticker):
+    """Heartbeats a running prediction job with the texts scored so far; notices a cancel."""
+
+    def __init__(self, settings: Settings, job_id: int, every_s: float) -> None:
+        super().__init__(every_s)
+        self.settings, self.job_id = settings, job_id
+        self.done, self.total = 0, 0
+        self.cancelled = threading.Event()
+
+    def tick(self) -> None:
+        if not report_prediction(self.settings, self.job_id, self.done, self.total):
+            self.cancelled.set()
+
+    def update(self, done: int, total: int) -> None:
+        from learner.predicting import PredictionCancelled
+
+        if self.cancelled.is_set():
+            raise PredictionCancelled("The prediction job was cancelled.")
+        self.done, self.total = done, total
+
+
 class _Presence(_Ticker):
     """The worker's row: written every heartbeat, with what the warm-up found once it ran.
 
@@ -193,6 +227,34 @@ def execute(settings: Settings, run: RunInfo, options: WorkerOptions) -> None:
         fail_run(settings, run.id, f"{type(exc).__name__}: {exc}")
     else:
         _rerank_after_round(settings, run)
+
+
+def execute_prediction(settings: Settings, job: PredictionJobInfo, options: WorkerOptions) -> None:
+    """Write a claimed prediction job's file, recording a failure with its reason; a file
+    that is not recorded as done (cancelled meanwhile) is deleted."""
+    from learner.predicting import PredictionCancelled, predict_to_file
+
+    path = prediction_path(settings, job)
+    try:
+        with read_unit(settings) as session:
+            project = session.get(Project, job.project_id)
+            name = project.name if project is not None else ""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _JobBeat(settings, job.id, options.heartbeat_s) as beat, \
+                _FastLoops(settings, options.fast_loop_s):
+            report = predict_to_file(settings, name, path, job.fmt, version=job.model_version,
+                                     unlabelled_only=job.unlabelled_only, progress=beat.update)
+        recorded, old_files = finish_prediction(settings, job.id, report.rows, str(path))
+        if not recorded:
+            path.unlink(missing_ok=True)
+        for old in old_files:
+            Path(old).unlink(missing_ok=True)
+        log.info("prediction job %s done: %s rows in %.1f s", job.id, report.rows, report.seconds)
+    except PredictionCancelled as exc:
+        log.info("prediction job %s stopped: %s", job.id, exc)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
+        log.error("prediction job %s failed: %s", job.id, traceback.format_exc())
+        fail_prediction(settings, job.id, f"{type(exc).__name__}: {exc}")
 
 
 def _rerank_after_round(settings: Settings, run: RunInfo) -> None:
@@ -306,9 +368,12 @@ def refresh_fast_loops(settings: Settings, configs: Configs | None = None) -> li
 
 def work_once(settings: Settings, options: WorkerOptions, me: str,
               warm: threading.Event | None = None) -> bool:
-    """One pass of the loop; True if a round ran (never before ``warm`` is set, if given)."""
+    """One pass of the loop; True if a round or a prediction job ran (never before ``warm`` is
+    set, if given)."""
     for run_id in fail_stale_runs(settings, options.stale_after_s):
         log.warning("run %s marked failed: its worker stopped heartbeating", run_id)
+    for job_id in fail_stale_predictions(settings, options.stale_after_s):
+        log.warning("prediction job %s marked failed: its worker stopped heartbeating", job_id)
     configs = _project_configs(settings)  # read once per pass
     queue_automatic_rounds(settings, configs)
     refresh_fast_loops(settings, configs)
@@ -316,11 +381,16 @@ def work_once(settings: Settings, options: WorkerOptions, me: str,
     if warm is not None and not warm.is_set():
         return False
     run = claim_next_run(settings, me)
-    if run is None:
-        return False
-    log.info("claimed run %s (project %s)", run.id, run.project_id)
-    execute(settings, run, options)
-    return True
+    if run is not None:
+        log.info("claimed run %s (project %s)", run.id, run.project_id)
+        execute(settings, run, options)
+        return True
+    job = claim_next_prediction(settings, me)
+    if job is not None:
+        log.info("claimed prediction job %s (project %s)", job.id, job.project_id)
+        execute_prediction(settings, job, options)
+        return True
+    return False
 
 
 def run_worker(settings: Settings, options: WorkerOptions | None = None, once: bool = False,
