@@ -229,3 +229,11 @@ def list_predictions(settings: Settings, project_id: int, limit: int = 10
         return [_info(job) for job in session.scalars(
             select(PredictionJob).where(PredictionJob.project_id == project_id)
             .order_by(PredictionJob.id.desc()).limit(limit))]
+
+
+def running_predictions(settings: Settings) -> list[PredictionJobInfo]:
+    """Every project's running jobs (a round queued meanwhile waits for its worker's)."""
+    with read_unit(settings) as session:
+        return [_info(job) for job in session.scalars(
+            select(PredictionJob).where(PredictionJob.status == RunStatus.RUNNING.value)
+            .order_by(PredictionJob.id))]

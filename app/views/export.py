@@ -1,19 +1,33 @@
-"""Export: the same code as ``python -m app export``, as a download."""
+"""Export: the same code as ``python -m app export``, as a download; and a model version's
+predictions for the project's texts, which the worker writes (as ``python -m app predict``
+would) while this page polls."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import datetime, time, timezone
+from pathlib import Path
 
 import streamlit as st
 
 from app import ui
 from db.exporting import ExportFilters, export
+from db.predictions import (
+    KEEP_FILES,
+    PredictionJobInfo,
+    cancel_prediction,
+    list_predictions,
+    request_predictions,
+)
+from db.runs import list_versions
+from db.workers import live_workers
 
 project = ui.require_project()
 settings = ui.settings()
 ui.require_admin()
 MIME = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/octet-stream"}
+safe = "".join(ch if ch.isalnum() else "-" for ch in project.name).strip("-") or "project"
 
 st.title("Export", anchor=False)
 with st.form("export"):
@@ -43,7 +57,88 @@ ready = st.session_state.get("export_file")
 if ready:
     data, fmt, n = ready
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
-    safe = "".join(ch if ch.isalnum() else "-" for ch in project.name).strip("-") or "project"
     st.caption(f"{n:,} rows, {len(data):,} bytes")
     st.download_button(f"Download {fmt.upper()}", data, file_name=f"{safe}-{stamp}.{fmt}",
                        mime=MIME[fmt], type="primary", key="download")
+
+
+st.divider()
+st.subheader("Predictions", anchor=False)
+versions = list_versions(settings, project.id)
+
+
+def _what(job: PredictionJobInfo) -> str:
+    texts = "unlabelled texts" if job.unlabelled_only else "every text"
+    return f"Job {job.id}: model v{job.model_version} on {texts}, {job.fmt.upper()}"
+
+
+def _reader(path: Path) -> Callable[[], bytes]:
+    return lambda: path.read_bytes()  # read on the click, not on every poll
+
+
+UNLABELLED, EVERY = "unlabelled texts only", "every text (with its human label, if any)"
+if not versions:
+    st.caption("No model yet: once a round has trained one, ask here for its predictions on "
+               "the project's texts.")
+else:
+    st.caption("The worker scores the texts with the model and writes each with its predicted "
+               "label, the confidence and every label's probability (and the export's own "
+               "columns). It takes as long as scoring a round's pool: minutes per 10,000 texts "
+               f"on a CPU. The {KEEP_FILES} latest files are kept. From a shell: "
+               "`python -m app predict`.")
+    with st.form("predict"):
+        c1, c2, c3 = st.columns(3)
+        trained_on = {v.version: v.n_labels for v in versions}
+        version = c1.selectbox("Model version", list(reversed(trained_on)),
+                               format_func=lambda v: f"v{v} ({trained_on[v]:,} labels)",
+                               key="predict_version")
+        which = c2.radio("Texts", [UNLABELLED, EVERY], key="predict_texts")
+        pfmt = c3.radio("Format", ["csv", "jsonl", "parquet"], horizontal=True,
+                        key="predict_format")
+        asked = st.form_submit_button("Ask the worker for predictions")
+    if asked:
+        job = ui.attempt(request_predictions, settings, project.id, version,
+                         unlabelled_only=which == UNLABELLED, fmt=pfmt, actor=ui.annotator())
+        if job is not None:
+            st.success(f"Prediction job {job.id} asked for: the worker writes it when no round "
+                       "is waiting, and it shows below.")
+
+
+@st.fragment(run_every="2s")
+def prediction_jobs() -> None:
+    """The latest jobs, polled from the database: progress, Cancel, and the finished files."""
+    user = ui.current_user()
+    if user is None or not user.is_admin:
+        st.rerun()  # the full run signs out or stops the page
+    jobs = list_predictions(settings, project.id, limit=KEEP_FILES + 3)
+    if any(job.status == "queued" for job in jobs) and not live_workers(settings):
+        st.warning("No worker is running, so the prediction jobs wait for one "
+                   "(`python -m app worker`).")
+    for job in jobs:
+        what = _what(job)
+        if job.status in ("queued", "running"):
+            left, right = st.columns([5, 1])
+            if job.status == "queued":
+                left.caption(f"{what} · queued (after any round waiting)")
+            else:
+                done = f"{job.n_done:,} of {job.n_total:,} texts" if job.n_total else "starting"
+                left.progress(job.progress, text=f"{what} · {done}")
+            right.button("Cancel", key=f"cancel-prediction-{job.id}", on_click=cancel_prediction,
+                         args=(settings, job.id, ui.annotator()))
+        elif job.status == "done" and job.file_path and Path(job.file_path).is_file():
+            path = Path(job.file_path)
+            st.download_button(
+                f"Download {what} · {job.n_rows:,} rows", _reader(path),
+                file_name=f"{safe}-predictions-v{job.model_version}-{job.id}.{job.fmt}",
+                mime=MIME[job.fmt], key=f"download-prediction-{job.id}")
+        elif job.status == "done":
+            st.caption(f"{what} · done; its file was removed (only the {KEEP_FILES} latest are "
+                       "kept)")
+        elif job.status == "failed":
+            st.caption(ui.md_escape(f"{what} · failed: {job.error or 'no reason given'}"))
+        else:
+            st.caption(f"{what} · {job.status}")
+
+
+if versions:
+    prediction_jobs()

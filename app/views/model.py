@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from app import ui
+from db.predictions import running_predictions
 from db.queue import queue_status
 from db.runs import (
     active_run,
@@ -100,7 +101,10 @@ def live() -> None:
                    f"{project.config.retrain_every} new labels.")
         return
     if run.status == "queued":
-        st.info(f"Run {run.id} is queued: waiting for the worker (`python -m app worker`).")
+        busy = running_predictions(settings)
+        st.info(f"Run {run.id} is queued: waiting for the worker (`python -m app worker`)."
+                if not busy else f"Run {run.id} is queued: a worker is writing predictions "
+                f"first (job {busy[0].id}, {busy[0].progress:.0%} done; Export page).")
         st.button("Cancel", key=f"cancel-{run.id}", on_click=cancel_run,
                   args=(settings, run.id, ui.annotator()))
         return

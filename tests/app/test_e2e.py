@@ -2,8 +2,9 @@
 
 Starts `streamlit run app/main.py` and `python -m app worker` on a temporary database holding
 a small project on a tiny random BERT, then, with the keyboard: labels 10 texts, undoes one,
-trains a round from the Model page, waits until the queue is the new model's, and downloads a
-CSV export. Screenshots of every page land in ``test-output/e2e/``.
+trains a round from the Model page, waits until the queue is the new model's, downloads a CSV
+export, and asks the worker for the model's predictions on the unlabelled texts and downloads
+them. Screenshots of every page land in ``test-output/e2e/``.
 """
 
 from __future__ import annotations
@@ -201,6 +202,14 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
             page.get_by_role("button", name="Download CSV").click()
         page.screenshot(path=str(SHOTS / "7-export.png"))
         data = Path(info.value.path()).read_text(encoding="utf-8")
+        # the model's predictions on the unlabelled texts, written by the worker
+        page.get_by_role("button", name="Ask the worker for predictions").click()
+        download = page.get_by_role("button", name="Download Job 1: model v1 on unlabelled")
+        expect(download).to_be_visible(timeout=60_000)
+        with page.expect_download() as info:
+            download.click()
+        page.screenshot(path=str(SHOTS / "8-predictions.png"))
+        predicted = Path(info.value.path()).read_text(encoding="utf-8")
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         page.reload()  # signed out stays signed out
@@ -221,3 +230,8 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
     exported = list(csv.DictReader(io.StringIO(data)))
     assert len(exported) == 10
     assert [(r["text"], r["label"]) for r in exported if r["label"] != truth[r["text"]]] == []
+    predictions = list(csv.DictReader(io.StringIO(predicted)))
+    assert len(predictions) == len(texts) - 10
+    assert {r["text"] for r in predictions}.isdisjoint(r["text"] for r in exported)
+    assert all(r["label"] == "" and r["predicted"] in labels and r["model_version"] == "1"
+               for r in predictions)

@@ -185,6 +185,21 @@ def test_model_page_train_now_queues_one_run(app, settings):
     runs = list_runs(settings, project.id)
     assert len(runs) == 1 and runs[0].status == "queued"
     assert at.button(key="train_now").disabled
+    assert "Run 1 is queued: waiting for the worker" in at.info[0].value
+
+
+def test_model_page_says_a_queued_round_waits_for_a_prediction_job(app, settings):
+    from db.predictions import claim_next_prediction, report_prediction, request_predictions
+
+    at, project = app
+    _model_version(settings, project.id)
+    job = request_predictions(settings, project.id, 1)
+    claim_next_prediction(settings, "w")
+    report_prediction(settings, job.id, 1, 4)
+    _open(at, "model")
+    at.button(key="train_now").click().run()
+    assert ("Run 1 is queued: a worker is writing predictions first (job 1, 25% done"
+            in at.info[0].value)
 
 
 def test_export_page_prepares_a_download(app, settings):
@@ -422,3 +437,64 @@ def test_settings_refuses_a_model_that_cannot_be_loaded_offline(app, settings):
     assert at.error and "local Hugging Face cache" in at.error[0].value
     with read_unit(settings) as session:
         assert get_project(session, "News").config.model_path == "builtin:minilm-l6"
+
+
+def _model_version(settings, project_id: int, version: int = 1) -> None:
+    from sqlalchemy import insert
+
+    from db.models import ModelVersion
+
+    with write_unit(settings) as session:
+        session.execute(insert(ModelVersion).values(
+            project_id=project_id, version=version, base_model="m",
+            artefact_path=str(settings.data_dir / "m"), n_labels=2, metrics={}))
+
+
+def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, settings):
+    from db.predictions import (
+        claim_next_prediction,
+        fail_prediction,
+        finish_prediction,
+        list_predictions,
+        report_prediction,
+    )
+
+    at, project = app
+    _open(at, "export")
+    assert any("No model yet" in c.value for c in at.caption)
+    _model_version(settings, project.id)
+    _open(at, "export")
+    at.radio(key="predict_format").set_value("jsonl")
+    _button(at, "Ask the worker for predictions").click().run()
+    assert not at.exception and "job 1 asked for" in at.success[0].value
+    (job,) = list_predictions(settings, project.id)
+    assert (job.model_version, job.unlabelled_only, job.fmt, job.requested_by) == (
+        1, True, "jsonl", "alice")
+    assert any("Job 1: model v1 on unlabelled texts, JSONL · queued" in c.value
+               for c in at.caption)
+    assert any("No worker is running" in w.value for w in at.warning)
+
+    claim_next_prediction(settings, "w")
+    report_prediction(settings, job.id, 2, 3)
+    at.run()
+    (bar,) = at.get("progress")
+    assert "2 of 3 texts" in bar.proto.text and bar.proto.value == 66
+    at.button(key="cancel-prediction-1").click().run()
+    assert list_predictions(settings, project.id)[0].status == "cancelled"
+
+    at.radio(key="predict_texts").set_value(at.radio(key="predict_texts").options[1])
+    _button(at, "Ask the worker for predictions").click().run()  # every text, JSONL: job 2
+    claim_next_prediction(settings, "w")
+    path = settings.data_dir / "p.jsonl"
+    path.write_text("{}\n")
+    finish_prediction(settings, 2, 5, str(path))
+    at.radio(key="predict_format").set_value("csv")
+    _button(at, "Ask the worker for predictions").click().run()  # every text, CSV: job 3
+    claim_next_prediction(settings, "w")
+    fail_prediction(settings, 3, "InvalidArtefact: **gone** <b>")
+    at.run()
+    assert not at.exception
+    (download,) = at.get("download_button")
+    assert download.proto.label == "Download Job 2: model v1 on every text, JSONL · 5 rows"
+    failed = next(c.value for c in at.caption if "Job 3" in c.value)
+    assert failed.endswith(r"failed\: InvalidArtefact\: \*\*gone\*\* \<b\>")  # escaped

@@ -22,6 +22,7 @@ from db.predictions import (
     prediction_path,
     report_prediction,
     request_predictions,
+    running_predictions,
 )
 from db.projects import create_project
 from db.users import Forbidden, add_user
@@ -51,6 +52,7 @@ def test_a_job_is_queued_joined_claimed_reported_and_finished(any_settings, proj
     assert claimed.id == job.id and claimed.status == "running" and claimed.started_at
     assert claim_next_prediction(any_settings, "w:2").id == other.id  # any worker, any job
     assert claim_next_prediction(any_settings, "w:3") is None
+    assert [j.id for j in running_predictions(any_settings)] == [job.id, other.id]
     # a running job is joined too, not asked for twice
     assert request_predictions(any_settings, project_id, 2, unlabelled_only=True,
                                fmt="jsonl").id == job.id
