@@ -159,14 +159,8 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     print(f"Wrote {report.rows:,} rows to {args.out} with model version {report.version} "
           f"({scoring.get('device', '?')}, {scoring.get('precision', '?')}) in "
           f"{report.seconds:.1f} s.", file=sys.stderr)
-    if report.not_in_project:
-        print("warning: the model predicts label(s) the project no longer has: "
-              f"{', '.join(report.not_in_project)} (renamed or removed since it was trained; "
-              "train a new round)", file=sys.stderr)
-    if report.never_trained:
-        print("warning: the model was not trained on label(s) added since: "
-              f"{', '.join(report.never_trained)} (it never predicts them; train a new round)",
-              file=sys.stderr)
+    if report.warning:
+        print(f"warning: {report.warning}", file=sys.stderr)
     return 0
 
 

@@ -1151,6 +1151,16 @@ def _loss_and_accuracy(logits: np.ndarray, target: np.ndarray) -> tuple[float, f
     return loss, accuracy
 
 
+def saved_classes(path: str | os.PathLike[str]) -> list[str]:
+    """The classes a model written by :meth:`TransformerClassifier.save` predicts, read from
+    its ``labelwise.json`` without loading it.
+
+    Raises:
+        InvalidArtefact: The directory is not a complete Labelwise model.
+    """
+    return [str(c) for c in _read_meta(Path(path))["classes"]]
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     meta_file = path / ARTEFACT_FILE
     if not path.is_dir():

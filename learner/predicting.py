@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -59,10 +59,7 @@ class PredictionReport:
         rows: rows written.
         version: the model version that predicted.
         classes: the labels it predicts (those it was trained on).
-        not_in_project: its labels that the project no longer has (renamed or removed since
-            it was trained): predictions may name them.
-        never_trained: the project's labels it was not trained on (added since): it never
-            predicts them.
+        warning: how its labels differ from the project's now (`label_drift`), if they do.
         scoring: the device and precision it scored in (`scoring_summary`).
         seconds: the run's wall time.
     """
@@ -70,10 +67,31 @@ class PredictionReport:
     rows: int
     version: int
     classes: tuple[str, ...]
-    not_in_project: tuple[str, ...] = ()
-    never_trained: tuple[str, ...] = ()
+    warning: str | None = None
     scoring: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def label_drift(version: int, classes: Sequence[str], labels: Sequence[str]) -> str | None:
+    """What a user must know when a model's labels are not the project's any more, or None.
+
+    Args:
+        version: the model version.
+        classes: the labels it was trained on (and predicts).
+        labels: the project's labels now.
+    """
+    gone = [c for c in classes if c not in labels]
+    new = [label for label in labels if label not in classes]
+    if not gone and not new:
+        return None
+    parts = []
+    if gone:
+        parts.append(f"it predicts {', '.join(gone)}, which the project no longer has (renamed "
+                     "or removed since)")
+    if new:
+        parts.append(f"it never predicts {', '.join(new)} (added since)")
+    return (f"Model v{version} was trained on another label set: {'; '.join(parts)}. Train a "
+            "new round for predictions under the current labels.")
 
 
 def choose_version(settings: Settings, project_id: int, version: int | None) -> VersionInfo:
@@ -186,8 +204,7 @@ def predict_to_file(
         rows=written,
         version=chosen.version,
         classes=classes,
-        not_in_project=tuple(c for c in classes if c not in info.labels),
-        never_trained=tuple(label for label in info.labels if label not in classes),
+        warning=label_drift(chosen.version, classes, info.labels),
         scoring=model.scoring_summary(),
         seconds=time.perf_counter() - started,
     )

@@ -22,6 +22,9 @@ from db.predictions import (
 )
 from db.runs import list_versions
 from db.workers import live_workers
+from learner.errors import LearnerError
+from learner.model import saved_classes
+from learner.predicting import label_drift
 
 project = ui.require_project()
 settings = ui.settings()
@@ -86,6 +89,13 @@ else:
                "columns). It takes as long as scoring a round's pool: minutes per 10,000 texts "
                f"on a CPU. The {KEEP_FILES} latest files are kept. From a shell: "
                "`python -m app predict`.")
+    latest = versions[-1]
+    try:
+        drift = label_drift(latest.version, saved_classes(latest.artefact_path), project.labels)
+    except LearnerError as exc:
+        drift = f"Model v{latest.version} cannot be read: {exc}"
+    if drift:
+        st.warning(ui.md_escape(drift))
     with st.form("predict"):
         c1, c2, c3 = st.columns(3)
         trained_on = {v.version: v.n_labels for v in versions}

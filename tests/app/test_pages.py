@@ -439,15 +439,24 @@ def test_settings_refuses_a_model_that_cannot_be_loaded_offline(app, settings):
         assert get_project(session, "News").config.model_path == "builtin:minilm-l6"
 
 
-def _model_version(settings, project_id: int, version: int = 1) -> None:
+def _model_version(settings, project_id: int, version: int = 1,
+                   classes: tuple[str, ...] = ("sport", "business")) -> None:
+    """A model version row, and the part of its files that says what it predicts."""
+    import json
+
     from sqlalchemy import insert
 
     from db.models import ModelVersion
+    from learner.model import ARTEFACT_FILE, ARTEFACT_FORMAT
 
+    artefact = settings.data_dir / f"m{version}"
+    artefact.mkdir(parents=True)
+    (artefact / ARTEFACT_FILE).write_text(json.dumps(
+        {"format": ARTEFACT_FORMAT, "classes": list(classes), "config": {}}))
     with write_unit(settings) as session:
         session.execute(insert(ModelVersion).values(
             project_id=project_id, version=version, base_model="m",
-            artefact_path=str(settings.data_dir / "m"), n_labels=2, metrics={}))
+            artefact_path=str(artefact), n_labels=2, metrics={}))
 
 
 def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, settings):
@@ -464,6 +473,7 @@ def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, s
     assert any("No model yet" in c.value for c in at.caption)
     _model_version(settings, project.id)
     _open(at, "export")
+    assert not any("label set" in w.value for w in at.warning)
     at.radio(key="predict_format").set_value("jsonl")
     _button(at, "Ask the worker for predictions").click().run()
     assert not at.exception and "job 1 asked for" in at.success[0].value
@@ -498,3 +508,14 @@ def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, s
     assert download.proto.label == "Download Job 2: model v1 on every text, JSONL · 5 rows"
     failed = next(c.value for c in at.caption if "Job 3" in c.value)
     assert failed.endswith(r"failed\: InvalidArtefact\: \*\*gone\*\* \<b\>")  # escaped
+
+
+def test_export_page_warns_when_the_latest_model_predates_the_label_set(app, settings):
+    at, project = app
+    _model_version(settings, project.id, 1)
+    _model_version(settings, project.id, 2, classes=("sport", "politics"))
+    _open(at, "export")
+    (warning,) = [w.value for w in at.warning if "label set" in w.value]
+    assert warning.startswith(r"Model v2 was trained on another label set\: it predicts politics")
+    assert r"it never predicts business \(added since\)" in warning
+    assert at.selectbox(key="predict_version").options == ["v2 (2 labels)", "v1 (2 labels)"]

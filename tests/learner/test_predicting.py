@@ -55,7 +55,7 @@ def test_every_text_gets_its_own_prediction_whatever_the_chunk_and_batch_sizes(
     written = _jsonl(out)
     assert report.rows == len(written) == len(rows)
     assert report.version == 1 and report.classes == ("fruit", "vehicle")
-    assert report.not_in_project == () and report.never_trained == ()
+    assert report.warning is None
     assert report.scoring["device"] == "cpu"
     assert [r["id"] for r in written] == [r[0] for r in rows]  # every text, in id order
     assert list(written[0]) == ["id", "text", "label", "source_row", "n_annotations", "meta",
@@ -164,7 +164,9 @@ def test_the_cli_writes_predictions_and_warns_about_labels_changed_since_trainin
     assert main(["predict", "--project", "toy", "--out", str(out), "--unlabelled"]) == 0
     err = capsys.readouterr().err
     assert f"Wrote {len(rows) - 16} rows" in err
-    assert "no longer has: fruit" in err and "added since: food, colour" in err
+    assert ("warning: Model v1 was trained on another label set: it predicts fruit, which the "
+            "project no longer has (renamed or removed since); it never predicts food, colour "
+            "(added since). Train a new round") in err
 
     assert main(["predict", "--project", "toy", "--out", str(out), "--version", "7"]) == 1
     assert "no model version 7" in capsys.readouterr().err
