@@ -428,6 +428,24 @@ def render_keyboard(r: Result) -> list[str]:
     ]
 
 
+def render_predict(r: Result) -> list[str]:
+    x = r.result
+    rows = [[name, f"{x['texts_per_s'][name]:,.1f}",
+             ", ".join(f"{s:.2f}" for s in x["seconds"][name]),
+             ", ".join(x["precisions"][name])] for name in ("stream", "predict")]
+    return [
+        *para(f"{x['texts']:,} unlabelled BBC News texts, {x['train']:,} labelled ones to "
+              f"fine-tune on ({x['fit_s']:.1f} s), {x['device']}; median of {x['repeats']} "
+              "alternating runs."),
+        *table(["variant", "texts/s", "seconds per run", "scoring precision per run"], rows),
+        *para(f"`predict` at {x['ratio']:.2f}x the speed of `stream`; the same predicted "
+              f"label for {x['same_label_share']:.2%} of the texts in every repeat (the "
+              "precision is decided afresh in each run); the file: "
+              f"{x['rows']:,} rows, {x['bytes']:,} bytes. Peak RSS {x['peak_rss_before_mb']:,.0f}"
+              f" MB before the runs, {x['peak_rss_after_mb']:,.0f} MB after."),
+    ]
+
+
 SCORING_VARIANTS = {
     "plain_fp32": "plain fp32 (input order, `no_grad`)",
     "optimised_fp32": "length-sorted, `inference_mode`, fp32",
@@ -988,6 +1006,18 @@ SECTIONS: dict[str, Section] = {
         "in fp32 and 1.53x in int8 (per channel, 99.6% agreement), no better than torch's own "
         "int8.",
         render_scoring, check_scoring),
+    "predict": Section(
+        "Predictions for a project's texts, against scoring them alone",
+        "`bench.bench_predict`: `python -m app predict` (and a worker's prediction job) loads a "
+        "model version, reads the project's texts from the database as an export does, scores "
+        "them in the model's streaming path and writes each row with its predicted label, "
+        "confidence and probabilities. Side by side, alternating, in one process on a fresh "
+        "SQLite database: that path to a JSONL file (`predict`) against loading the same saved "
+        "model and scoring the same texts, held in memory, through `predict_proba_stream` "
+        "(`stream`). Both pay a fresh load and the scoring precision's decision. The model is "
+        "the default one, fine-tuned for one epoch on the labelled texts. No target in the "
+        "issue: the ratio says what the product's path costs beyond scoring.",
+        render_predict),
     "round": Section(
         "Round time: 200 labels, 20,000-text pool (issue 6)",
         "`bench.bench_round`: one round through the worker's own path (snapshot, fine-tune the "

@@ -1,7 +1,7 @@
 """Run the benchmarks and rewrite docs/benchmarks.md: ``make bench`` (or ``make bench-quick``).
 
-Steps, in order: import, export, queue (SQLite), queue-postgresql, keyboard, scoring, round,
-fastloop, sim, sim-fastloop. Each runs in a child process, so that peak memory is its own, and
+Steps, in order: import, export, queue (SQLite), queue-postgresql, keyboard, scoring, predict,
+round, fastloop, sim, sim-fastloop. Each runs in a child process, so that peak memory is its own, and
 writes its figures to ``OUT_DIR/raw/<step>.json``; this script wraps them as
 ``OUT_DIR/<step>.json``::
 
@@ -215,6 +215,10 @@ def step_scoring(ctx: Context) -> Outcome:
     return _quick_aware(ctx, "scoring", "bench.bench_scoring")
 
 
+def step_predict(ctx: Context) -> Outcome:
+    return _quick_aware(ctx, "predict", "bench.bench_predict")
+
+
 def step_round(ctx: Context) -> Outcome:
     return _quick_aware(ctx, "round", "bench.bench_round")
 
@@ -303,6 +307,7 @@ STEPS: dict[str, Callable[[Context], Outcome]] = {
     "queue-postgresql": step_queue_postgresql,
     "keyboard": step_keyboard,
     "scoring": step_scoring,
+    "predict": step_predict,
     "round": step_round,
     "fastloop": step_fastloop,
     "sim": step_sim,

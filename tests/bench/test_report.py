@@ -220,6 +220,23 @@ def test_keyboard_table_per_pool(tmp_path):
     assert "50 answers timed after 5 left out, 0.3 s after each text's keys were bound" in text
 
 
+def test_predict_table_and_ratio(tmp_path):
+    result = {"device": "cpu", "model": "m", "texts": 512, "train": 200, "repeats": 3,
+              "fit_s": 14.2, "seconds": {"stream": [10.0, 11.0, 10.5],
+                                         "predict": [10.6, 10.9, 11.2]},
+              "texts_per_s": {"stream": 48.8, "predict": 47.0}, "ratio": 0.963,
+              "precisions": {"stream": ["int8"] * 3, "predict": ["int8", "fp32", "int8"]},
+              "same_label_share": 0.998, "rows": 512, "bytes": 1_500_000,
+              "peak_rss_before_mb": 1500.0, "peak_rss_after_mb": 1620.0}
+    write(tmp_path / "r" / "m" / "predict.json", wrapped("predict", result))
+    text = " ".join(_section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path),
+                             "predict").split())
+    assert "| stream | 48.8 | 10.00, 11.00, 10.50 | int8, int8, int8 |" in text
+    assert "| predict | 47.0 | 10.60, 10.90, 11.20 | int8, fp32, int8 |" in text
+    assert "`predict` at 0.96x the speed of `stream`; the same predicted label for 99.80%" in text
+    assert "512 rows, 1,500,000 bytes" in text
+
+
 def test_round_verdict_follows_the_figure(tmp_path):
     write(tmp_path / "r" / "m" / "round.json", wrapped("round", round_result(total_s=15.0)))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "round")

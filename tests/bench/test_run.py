@@ -12,8 +12,8 @@ import pytest
 from bench import meta, report, run
 from tests.bench.conftest import MACHINE, sim_result, wrapped, write
 
-ORDER = ["import", "export", "queue", "queue-postgresql", "keyboard", "scoring", "round", "fastloop",
-         "sim", "sim-fastloop"]
+ORDER = ["import", "export", "queue", "queue-postgresql", "keyboard", "scoring", "predict", "round",
+         "fastloop", "sim", "sim-fastloop"]
 
 
 @pytest.fixture
