@@ -168,6 +168,11 @@ def test_the_cli_writes_predictions_and_warns_about_labels_changed_since_trainin
             "project no longer has (renamed or removed since); it never predicts food, colour "
             "(added since). Train a new round") in err
 
+    assert main(["predict", "--project", "toy", "--out", "-", "--format", "jsonl",
+                 "--unlabelled"]) == 0
+    streamed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in streamed] == [r[0] for r in rows[16:]]
+
     assert main(["predict", "--project", "toy", "--out", str(out), "--version", "7"]) == 1
     assert "no model version 7" in capsys.readouterr().err
     assert main(["predict", "--project", "nope", "--out", str(out)]) == 1
