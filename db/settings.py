@@ -22,6 +22,8 @@ class Settings:
         sqlite_busy_timeout_ms: how long a SQLite writer waits for the lock.
         max_upload_mb: the largest file the web app accepts (``LABELWISE_MAX_UPLOAD_MB``).
         max_import_rows: the most rows one upload may hold (``LABELWISE_MAX_IMPORT_ROWS``).
+        max_download_mb: the largest predictions file the web app offers as a download
+            (``LABELWISE_MAX_DOWNLOAD_MB``; Streamlit holds a download in memory whole).
     """
 
     database_url: str
@@ -30,6 +32,7 @@ class Settings:
     sqlite_busy_timeout_ms: int = 10_000
     max_upload_mb: int = 50
     max_import_rows: int = 1_000_000
+    max_download_mb: int = 512
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -42,6 +45,7 @@ class Settings:
             sqlite_busy_timeout_ms=int(env.get("LABELWISE_SQLITE_BUSY_MS", "10000")),
             max_upload_mb=int(env.get("LABELWISE_MAX_UPLOAD_MB", "50")),
             max_import_rows=int(env.get("LABELWISE_MAX_IMPORT_ROWS", "1000000")),
+            max_download_mb=int(env.get("LABELWISE_MAX_DOWNLOAD_MB", "512")),
         )
 
     @property

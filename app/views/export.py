@@ -137,6 +137,14 @@ def prediction_jobs() -> None:
                          args=(settings, job.id, ui.annotator()))
         elif job.status == "done" and job.file_path and Path(job.file_path).is_file():
             path = Path(job.file_path)
+            size = path.stat().st_size
+            if size > settings.max_download_mb * 2**20:  # Streamlit holds a download whole
+                st.caption(f"{what} · {job.n_rows:,} rows, {size / 2**20:,.0f} MB: too large "
+                           "to download through the browser (`LABELWISE_MAX_DOWNLOAD_MB`); the "
+                           "file is on the server, here (or write one where you want with "
+                           "`python -m app predict`):")
+                st.code(str(path), language=None)
+                continue
             st.download_button(
                 f"Download {what} · {job.n_rows:,} rows", _reader(path),
                 file_name=f"{safe}-predictions-v{job.model_version}-{job.id}.{job.fmt}",

@@ -459,7 +459,8 @@ def _model_version(settings, project_id: int, version: int = 1,
             artefact_path=str(artefact), n_labels=2, metrics={}))
 
 
-def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, settings):
+def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, settings,
+                                                                          monkeypatch):
     from db.predictions import (
         claim_next_prediction,
         fail_prediction,
@@ -508,6 +509,13 @@ def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, s
     assert download.proto.label == "Download Job 2: model v1 on every text, JSONL · 5 rows"
     failed = next(c.value for c in at.caption if "Job 3" in c.value)
     assert failed.endswith(r"failed\: InvalidArtefact\: \*\*gone\*\* \<b\>")  # escaped
+    path.write_bytes(b"x" * 2**20 + b"\n")  # over a 1 MB limit: named, not offered
+    monkeypatch.setenv("LABELWISE_MAX_DOWNLOAD_MB", "1")
+    at.run()
+    assert not at.get("download_button")
+    assert any("Job 2: model v1 on every text, JSONL · 5 rows, 1 MB: too large to download "
+               "through the browser" in c.value for c in at.caption)
+    assert [c.value for c in at.code] == [str(path)]
 
 
 def test_export_page_warns_when_the_latest_model_predates_the_label_set(app, settings):
