@@ -269,6 +269,34 @@ def seconds_left(settings: Settings, run: RunInfo, now: datetime) -> float | Non
     return max(0.0, elapsed * (1 - run.progress) / run.progress)
 
 
+@dataclass(frozen=True)
+class RoundEstimate:
+    """How long a round would take with a pool of ``pool`` texts, from the last timed round."""
+
+    pool: int
+    seconds: float
+    last_pool: int
+    last_seconds: float
+    texts_per_s: float
+
+
+def estimate_round(settings: Settings, project_id: int, pool: int) -> RoundEstimate | None:
+    """The project's next round's time if it scored ``pool`` texts: the last finished round's
+    other stages as they were, and scoring at that round's texts/s; None before a round that
+    recorded how many texts it scored."""
+    for run in list_runs(settings, project_id, limit=20):
+        timings, metrics = run.timings or {}, run.metrics or {}
+        if run.status == RunStatus.DONE.value and timings.get("score_s") and metrics.get("n_pool"):
+            stages = {k: float(v) for k, v in timings.items()
+                      if k.endswith("_s") and k != "total_s"}
+            rate = metrics["n_pool"] / stages["score_s"]
+            last = sum(stages.values())
+            return RoundEstimate(pool=pool, seconds=last - stages["score_s"] + pool / rate,
+                                 last_pool=int(metrics["n_pool"]), last_seconds=last,
+                                 texts_per_s=rate)
+    return None
+
+
 def active_run(settings: Settings, project_id: int) -> RunInfo | None:
     """The running run of the project, else its queued one, else None."""
     with read_unit(settings) as session:

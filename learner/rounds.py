@@ -181,6 +181,7 @@ def train_and_rank(
         metrics["training_precision"] = trained_in
     metrics["label_counts"] = dict(Counter(data.train_y))
     metrics["n_train"] = len(data.train_y)
+    metrics["n_pool"] = len(data.pool_texts)  # texts scored (at most the project's pool_cap)
     train_embeddings = None
     if data.train_ids:
         train_proba, train_embeddings = model.predict_proba_and_embed(data.train_texts)

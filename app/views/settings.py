@@ -5,18 +5,24 @@ from __future__ import annotations
 import streamlit as st
 
 from app import ui
-from db.engine import write_unit
+from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError
 from learner.errors import LearnerError
 from db.projects import (
     STRATEGY_NAMES,
     LabelInUse,
     add_labels,
+    project_stats,
     remove_label,
     rename_label,
     reorder_labels,
     update_project,
 )
+from db.runs import estimate_round
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
 
 project = ui.require_project()
 settings = ui.settings()
@@ -85,6 +91,16 @@ if project.labels:
             st.rerun()
 
 st.subheader("Guidelines and learning", anchor=False)
+with read_unit(settings) as session:
+    stats = project_stats(session, project.name)
+unlabelled = stats.examples - stats.labelled
+estimate = estimate_round(settings, project.id, min(config.pool_cap, unlabelled))
+if estimate is not None:
+    st.caption(
+        f"A round now scores {estimate.pool:,} texts ({unlabelled:,} unlabelled, at most "
+        f"{config.pool_cap:,} per round): about {_minutes(estimate.seconds)} here, by the last "
+        f"round, which scored {estimate.last_pool:,} at {estimate.texts_per_s:,.0f} texts/s and "
+        f"took {_minutes(estimate.last_seconds)} in all.")
 with st.form("project_settings"):
     guidelines = st.text_area("Guidelines (shown to annotators)", value=project.guidelines, height=150)
     c1, c2 = st.columns(2)
@@ -104,12 +120,18 @@ with st.form("project_settings"):
                               value=config.overlap)
     agreement = c2.slider("Share labelled twice (agreement)", 0.0, 1.0,
                           float(config.agreement_share), 0.01)
+    pool_cap = c1.number_input(
+        "Texts scored per round (a uniform sample of the unlabelled ones)", min_value=1,
+        value=config.pool_cap, step=1000,
+        help="Scoring is a round's longest stage on a CPU: a smaller sample makes rounds "
+             "shorter, at the price of looking at fewer texts each round (the fast loop "
+             "re-ranks those the last round scored).")
     if st.form_submit_button("Save", type="primary"):
         values = {"strategy": strategy, "batch_size": int(batch), "retrain_every": int(every),
                   "audit_share": float(audit), "model_path": model_path.strip(),
                   "max_length": int(max_length), "cold_start_k": int(cold_k), "warm_start": warm,
                   "overlap": int(overlap), "agreement_share": float(agreement),
-                  "fast_loop_every": int(fast_every)}
+                  "fast_loop_every": int(fast_every), "pool_cap": int(pool_cap)}
         try:
             ui.require_admin()
             if values["model_path"] != config.model_path:

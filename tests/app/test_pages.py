@@ -527,3 +527,32 @@ def test_export_page_warns_when_the_latest_model_predates_the_label_set(app, set
     assert warning.startswith(r"Model v2 was trained on another label set\: it predicts politics")
     assert r"it never predicts business \(added since\)" in warning
     assert at.selectbox(key="predict_version").options == ["v2 (2 labels)", "v1 (2 labels)"]
+
+
+def test_settings_page_sets_the_texts_scored_per_round_and_tells_what_a_round_would_take(
+        app, settings):
+    from db.runs import claim_next_run, finish_run, request_training
+
+    at, project = app
+    _open(at, "settings")
+    assert not any("A round now scores" in c.value for c in at.caption)  # no timed round yet
+    run = request_training(settings, project.id)
+    claim_next_run(settings, "test")
+    with write_unit(settings) as session:  # 1,000 texts scored in 20 s: 50 texts/s
+        finish_run(session, run.id, RunStatus.DONE, metrics={"n_pool": 1000},
+                   timings={"snapshot_s": 1.0, "train_s": 50.0, "evaluate_s": 4.0,
+                            "score_s": 20.0, "write_s": 5.0})
+    _open(at, "settings")
+    (caption,) = [c.value for c in at.caption if "A round now scores" in c.value]
+    # 3 unlabelled texts (under the cap of 20,000): 60 s of other stages + 3 / 50 s of scoring
+    assert caption == ("A round now scores 3 texts (3 unlabelled, at most 20,000 per round): "
+                       "about 60 s here, by the last round, which scored 1,000 at 50 texts/s "
+                       "and took 80 s in all.")
+    box = next(n for n in at.number_input if n.label.startswith("Texts scored per round"))
+    box.set_value(2)
+    _button(at, "Save").click().run()
+    assert not at.exception
+    with read_unit(settings) as session:
+        assert get_project(session, "News").config.pool_cap == 2
+    (caption,) = [c.value for c in at.caption if "A round now scores" in c.value]
+    assert caption.startswith("A round now scores 2 texts (3 unlabelled, at most 2 per round)")

@@ -65,6 +65,7 @@ def test_round_trains_evaluates_on_audit_and_replaces_queue(settings, tiny_model
     done = get_run(settings, run.id)
     assert done.status == "done" and done.model_version == 1 and done.progress == 1.0
     assert done.metrics["n_eval"] == 6 and done.metrics["n_train"] == 16
+    assert done.metrics["n_pool"] == len(rows) - 22  # every unlabelled text, under the cap
     assert 0.0 <= done.metrics["accuracy"] <= 1.0
     assert set(done.metrics["per_class_f1"]) == {"fruit", "vehicle"}
     # a pool this small is scored in fp32, undecided: a check needs a larger call
