@@ -164,6 +164,16 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_export_model(args: argparse.Namespace, settings: Settings) -> int:
+    from learner.model_export import export_model
+
+    _ready(settings)
+    version, out = export_model(settings, args.project, Path(args.out), args.version)
+    print(f"Wrote model version {version.version} (trained on {version.n_labels:,} labels) to "
+          f"{out}.", file=sys.stderr)
+    return 0
+
+
 def cmd_projects(args: argparse.Namespace, settings: Settings) -> int:
     from db.engine import read_unit
     from db.projects import list_projects, project_stats
@@ -536,6 +546,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabelled", action="store_true",
                    help="only the texts nobody labelled (faster: the others are not scored)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA where there is a GPU)")
+
+    p = add("export-model", cmd_export_model, "copy a trained model out, as a folder or a zip",
+            "Copy a project's model version (the latest, or --version) to a new folder, or a "
+            "zip where --out ends in .zip: a Hugging Face checkpoint with the label names "
+            "(transformers' pipeline('text-classification', model=FOLDER) loads it) and "
+            "labelwise.json.")
+    p.add_argument("--project", required=True)
+    p.add_argument("--out", required=True, help="a new (or empty) folder, or FILE.zip")
+    p.add_argument("--version", type=int, help="model version (default: the latest)")
 
     p = add("projects", cmd_projects, "list projects")
     p.add_argument("--json", action="store_true")

@@ -336,6 +336,25 @@ def list_versions(settings: Settings, project_id: int, latest_only: bool = False
                             r.artefact_path) for r in rows]
 
 
+def find_version(settings: Settings, project_id: int, version: int | None = None) -> VersionInfo:
+    """The project's model ``version``, or its latest when None.
+
+    Raises:
+        NotFound: no such version (or none at all).
+    """
+    versions = list_versions(settings, project_id)
+    if not versions:
+        raise NotFound("This project has no model yet: label some texts and train a round "
+                       "(python -m app train --project NAME, or Train now on the Model page).")
+    if version is None:
+        return versions[-1]
+    for found in versions:
+        if found.version == version:
+            return found
+    raise NotFound(f"This project has no model version {version} "
+                   f"(it has {', '.join(str(v.version) for v in versions)}).")
+
+
 def latest_version(settings: Settings, project_id: int) -> VersionInfo | None:
     versions = list_versions(settings, project_id, latest_only=True)
     return versions[0] if versions else None

@@ -31,7 +31,7 @@ import numpy as np
 from db.engine import read_unit
 from db.exporting import BATCH_ROWS, Extension, ExportFilters, export
 from db.projects import get_project, project_stats
-from db.runs import VersionInfo, list_versions
+from db.runs import find_version
 from db.settings import Settings
 from learner.errors import LearnerError
 
@@ -41,10 +41,6 @@ DIGITS = 6
 
 Progress = Callable[[int, int], None]
 """Called with (texts scored so far, texts to score) before the first batch and after each."""
-
-
-class NoModel(LearnerError):
-    """The project has no model version to predict with (or not the one asked for)."""
 
 
 class PredictionCancelled(LearnerError):
@@ -94,25 +90,6 @@ def label_drift(version: int, classes: Sequence[str], labels: Sequence[str]) -> 
             "new round for predictions under the current labels.")
 
 
-def choose_version(settings: Settings, project_id: int, version: int | None) -> VersionInfo:
-    """The project's model ``version``, or its latest when None.
-
-    Raises:
-        NoModel: no such version (or none at all).
-    """
-    versions = list_versions(settings, project_id)
-    if not versions:
-        raise NoModel("This project has no model yet: label some texts and train a round "
-                      "(python -m app train --project NAME, or Train now on the Model page).")
-    if version is None:
-        return versions[-1]
-    for found in versions:
-        if found.version == version:
-            return found
-    raise NoModel(f"This project has no model version {version} "
-                  f"(it has {', '.join(str(v.version) for v in versions)}).")
-
-
 def predict_to_file(
     settings: Settings,
     project: str,
@@ -146,8 +123,7 @@ def predict_to_file(
         What was written, and with which model.
 
     Raises:
-        NotFound: no such project.
-        NoModel: the project has no such model version.
+        NotFound: no such project, or it has no such model version (or none).
         InvalidArtefact: the version's files are missing or damaged.
         LabelwiseError: unknown format.
         ExportFailed: the output could not be written.
@@ -158,7 +134,7 @@ def predict_to_file(
     with read_unit(settings) as session:
         info = get_project(session, project)
         stats = project_stats(session, project)
-    chosen = choose_version(settings, info.id, version)
+    chosen = find_version(settings, info.id, version)
     model = TransformerClassifier.load(chosen.artefact_path, device=device)
     classes = tuple(str(c) for c in model.classes_)
     total = stats.examples - stats.labelled if unlabelled_only else stats.examples

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import streamlit as st
 
@@ -18,6 +19,7 @@ from db.runs import (
     seconds_left,
 )
 from db.workers import live_workers
+from learner.model_export import folder_name, zip_bytes
 
 project = ui.require_project()
 settings = ui.settings()
@@ -172,6 +174,14 @@ else:
         st.caption(ui.md_escape(f"Trained in {_PRECISION_NAMES.get(trained, trained)}."))
     if "scoring" in m:
         st.caption(_scoring_caption(m["scoring"]))
+    source, inside = Path(latest.artefact_path), folder_name(project.name, latest.version)
+    if source.is_dir():
+        st.download_button(
+            f"Download model v{latest.version} (zip)", lambda: zip_bytes(source, inside),
+            file_name=f"{inside}.zip", mime="application/zip", key="download_model",
+            help="A Hugging Face checkpoint with the label names: "
+                 "`pipeline('text-classification', model=FOLDER)` loads it, no Labelwise "
+                 "needed. Older versions: `python -m app export-model`.")
     curve = [
         {"labels": v.n_labels, "accuracy": v.metrics.get("accuracy"),
          "macro-F1": v.metrics.get("macro_f1")}

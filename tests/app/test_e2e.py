@@ -2,9 +2,9 @@
 
 Starts `streamlit run app/main.py` and `python -m app worker` on a temporary database holding
 a small project on a tiny random BERT, then, with the keyboard: labels 10 texts, undoes one,
-trains a round from the Model page, waits until the queue is the new model's, downloads a CSV
-export, and asks the worker for the model's predictions on the unlabelled texts and downloads
-them. Screenshots of every page land in ``test-output/e2e/``.
+trains a round from the Model page, waits until the queue is the new model's, downloads the
+model as a zip and a CSV export, and asks the worker for the model's predictions on the
+unlabelled texts and downloads them. Screenshots of every page land in ``test-output/e2e/``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,6 +184,9 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         page.get_by_role("link", name="Model").click()
         expect(page.get_by_text("Version 1")).to_be_visible()
         page.screenshot(path=str(SHOTS / "3-model.png"), full_page=True)
+        with page.expect_download() as info:  # the model, to use without Labelwise
+            page.get_by_role("button", name="Download model v1 (zip)").click()
+        model_zip = zipfile.ZipFile(info.value.path()).namelist()
 
         page.get_by_role("link", name="Annotate").click()
         expect(page.get_by_text("Model v1 predicts")).to_be_visible()
@@ -230,6 +234,7 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
     exported = list(csv.DictReader(io.StringIO(data)))
     assert len(exported) == 10
     assert [(r["text"], r["label"]) for r in exported if r["label"] != truth[r["text"]]] == []
+    assert {"toy-model-v1/labelwise.json", "toy-model-v1/model.safetensors"} <= set(model_zip)
     predictions = list(csv.DictReader(io.StringIO(predicted)))
     assert len(predictions) == len(texts) - 10
     assert {r["text"] for r in predictions}.isdisjoint(r["text"] for r in exported)

@@ -556,3 +556,12 @@ def test_settings_page_sets_the_texts_scored_per_round_and_tells_what_a_round_wo
         assert get_project(session, "News").config.pool_cap == 2
     (caption,) = [c.value for c in at.caption if "A round now scores" in c.value]
     assert caption.startswith("A round now scores 2 texts (3 unlabelled, at most 2 per round)")
+
+
+def test_model_page_offers_the_latest_model_as_a_zip(app, settings):
+    at, project = app
+    _model_version(settings, project.id, 1)
+    _model_version(settings, project.id, 2)
+    _open(at, "model")
+    (download,) = at.get("download_button")
+    assert download.proto.label == "Download model v2 (zip)"

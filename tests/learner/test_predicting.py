@@ -10,11 +10,11 @@ import pytest
 
 from app.cli import main
 from db.engine import write_unit
-from db.errors import LabelwiseError
+from db.errors import LabelwiseError, NotFound
 from db.exporting import Extension, ExportFilters, export
 from db.projects import add_labels, rename_label
 from db.runs import claim_next_run, request_training
-from learner.predicting import NoModel, PREDICTION_COLUMNS, predict_to_file
+from learner.predicting import PREDICTION_COLUMNS, predict_to_file
 from learner.rounds import run_round
 from tests.learner.test_rounds_worker import label, make_project
 
@@ -126,7 +126,7 @@ def test_a_run_that_fails_midway_leaves_no_file(settings, trained, tmp_path):
 
 def test_no_model_or_an_unknown_version_is_a_clear_error(settings, tiny_model_dir, tmp_path):
     make_project(settings, tiny_model_dir)
-    with pytest.raises(NoModel, match="no model yet"):
+    with pytest.raises(NotFound, match="no model yet"):
         predict_to_file(settings, "toy", tmp_path / "p.jsonl", "jsonl")
     assert not (tmp_path / "p.jsonl").exists()
 
@@ -140,7 +140,7 @@ def test_an_older_version_on_request(settings, trained, tmp_path):
     report = predict_to_file(settings, "toy", tmp_path / "b.jsonl", "jsonl", version=1)
     assert report.version == 1
     assert {r["model_version"] for r in _jsonl(tmp_path / "b.jsonl")} == {1}
-    with pytest.raises(NoModel, match="no model version 3 .it has 1, 2"):
+    with pytest.raises(NotFound, match="no model version 3 .it has 1, 2"):
         predict_to_file(settings, "toy", tmp_path / "c.jsonl", "jsonl", version=3)
 
 
