@@ -37,6 +37,14 @@ def md_escape(text: str) -> str:
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
 
 
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min`` or ``1.5 h``."""
+    seconds = max(seconds, 0)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def settings() -> Settings:
     return get_settings()
 

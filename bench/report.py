@@ -436,7 +436,7 @@ def render_predict(r: Result) -> list[str]:
     return [
         *para(f"{x['texts']:,} unlabelled BBC News texts, {x['train']:,} labelled ones to "
               f"fine-tune on ({x['fit_s']:.1f} s), {x['device']}; median of {x['repeats']} "
-              "alternating runs."),
+              "alternating runs" + (" (with 2, their mean)." if x["repeats"] == 2 else ".")),
         *table(["variant", "texts/s", "seconds per run", "scoring precision per run"], rows),
         *para(f"`predict` at {x['ratio']:.2f}x the speed of `stream`; the same predicted "
               f"label for {x['same_label_share']:.2%} of the texts in every repeat (the "

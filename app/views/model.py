@@ -39,15 +39,8 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(seconds, 0)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
 def _ago(seconds: float) -> str:
-    return f"{_duration(seconds)} ago"
+    return f"{ui.duration(seconds)} ago"
 
 
 def _queue_caption() -> None:
@@ -77,14 +70,14 @@ def _workers_caption(now: datetime) -> None:
         if worker.problem:
             st.warning(ui.md_escape(f"Worker {worker.id}: {worker.problem}"))
         if worker.ready_at is None:
-            since = _duration((now - worker.started_at).total_seconds())
+            since = ui.duration((now - worker.started_at).total_seconds())
             st.caption(ui.md_escape(f"Worker {worker.id}: warming up (loading torch and the "
                                     f"model) for {since}; it starts rounds once it is done."))
         elif worker.device:
             trains = _PRECISION_NAMES.get(worker.precision or "", worker.precision)
             st.caption(ui.md_escape(
                 f"Worker {worker.id}: ready on {worker.device} ({worker.device_name}), "
-                f"training in {trains}; warmed up in {_duration(worker.warmup_s or 0)}."))
+                f"training in {trains}; warmed up in {ui.duration(worker.warmup_s or 0)}."))
 
 
 @st.fragment(run_every="2s")
@@ -115,8 +108,8 @@ def live() -> None:
     elapsed = (now - (run.started_at or run.created_at)).total_seconds()
     left = seconds_left(settings, run, now)
     st.progress(run.progress, text=f"Run {run.id}: {run.stage or 'starting'} · "
-                f"{run.progress:.0%} · {_duration(elapsed)}"
-                + (f" · about {_duration(left)} left" if left is not None else ""))
+                f"{run.progress:.0%} · {ui.duration(elapsed)}"
+                + (f" · about {ui.duration(left)} left" if left is not None else ""))
 
 
 _PRECISION_NAMES = {"bf16": "bf16 mixed precision (autocast; weights kept in fp32)"}

@@ -20,10 +20,6 @@ from db.projects import (
 )
 from db.runs import estimate_round
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
 project = ui.require_project()
 settings = ui.settings()
 ui.require_admin()
@@ -98,9 +94,9 @@ estimate = estimate_round(settings, project.id, min(config.pool_cap, unlabelled)
 if estimate is not None:
     st.caption(
         f"A round now scores {estimate.pool:,} texts ({unlabelled:,} unlabelled, at most "
-        f"{config.pool_cap:,} per round): about {_minutes(estimate.seconds)} here, by the last "
-        f"round, which scored {estimate.last_pool:,} at {estimate.texts_per_s:,.0f} texts/s and "
-        f"took {_minutes(estimate.last_seconds)} in all.")
+        f"{config.pool_cap:,} per round): about {ui.duration(estimate.seconds)} here, by the "
+        f"last round, which scored {estimate.last_pool:,} at {estimate.texts_per_s:,.0f} "
+        f"texts/s and took {ui.duration(estimate.last_seconds)} in all.")
 with st.form("project_settings"):
     guidelines = st.text_area("Guidelines (shown to annotators)", value=project.guidelines, height=150)
     c1, c2 = st.columns(2)
