@@ -8,7 +8,8 @@ Usage::
 
 A fresh SQLite database gets ``--train`` labelled BBC News texts and ``--texts`` unlabelled ones
 (as ``bench_round`` writes them); the default model, fine-tuned on the labelled ones for one
-epoch (its speed, not its accuracy, is measured), is saved as the project's model version 1. Then, alternating, ``--repeats`` times each:
+epoch (its speed, not its accuracy, is measured), is saved as the project's model version 1.
+Then, alternating, ``--repeats`` times each:
 
 * ``stream``: load the saved model and score the unlabelled texts (read from the database
   beforehand) through ``predict_proba_stream``: scoring alone;

@@ -12,11 +12,10 @@ from db.errors import NotFound
 from db.runs import latest_version
 from learner.errors import InvalidArtefact, LearnerError
 from learner.model_export import export_model, folder_name
-from tests.learner.test_predicting import trained  # noqa: F401 - a fixture
 
 
 def test_the_folder_is_a_checkpoint_transformers_loads_alone_with_the_label_names(
-        settings, trained, tmp_path):  # noqa: F811
+        settings, trained, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -38,7 +37,7 @@ def test_the_folder_is_a_checkpoint_transformers_loads_alone_with_the_label_name
     np.testing.assert_allclose(alone, ours, atol=1e-5)
 
 
-def test_a_zip_holds_the_folder_under_the_projects_name(settings, trained, tmp_path):  # noqa: F811
+def test_a_zip_holds_the_folder_under_the_projects_name(settings, trained, tmp_path):
     _, out = export_model(settings, "toy", tmp_path / "m.zip", version=1)
     names = zipfile.ZipFile(out).namelist()
     assert "toy-model-v1/labelwise.json" in names and "toy-model-v1/model.safetensors" in names
@@ -48,7 +47,7 @@ def test_a_zip_holds_the_folder_under_the_projects_name(settings, trained, tmp_p
 
 
 def test_a_used_folder_a_missing_version_and_missing_files_are_refused(settings, trained,
-                                                                       tmp_path):  # noqa: F811
+                                                                       tmp_path):
     import shutil
 
     project_id, _ = trained
@@ -69,7 +68,7 @@ def test_a_used_folder_a_missing_version_and_missing_files_are_refused(settings,
     assert not (tmp_path / "gone.zip").exists() and not (tmp_path / "v2").exists()
 
 
-def test_the_cli_copies_a_model_out(settings, trained, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_the_cli_copies_a_model_out(settings, trained, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     monkeypatch.setenv("LABELWISE_DATA_DIR", str(settings.data_dir))
     assert main(["export-model", "--project", "toy", "--out", str(tmp_path / "m.zip")]) == 0

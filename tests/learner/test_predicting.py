@@ -16,18 +16,7 @@ from db.projects import add_labels, rename_label
 from db.runs import claim_next_run, request_training
 from learner.predicting import PREDICTION_COLUMNS, predict_to_file
 from learner.rounds import run_round
-from tests.learner.test_rounds_worker import label, make_project
-
-
-@pytest.fixture
-def trained(settings, tiny_model_dir):
-    """The toy project with 16 labelled texts and one model version; (project id, rows)."""
-    project_id, rows = make_project(settings, tiny_model_dir)
-    label(settings, project_id, rows, 16)
-    request_training(settings, project_id)
-    run = claim_next_run(settings, "test")
-    assert run_round(settings, run.id, project_id) == 1
-    return project_id, rows
+from tests.learner.test_rounds_worker import make_project
 
 
 def _jsonl(path: Path) -> list[dict]:
