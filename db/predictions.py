@@ -10,7 +10,7 @@ latest finished jobs; older files are deleted as a newer one is written.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError, NotFound
 from db.exporting import FORMATS
+from db.jobs import ACTIVE, cancel, fail_silent
 from db.models import ModelVersion, PredictionJob, Project, RunStatus, utcnow
 from db.settings import Settings
 from db.users import require_admin
 
-ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 KEEP_FILES = 5
 """Finished prediction files kept per project; older ones are deleted."""
 
@@ -194,32 +194,14 @@ def fail_prediction(settings: Settings, job_id: int, error: str) -> bool:
 
 
 def cancel_prediction(settings: Settings, job_id: int, actor: str | None = None) -> bool:
-    """Cancel a queued or running job; a running one stops after its current chunk."""
-    if actor is not None:
-        require_admin(settings, actor)
-    with write_unit(settings) as session:
-        result = session.execute(
-            update(PredictionJob)
-            .where(PredictionJob.id == job_id, PredictionJob.status.in_(ACTIVE))
-            .values(status=RunStatus.CANCELLED.value, finished_at=utcnow())
-        )
-        return bool(result.rowcount)
+    """Cancel a queued or running job; a running one stops at its next batch."""
+    return cancel(settings, PredictionJob, job_id, actor)
 
 
 def fail_stale_predictions(settings: Settings, max_silence_s: float) -> list[int]:
     """Mark running jobs whose heartbeat stopped (their worker died) as failed."""
-    cutoff = utcnow() - timedelta(seconds=max_silence_s)
-    with write_unit(settings) as session:
-        stale = list(session.scalars(select(PredictionJob.id).where(
-            PredictionJob.status == RunStatus.RUNNING.value,
-            PredictionJob.heartbeat_at < cutoff)))
-        if stale:
-            session.execute(
-                update(PredictionJob).where(PredictionJob.id.in_(stale)).values(
-                    status=RunStatus.FAILED.value, finished_at=utcnow(),
-                    error=f"The worker stopped answering (no heartbeat for {max_silence_s:.0f} "
-                    "s); ask again."))
-        return stale
+    return [job_id for job_id, _ in fail_silent(settings, PredictionJob, max_silence_s,
+                                                "ask again.")]
 
 
 def list_predictions(settings: Settings, project_id: int, limit: int = 10

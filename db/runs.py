@@ -7,7 +7,7 @@ while one is running queues exactly one follow-up, which later requests join.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 from db.annotations import labels_since
 from db.engine import read_unit, write_unit
 from db.errors import NotFound
+from db.jobs import ACTIVE, cancel, fail_silent
 from db.models import ModelVersion, Project, RunStatus, TrainingRun, utcnow
 from db.settings import Settings
 from db.users import require_admin
 
-ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 _REQUEST_LOCK = 0x4C58  # PostgreSQL advisory-lock namespace for run requests
 
 
@@ -183,43 +183,17 @@ def fail_run(settings: Settings, run_id: int, error: str) -> bool:
 
 def cancel_run(settings: Settings, run_id: int, actor: str | None = None) -> bool:
     """Cancel a queued or running run; a running one stops at its next heartbeat."""
-    if actor is not None:
-        require_admin(settings, actor)
-    with write_unit(settings) as session:
-        result = session.execute(
-            update(TrainingRun)
-            .where(TrainingRun.id == run_id, TrainingRun.status.in_(ACTIVE))
-            .values(status=RunStatus.CANCELLED.value, finished_at=utcnow())
-        )
-        return bool(result.rowcount)
+    return cancel(settings, TrainingRun, run_id, actor)
 
 
 def fail_stale_runs(settings: Settings, max_silence_s: float) -> list[int]:
     """Mark running runs whose heartbeat stopped as failed (their worker died), and queue a
     takeover round for their projects, which any live worker then claims."""
-    cutoff = utcnow() - timedelta(seconds=max_silence_s)
-    with write_unit(settings) as session:
-        rows = session.execute(
-            select(TrainingRun.id, TrainingRun.project_id).where(
-                TrainingRun.status == RunStatus.RUNNING.value,
-                TrainingRun.heartbeat_at < cutoff,
-            )
-        ).all()
-        stale = [run_id for run_id, _ in rows]
-        if stale:
-            session.execute(
-                update(TrainingRun)
-                .where(TrainingRun.id.in_(stale))
-                .values(
-                    status=RunStatus.FAILED.value,
-                    finished_at=utcnow(),
-                    error=f"The worker stopped answering (no heartbeat for {max_silence_s:.0f} s); "
-                    "the previous model and queue are still in use.",
-                )
-            )
+    rows = fail_silent(settings, TrainingRun, max_silence_s,
+                       "the previous model and queue are still in use.")
     for project_id in sorted({project_id for _, project_id in rows}):
         request_training(settings, project_id, trigger="takeover")
-    return stale
+    return [run_id for run_id, _ in rows]
 
 
 def get_run(settings: Settings, run_id: int) -> RunInfo:
