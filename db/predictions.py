@@ -17,10 +17,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.engine import read_unit, write_unit
-from db.errors import LabelwiseError, NotFound
+from db.errors import LabelwiseError
 from db.exporting import FORMATS
 from db.jobs import ACTIVE, cancel, fail_silent
-from db.models import ModelVersion, PredictionJob, Project, RunStatus, utcnow
+from db.runs import find_version
+from db.models import PredictionJob, RunStatus, utcnow
 from db.settings import Settings
 from db.users import require_admin
 
@@ -94,13 +95,8 @@ def request_predictions(
     fmt = fmt.lower().lstrip(".")
     if fmt not in FORMATS:
         raise LabelwiseError(f"Unknown format {fmt!r} (formats: {', '.join(FORMATS)}).")
+    find_version(settings, project_id, model_version)  # NotFound, naming the versions there are
     with write_unit(settings) as session:
-        if session.get(Project, project_id) is None:
-            raise NotFound(f"No project with id {project_id}.")
-        if session.scalar(select(ModelVersion.id).where(
-                ModelVersion.project_id == project_id,
-                ModelVersion.version == model_version)) is None:
-            raise NotFound(f"This project has no model version {model_version}.")
         same = session.scalar(
             select(PredictionJob).where(
                 PredictionJob.project_id == project_id,

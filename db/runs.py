@@ -215,18 +215,25 @@ def list_runs(settings: Settings, project_id: int, limit: int = 50) -> list[RunI
         return [_info(session, run) for run in runs]
 
 
-def last_round_timings(settings: Settings, project_id: int) -> dict[str, Any] | None:
-    """The stage timings (``train_s``, ``score_s``, ...) of the project's latest finished round,
-    or None before its first."""
+def _last_timed_round(settings: Settings, project_id: int) -> RunInfo | None:
+    """The project's latest finished round (which records its stage timings), or None."""
     with read_unit(settings) as session:
-        return session.scalar(
-            select(TrainingRun.timings)
+        run = session.scalar(
+            select(TrainingRun)
             .where(TrainingRun.project_id == project_id,
                    TrainingRun.status == RunStatus.DONE.value,
                    TrainingRun.timings.is_not(None))
             .order_by(TrainingRun.id.desc())
             .limit(1)
         )
+        return None if run is None else _info(session, run)
+
+
+def last_round_timings(settings: Settings, project_id: int) -> dict[str, Any] | None:
+    """The stage timings (``train_s``, ``score_s``, ...) of the project's latest finished round,
+    or None before its first."""
+    run = _last_timed_round(settings, project_id)
+    return None if run is None else run.timings
 
 
 def seconds_left(settings: Settings, run: RunInfo, now: datetime) -> float | None:
@@ -256,19 +263,17 @@ class RoundEstimate:
 
 def estimate_round(settings: Settings, project_id: int, pool: int) -> RoundEstimate | None:
     """The project's next round's time if it scored ``pool`` texts: the last finished round's
-    other stages as they were, and scoring at that round's texts/s; None before a round that
-    recorded how many texts it scored."""
-    for run in list_runs(settings, project_id, limit=20):
-        timings, metrics = run.timings or {}, run.metrics or {}
-        if run.status == RunStatus.DONE.value and timings.get("score_s") and metrics.get("n_pool"):
-            stages = {k: float(v) for k, v in timings.items()
-                      if k.endswith("_s") and k != "total_s"}
-            rate = metrics["n_pool"] / stages["score_s"]
-            last = sum(stages.values())
-            return RoundEstimate(pool=pool, seconds=last - stages["score_s"] + pool / rate,
-                                 last_pool=int(metrics["n_pool"]), last_seconds=last,
-                                 texts_per_s=rate)
-    return None
+    other stages as they were, and scoring at that round's texts/s; None where that round did
+    not record how many texts it scored (or there is none)."""
+    run = _last_timed_round(settings, project_id)
+    timings, metrics = (run.timings or {}, run.metrics or {}) if run else ({}, {})
+    if not timings.get("score_s") or not metrics.get("n_pool"):
+        return None
+    stages = {k: float(v) for k, v in timings.items() if k.endswith("_s") and k != "total_s"}
+    rate = metrics["n_pool"] / stages["score_s"]
+    last = sum(stages.values())
+    return RoundEstimate(pool=pool, seconds=last - stages["score_s"] + pool / rate,
+                         last_pool=int(metrics["n_pool"]), last_seconds=last, texts_per_s=rate)
 
 
 def active_run(settings: Settings, project_id: int) -> RunInfo | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 
 _ASCII_CONTROL = bytes(range(0x20)) + b"\x7f"
@@ -50,3 +51,9 @@ def _is_normal(text: str, data: bytes) -> bool:
     else:
         printable = text.isprintable() and unicodedata.is_normalized("NFC", text)
     return printable and b"  " not in data and not data.startswith(b" ") and not data.endswith(b" ")
+
+
+def file_stem(name: str) -> str:
+    """``name`` (a project's) made safe to start a file name: runs of anything but letters,
+    digits, ``_``, ``.`` and ``-`` become one ``-``."""
+    return re.sub(r"[^\w.-]+", "-", name).strip("-.") or "project"

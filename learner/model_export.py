@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import shutil
 import uuid
 import zipfile
@@ -24,14 +23,14 @@ from db.engine import read_unit
 from db.projects import get_project
 from db.runs import VersionInfo, find_version
 from db.settings import Settings
+from db.texts import file_stem
 from learner.errors import LearnerError
 from learner.model import saved_classes
 
 
 def folder_name(project: str, version: int) -> str:
     """``<project>-model-v<version>``, the project's name reduced to safe characters."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", project).strip("-.") or "project"
-    return f"{safe}-model-v{version}"
+    return f"{file_stem(project)}-model-v{version}"
 
 
 def write_zip(source: Path, stream: BinaryIO, inside: str) -> None:

@@ -21,6 +21,7 @@ from db.predictions import (
     request_predictions,
 )
 from db.runs import list_versions
+from db.texts import file_stem
 from db.workers import live_workers
 from learner.errors import LearnerError
 from learner.model import saved_classes
@@ -30,7 +31,7 @@ project = ui.require_project()
 settings = ui.settings()
 ui.require_admin()
 MIME = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/octet-stream"}
-safe = "".join(ch if ch.isalnum() else "-" for ch in project.name).strip("-") or "project"
+safe = file_stem(project.name)
 
 st.title("Export", anchor=False)
 with st.form("export"):
