@@ -8,11 +8,14 @@ from pathlib import Path
 import streamlit as st
 
 from app import ui
+from db.engine import read_unit
 from db.predictions import running_predictions
 from db.queue import queue_status
 from db.runs import (
     active_run,
     cancel_run,
+    labels_since_last_version,
+    latest_version,
     list_runs,
     list_versions,
     request_training,
@@ -80,6 +83,22 @@ def _workers_caption(now: datetime) -> None:
                 f"training in {trains}; warmed up in {ui.duration(worker.warmup_s or 0)}."))
 
 
+def _next_automatic_round() -> str:
+    """When the worker will start a round by itself (as `queue_automatic_rounds` decides)."""
+    config = project.config
+    if config.retrain_every <= 0:
+        return "Automatic rounds are off (Settings: retrain every N new labels); Train now starts one."
+    if latest_version(settings, project.id) is None:
+        return (f"The worker trains the first model by itself once every label has "
+                f"{config.cold_start_k} labelled texts outside the audit slice.")
+    with read_unit(settings) as session:
+        since = labels_since_last_version(session, project.id)
+    left = config.retrain_every - since
+    return (f"The worker trains by itself every {config.retrain_every} new labels: "
+            + (f"{left} to go ({since} since the last round)." if left > 0
+               else f"{since} since the last round, so it starts one on its next pass."))
+
+
 @st.fragment(run_every="2s")
 def live() -> None:
     """Polls the worker's progress and the queue's freshness from the database; never blocks
@@ -92,8 +111,7 @@ def live() -> None:
     st.button("Train now", type="primary", disabled=run is not None, on_click=_train,
               help=reason or "Queue a training round for the worker.", key="train_now")
     if run is None:
-        st.caption("No round is running. The worker also trains by itself every "
-                   f"{project.config.retrain_every} new labels.")
+        st.caption(f"No round is running. {_next_automatic_round()}")
         return
     if run.status == "queued":
         busy = running_predictions(settings)

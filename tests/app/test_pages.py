@@ -274,6 +274,33 @@ def test_model_page_tells_how_fresh_the_queue_is(app, settings):
     assert "after every 5 labels, also while a round trains" in caption
 
 
+def test_model_page_says_when_the_worker_trains_by_itself(app, settings):
+    from db.annotations import annotate
+    from db.projects import update_project
+
+    at, project = app
+
+    def says() -> str:
+        return next(c.value for c in at.caption if c.value.startswith("No round is running."))
+
+    _open(at, "model")
+    assert ("trains the first model by itself once every label has 3 labelled texts"
+            in says())
+    _a_round_lands(settings, project.id)
+    annotate(settings, project.id, 1, "alice", "sport")
+    at.run()
+    assert "every 50 new labels: 49 to go (1 since the last round)." in says()
+    with write_unit(settings) as session:
+        update_project(session, "News", settings={"retrain_every": 1})
+    _open(at, "model")
+    assert "1 since the last round, so it starts one on its next pass." in says()
+    with write_unit(settings) as session:
+        update_project(session, "News", settings={"retrain_every": 0})
+    _open(at, "model")
+    assert says().startswith("No round is running. Automatic rounds are off")
+    assert "every" not in says().split(";")[1]  # not "every 0 new labels"
+
+
 def test_model_page_tells_how_the_pool_was_scored(app, settings):
     from app.ui import md_escape
 
