@@ -322,3 +322,5 @@ class PredictionJob(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    retry_of: Mapped[int | None] = mapped_column(Integer)
+    """The job this one took over when that one's worker died (a job is taken over once)."""

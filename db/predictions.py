@@ -2,7 +2,8 @@
 texts, a worker writes them to a file (``learner.predicting``), the Export page offers it.
 
 A job is queued, then running (heartbeating, with the texts scored so far), then done,
-failed or cancelled, as a training run is. A request while the same one (version, texts,
+failed or cancelled, as a training run is; a job whose worker died is failed and queued again
+once, as a training run is taken over. A request while the same one (version, texts,
 format) is queued or running joins it. Each project keeps the files of its `KEEP_FILES`
 latest finished jobs; older files are deleted as a newer one is written.
 """
@@ -47,6 +48,7 @@ class PredictionJobInfo:
     started_at: datetime | None
     heartbeat_at: datetime | None
     finished_at: datetime | None
+    retry_of: int | None = None
 
     @property
     def progress(self) -> float:
@@ -63,7 +65,7 @@ def _info(job: PredictionJob) -> PredictionJobInfo:
         requested_by=job.requested_by, n_done=job.n_done, n_total=job.n_total,
         n_rows=job.n_rows, file_path=job.file_path, error=job.error,
         created_at=job.created_at, started_at=job.started_at,
-        heartbeat_at=job.heartbeat_at, finished_at=job.finished_at,
+        heartbeat_at=job.heartbeat_at, finished_at=job.finished_at, retry_of=job.retry_of,
     )
 
 
@@ -97,15 +99,7 @@ def request_predictions(
         raise LabelwiseError(f"Unknown format {fmt!r} (formats: {', '.join(FORMATS)}).")
     find_version(settings, project_id, model_version)  # NotFound, naming the versions there are
     with write_unit(settings) as session:
-        same = session.scalar(
-            select(PredictionJob).where(
-                PredictionJob.project_id == project_id,
-                PredictionJob.status.in_(ACTIVE),
-                PredictionJob.model_version == model_version,
-                PredictionJob.unlabelled_only == unlabelled_only,
-                PredictionJob.fmt == fmt,
-            ).limit(1)
-        )
+        same = _same_active(session, project_id, model_version, unlabelled_only, fmt)
         if same is None:
             same = PredictionJob(project_id=project_id, model_version=model_version,
                                  unlabelled_only=unlabelled_only, fmt=fmt, requested_by=actor,
@@ -113,6 +107,20 @@ def request_predictions(
             session.add(same)
             session.flush()
         return _info(same)
+
+
+def _same_active(session: Session, project_id: int, model_version: int, unlabelled_only: bool,
+                 fmt: str) -> PredictionJob | None:
+    """A queued or running job that asks for the same file."""
+    return session.scalar(
+        select(PredictionJob).where(
+            PredictionJob.project_id == project_id,
+            PredictionJob.status.in_(ACTIVE),
+            PredictionJob.model_version == model_version,
+            PredictionJob.unlabelled_only == unlabelled_only,
+            PredictionJob.fmt == fmt,
+        ).limit(1)
+    )
 
 
 def claim_next_prediction(settings: Settings, worker_id: str) -> PredictionJobInfo | None:
@@ -194,10 +202,39 @@ def cancel_prediction(settings: Settings, job_id: int, actor: str | None = None)
     return cancel(settings, PredictionJob, job_id, actor)
 
 
-def fail_stale_predictions(settings: Settings, max_silence_s: float) -> list[int]:
-    """Mark running jobs whose heartbeat stopped (their worker died) as failed."""
-    return [job_id for job_id, _ in fail_silent(settings, PredictionJob, max_silence_s,
-                                                "ask again.")]
+def fail_stale_predictions(settings: Settings, max_silence_s: float
+                           ) -> list[tuple[int, int | None]]:
+    """Fail running jobs whose heartbeat stopped (their worker died) and queue each again,
+    once, first in line; in the same write unit.
+
+    A job that was itself queued again is not queued a third time (it may be what kills its
+    worker), nor one whose request is already queued or running again.
+
+    Returns:
+        ``(failed job, the job queued in its place or None)`` for each.
+    """
+    retries: dict[int, int | None] = {}
+
+    def queue_again(session: Session, job: PredictionJob) -> str:
+        retries[job.id] = None
+        if job.retry_of is not None:
+            return (f"it had already taken over job {job.retry_of}, so it is not queued a "
+                    "third time: see the worker's log, then ask again.")
+        same = _same_active(session, job.project_id, job.model_version, job.unlabelled_only,
+                            job.fmt)
+        if same is not None:
+            return f"job {same.id} asks for the same."
+        retry = PredictionJob(project_id=job.project_id, model_version=job.model_version,
+                              unlabelled_only=job.unlabelled_only, fmt=job.fmt,
+                              requested_by=job.requested_by, n_done=0, retry_of=job.id,
+                              created_at=job.created_at)  # keeps its place in line
+        session.add(retry)
+        session.flush()
+        retries[job.id] = retry.id
+        return f"queued again as job {retry.id}."
+
+    fail_silent(settings, PredictionJob, max_silence_s, queue_again)
+    return list(retries.items())
 
 
 def list_predictions(settings: Settings, project_id: int, limit: int = 10

@@ -372,8 +372,9 @@ def work_once(settings: Settings, options: WorkerOptions, me: str,
     set, if given)."""
     for run_id in fail_stale_runs(settings, options.stale_after_s):
         log.warning("run %s marked failed: its worker stopped heartbeating", run_id)
-    for job_id in fail_stale_predictions(settings, options.stale_after_s):
-        log.warning("prediction job %s marked failed: its worker stopped heartbeating", job_id)
+    for job_id, retry_id in fail_stale_predictions(settings, options.stale_after_s):
+        log.warning("prediction job %s marked failed: its worker stopped heartbeating%s", job_id,
+                    "" if retry_id is None else f"; queued again as job {retry_id}")
     configs = _project_configs(settings)  # read once per pass
     queue_automatic_rounds(settings, configs)
     refresh_fast_loops(settings, configs)

@@ -73,7 +73,8 @@ versions = list_versions(settings, project.id)
 
 def _what(job: PredictionJobInfo) -> str:
     texts = "unlabelled texts" if job.unlabelled_only else "every text"
-    return f"Job {job.id}: model v{job.model_version} on {texts}, {job.fmt.upper()}"
+    again = "" if job.retry_of is None else f" (job {job.retry_of} again: its worker died)"
+    return f"Job {job.id}{again}: model v{job.model_version} on {texts}, {job.fmt.upper()}"
 
 
 def _reader(path: Path) -> Callable[[], bytes]:

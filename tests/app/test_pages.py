@@ -488,9 +488,11 @@ def _model_version(settings, project_id: int, version: int = 1,
 
 def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, settings,
                                                                           monkeypatch):
+    from app.ui import md_escape
     from db.predictions import (
         claim_next_prediction,
         fail_prediction,
+        fail_stale_predictions,
         finish_prediction,
         list_predictions,
         report_prediction,
@@ -517,30 +519,37 @@ def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, s
     at.run()
     (bar,) = at.get("progress")
     assert "2 of 3 texts" in bar.proto.text and bar.proto.value == 66
-    at.button(key="cancel-prediction-1").click().run()
+    assert fail_stale_predictions(settings, 0) == [(1, 2)]  # its worker died: job 2 takes over
+    at.run()
+    assert any(r"Job 2 (job 1 again: its worker died): model v1 on unlabelled texts, JSONL · "
+               "queued" in c.value for c in at.caption)
+    assert md_escape("Job 1: model v1 on unlabelled texts, JSONL · failed: The worker stopped "
+                     "answering (no heartbeat for 0 s); queued again as job 2.") in [
+        c.value for c in at.caption]
+    at.button(key="cancel-prediction-2").click().run()
     assert list_predictions(settings, project.id)[0].status == "cancelled"
 
     at.radio(key="predict_texts").set_value(at.radio(key="predict_texts").options[1])
-    _button(at, "Ask the worker for predictions").click().run()  # every text, JSONL: job 2
+    _button(at, "Ask the worker for predictions").click().run()  # every text, JSONL: job 3
     claim_next_prediction(settings, "w")
     path = settings.data_dir / "p.jsonl"
     path.write_text("{}\n")
-    finish_prediction(settings, 2, 5, str(path))
+    finish_prediction(settings, 3, 5, str(path))
     at.radio(key="predict_format").set_value("csv")
-    _button(at, "Ask the worker for predictions").click().run()  # every text, CSV: job 3
+    _button(at, "Ask the worker for predictions").click().run()  # every text, CSV: job 4
     claim_next_prediction(settings, "w")
-    fail_prediction(settings, 3, "InvalidArtefact: **gone** <b>")
+    fail_prediction(settings, 4, "InvalidArtefact: **gone** <b>")
     at.run()
     assert not at.exception
     (download,) = at.get("download_button")
-    assert download.proto.label == "Download Job 2: model v1 on every text, JSONL · 5 rows"
-    failed = next(c.value for c in at.caption if "Job 3" in c.value)
+    assert download.proto.label == "Download Job 3: model v1 on every text, JSONL · 5 rows"
+    failed = next(c.value for c in at.caption if "Job 4" in c.value)
     assert failed.endswith(r"failed\: InvalidArtefact\: \*\*gone\*\* \<b\>")  # escaped
     path.write_bytes(b"x" * 2**20 + b"\n")  # over a 1 MB limit: named, not offered
     monkeypatch.setenv("LABELWISE_MAX_DOWNLOAD_MB", "1")
     at.run()
     assert not at.get("download_button")
-    assert any("Job 2: model v1 on every text, JSONL · 5 rows, 1 MB: too large to download "
+    assert any("Job 3: model v1 on every text, JSONL · 5 rows, 1 MB: too large to download "
                "through the browser" in c.value for c in at.caption)
     assert [c.value for c in at.code] == [str(path)]
 

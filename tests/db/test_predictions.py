@@ -101,19 +101,62 @@ def test_a_cancelled_job_stops_at_its_next_report_and_is_not_recorded_done(any_s
     assert statuses == {queued.id: "cancelled", running.id: "cancelled"}
 
 
-def test_a_silent_job_is_failed_and_a_failure_keeps_its_reason(any_settings, project_id):
+def _silence(settings, job_id: int) -> None:
+    with write_unit(settings) as session:
+        session.execute(update(PredictionJob).where(PredictionJob.id == job_id)
+                        .values(heartbeat_at=utcnow() - timedelta(seconds=120)))
+
+
+def test_a_silent_job_is_failed_and_queued_again_once_first_in_line(any_settings, project_id):
+    silent = request_predictions(any_settings, project_id, 2, unlabelled_only=True, fmt="jsonl")
+    claim_next_prediction(any_settings, "w:dead")
+    later = request_predictions(any_settings, project_id, 1)  # asked while it ran
+    _silence(any_settings, silent.id)
+    [(failed, retry)] = fail_stale_predictions(any_settings, 60)
+    assert failed == silent.id and retry not in (None, silent.id, later.id)
+    jobs = {j.id: j for j in list_predictions(any_settings, project_id)}
+    assert jobs[silent.id].status == "failed"
+    assert jobs[silent.id].error == ("The worker stopped answering (no heartbeat for 60 s); "
+                                     f"queued again as job {retry}.")
+    again = jobs[retry]
+    assert (again.status, again.retry_of, again.model_version, again.unlabelled_only,
+            again.fmt, again.n_done) == ("queued", silent.id, 2, True, "jsonl", 0)
+    # the request joins the job queued in its place; that job goes before the later one
+    assert request_predictions(any_settings, project_id, 2, unlabelled_only=True,
+                               fmt="jsonl").id == retry
+    assert claim_next_prediction(any_settings, "w:2").id == retry
+    assert fail_stale_predictions(any_settings, 60) == []  # heartbeating
+
+    _silence(any_settings, retry)  # it dies again: not a third time
+    assert fail_stale_predictions(any_settings, 60) == [(retry, None)]
+    error = {j.id: j for j in list_predictions(any_settings, project_id)}[retry].error
+    assert f"it had already taken over job {silent.id}, so it is not queued a third" in error
+    assert [j.id for j in list_predictions(any_settings, project_id)
+            if j.status == "queued"] == [later.id]
+
+
+def test_a_silent_job_asked_for_again_meanwhile_is_not_queued_twice(any_settings, project_id):
     silent = request_predictions(any_settings, project_id, 1)
-    claim_next_prediction(any_settings, "w")
+    claim_next_prediction(any_settings, "w:dead")
+    _silence(any_settings, silent.id)
+    with write_unit(any_settings) as session:  # asked again while it was silent
+        session.execute(update(PredictionJob).where(PredictionJob.id == silent.id)
+                        .values(status=RunStatus.FAILED.value))
+    same = request_predictions(any_settings, project_id, 1)
     with write_unit(any_settings) as session:
         session.execute(update(PredictionJob).where(PredictionJob.id == silent.id)
-                        .values(heartbeat_at=utcnow() - timedelta(seconds=120)))
-    assert fail_stale_predictions(any_settings, 60) == [silent.id]
+                        .values(status=RunStatus.RUNNING.value))
+    assert fail_stale_predictions(any_settings, 60) == [(silent.id, None)]
+    jobs = {j.id: j for j in list_predictions(any_settings, project_id)}
+    assert jobs[silent.id].error.endswith(f"; job {same.id} asks for the same.")
+    assert [j.id for j in jobs.values() if j.status == "queued"] == [same.id]
+
+
+def test_a_failure_keeps_its_reason(any_settings, project_id):
     failing = request_predictions(any_settings, project_id, 1)
     claim_next_prediction(any_settings, "w")
-    assert fail_stale_predictions(any_settings, 60) == []  # this one is heartbeating
     assert fail_prediction(any_settings, failing.id, "InvalidArtefact: gone")
     jobs = {j.id: j for j in list_predictions(any_settings, project_id)}
-    assert jobs[silent.id].status == "failed" and "stopped answering" in jobs[silent.id].error
     assert (jobs[failing.id].status, jobs[failing.id].error) == ("failed", "InvalidArtefact: gone")
 
 

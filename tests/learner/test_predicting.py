@@ -258,3 +258,32 @@ def test_a_job_whose_model_files_are_gone_fails_with_the_reason(settings, traine
     failed = _job(settings, project_id, job.id)
     assert failed.status == "failed" and failed.error.startswith("InvalidArtefact")
     assert failed.file_path is None
+
+
+def test_a_job_whose_worker_died_is_written_by_another_worker(settings, trained):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from db.models import PredictionJob, utcnow
+    from db.predictions import (
+        claim_next_prediction,
+        prediction_path,
+        report_prediction,
+        request_predictions,
+    )
+    from learner.worker import WorkerOptions, work_once
+
+    project_id, rows = trained
+    job = request_predictions(settings, project_id, 1, unlabelled_only=True)
+    claim_next_prediction(settings, "w:dead")
+    with write_unit(settings) as session:
+        session.execute(update(PredictionJob).where(PredictionJob.id == job.id)
+                        .values(heartbeat_at=utcnow() - timedelta(seconds=120)))
+    assert work_once(settings, WorkerOptions(stale_after_s=60), "w:live")
+    dead = _job(settings, project_id, job.id)
+    assert dead.status == "failed" and dead.error.endswith("queued again as job 2.")
+    again = _job(settings, project_id, 2)
+    assert (again.status, again.retry_of, again.n_rows) == ("done", job.id, len(rows) - 16)
+    assert Path(again.file_path) == prediction_path(settings, again) != prediction_path(settings, dead)
+    assert not report_prediction(settings, job.id, 1, 2)  # the dead worker, if it wakes, stops
