@@ -13,6 +13,7 @@ import streamlit as st
 
 from app import ui
 from db.exporting import ExportFilters, export
+from db.jobs import ACTIVE
 from db.predictions import (
     KEEP_FILES,
     PredictionJobInfo,
@@ -116,13 +117,24 @@ else:
                        "is waiting, and it shows below.")
 
 
-@st.fragment(run_every="2s")
-def prediction_jobs() -> None:
-    """The latest jobs, polled from the database: progress, Cancel, and the finished files."""
+def _latest_jobs() -> list[PredictionJobInfo]:
+    return list_predictions(settings, project.id, limit=KEEP_FILES + 3)
+
+
+def poll_every(jobs: list[PredictionJobInfo]) -> str | None:
+    """Poll while a job is queued or running; not at all when none is (a request reruns the
+    page, which starts polling again)."""
+    return "2s" if any(job.status in ACTIVE for job in jobs) else None
+
+
+def prediction_jobs(polling: bool) -> None:
+    """The latest jobs, from the database: progress, Cancel, and the finished files."""
     user = ui.current_user()
     if user is None or not user.is_admin:
         st.rerun()  # the full run signs out or stops the page
-    jobs = list_predictions(settings, project.id, limit=KEEP_FILES + 3)
+    jobs = _latest_jobs()
+    if polling and poll_every(jobs) is None:
+        st.rerun()  # the last one ended: a full run draws it and stops polling
     if any(job.status == "queued" for job in jobs) and not live_workers(settings):
         st.warning("No worker is running, so the prediction jobs wait for one "
                    "(`python -m app worker`).")
@@ -161,4 +173,5 @@ def prediction_jobs() -> None:
 
 
 if versions:
-    prediction_jobs()
+    every = poll_every(_latest_jobs())
+    st.fragment(run_every=every)(prediction_jobs)(every is not None)
