@@ -141,25 +141,38 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def rss_mb() -> float:
+    """The resident set now (not its peak), from /proc/self/statm; 0.0 where there is none."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return round(int(statm.read().split()[1]) * resource.getpagesize() / 2**20, 1)
+    except OSError:
+        return 0.0
+
+
 def stream(clf: TransformerClassifier, base: list[str], n: int) -> dict[str, Any]:
+    """``n`` texts (``base`` repeated, each made distinct by a counter) through
+    ``predict_proba_stream`` from a generator; the peak RSS before, after the first chunk and
+    at the end, and after each chunk its texts so far, peak RSS and RSS (``per_chunk``)."""
     def texts() -> Iterator[str]:
         for i, text in zip(range(n), itertools.cycle(base)):
             yield f"{text} {i}"
 
     before = peak_rss_mb()
     counts = np.zeros(len(clf.classes_), dtype=np.int64)
-    after_chunks = []
+    per_chunk = []
     t = time.perf_counter()
     for proba in clf.predict_proba_stream(texts()):
         counts += np.bincount(proba.argmax(1), minlength=len(counts))
-        after_chunks.append(peak_rss_mb())
+        per_chunk.append([int(counts.sum()), peak_rss_mb(), rss_mb()])
     sync(clf._device or "cpu")
     seconds = time.perf_counter() - t
     return {"texts": int(counts.sum()), "seconds": round(seconds, 2),
             "texts_per_s": round(n / seconds, 1), "peak_rss_before_mb": before,
-            "peak_rss_after_first_chunk_mb": after_chunks[0] if after_chunks else before,
-            "peak_rss_after_mb": peak_rss_mb(), "chunks": len(after_chunks),
-            "precision": clf.scoring_precision_, "after_decision": True}
+            "peak_rss_after_first_chunk_mb": per_chunk[0][1] if per_chunk else before,
+            "peak_rss_after_mb": peak_rss_mb(), "chunks": len(per_chunk),
+            "precision": clf.scoring_precision_, "after_decision": True,
+            "per_chunk": per_chunk}
 
 
 def decision_texts(n: int, candidates: tuple[str, ...], quick: bool) -> int:

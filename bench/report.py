@@ -560,6 +560,53 @@ def _after_first_chunk(st: dict[str, Any]) -> str:
             f"{st['chunks'] - 1} after it added {st['peak_rss_after_mb'] - first:+,.0f} MB")
 
 
+STREAM_LEAK_MB = 64
+"""Growth of the peak RSS allowed from a tenth of the stream to its end: a leak of 64 bytes
+per text would add this much over 1,000,000 texts."""
+
+
+def _stream_points(st: dict[str, Any]) -> list[list[float]]:
+    """The per-chunk records at the first chunk and at about 10, 25, 50, 75 and 100%."""
+    chunks = st["per_chunk"]
+    picks = sorted({0, *(min(len(chunks) - 1, max(0, round(share * len(chunks)) - 1))
+                         for share in (0.1, 0.25, 0.5, 0.75, 1.0))})
+    return [chunks[i] for i in picks]
+
+
+def check_stream(r: Result) -> list[Check]:
+    """The peak RSS from a tenth of the stream to its end, where it streamed 1,000,000 texts."""
+    st = r.result["stream"]
+    if st["texts"] < 1_000_000 or len(st.get("per_chunk", [])) < 10:
+        return []
+    tenth = _stream_points(st)[1]
+    growth = st["peak_rss_after_mb"] - tenth[1]
+    return [Check("Scoring streams a 1,000,000-text pool with bounded memory (peak RSS grows "
+                  f"by at most {STREAM_LEAK_MB} MB from a tenth of the pool to its end)",
+                  f"{growth:+,.0f} MB after {tenth[0]:,} texts (peak {st['peak_rss_after_mb']:,.0f} MB)",
+                  growth <= STREAM_LEAK_MB)]
+
+
+def render_stream(r: Result) -> list[str]:
+    x = r.result
+    st = x["stream"]
+    network = ("a random BERT of 2 layers and width 32" if x["model"] == "tiny"
+               else f"`{x['model']}`")
+    lines = para(
+        f"{st['texts']:,} texts through `predict_proba_stream` from a generator, {x['chunk']:,} "
+        f"per chunk, on {x['device']} with {x['torch_threads']} torch threads: {network} behind "
+        f"the tokenizer of `{x['tokenizer']}`, fine-tuned first ({x['fit_s']:.1f} s); "
+        f"{st['seconds']:,.0f} s in all ({st['texts_per_s']:,.0f} texts/s"
+        + (", the host's path alone: tokenising, batching, copies" if x["model"] == "tiny"
+           else "") + f"). Peak RSS {st['peak_rss_before_mb']:,.0f} MB before the stream.")
+    rows = [[f"{done:,}", f"{peak:,.0f}", f"{now:,.0f}"] for done, peak, now in _stream_points(st)]
+    lines += table(["texts so far", "peak RSS, MB", "RSS, MB"], rows)
+    checks = check_stream(r)
+    if checks:
+        lines += para(f"Target: {checks[0].target[0].lower()}{checks[0].target[1:]}: "
+                      f"{verdict(checks[0].ok)} ({checks[0].figure}).")
+    return lines
+
+
 def _round_runs(x: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The rounds a run timed, the warm one (where timed) first."""
     first = ("first round (fresh process)" if "warmup_s" not in x
@@ -1041,6 +1088,19 @@ SECTIONS: dict[str, Section] = {
         f"their number and width. Target: under {FASTLOOP_TARGET_S:g} s for "
         f"{FASTLOOP_TARGET_POOL:,} texts.",
         render_fastloop, check_fastloop),
+    "stream": Section(
+        "Streaming a 1,000,000-text pool through scoring: memory (issue 6)",
+        "`bench.bench_stream`: the pool streams through the product's scoring path in chunks, "
+        "the next chunk tokenised while this one is scored, and only each chunk's "
+        "probabilities are kept, so memory must stop growing after the first chunks. On a CPU "
+        "the default model would take hours over a million texts, so the network there is a "
+        "randomly initialised BERT of 2 layers and width 32 behind the default model's own "
+        "tokenizer: every step the texts go through is the product's, and the network's own "
+        "memory is a constant per batch (the scoring step streams with the default model). "
+        "On a GPU the scoring step streams 1,000,000 texts with the default model itself. "
+        "Not part of `make bench` on a CPU (about 10 minutes on 2 cores): "
+        "`python -m bench.run --only stream`.",
+        render_stream, check_stream),
     "sim": Section(
         "Active learning on the demo corpus (issues 3 and 6)",
         "`python -m app simulate` runs the worker's round code against an oracle that answers "

@@ -56,6 +56,8 @@ class Context:
     with_sim: bool
     cuda: bool
     sim_repeats: int | None = None
+    asked: frozenset[str] = frozenset()
+    """The steps named with ``--only``: those that run only when asked for."""
     commit: str | None = None
     """The commit the run measures, read once as it starts: each step publishes its results
     into docs/results as it ends, which leaves the tree dirty for the steps after it."""
@@ -227,6 +229,19 @@ def step_fastloop(ctx: Context) -> Outcome:
     return _quick_aware(ctx, "fastloop", "bench.bench_fastloop")
 
 
+def step_stream(ctx: Context) -> Outcome:
+    """1,000,000 texts through the scoring path with a tiny network (see bench.bench_stream):
+    about 10 minutes on 2 cores, over what `make bench` has room for, so on a CPU it runs when
+    asked for (``--only stream``), and at 20,000 texts in a quick run."""
+    if ctx.cuda:
+        return Outcome(skipped="on a GPU the scoring step streams 1,000,000 texts with the "
+                               "default model itself")
+    if not (ctx.quick or "stream" in ctx.asked):
+        return Outcome(skipped="1,000,000 texts take about 10 minutes on 2 cores, more than "
+                               "`make bench` has room for: it runs with --only stream")
+    return _quick_aware(ctx, "stream", "bench.bench_stream")
+
+
 SIM_STRATEGIES = ["margin", "entropy", "least_confidence", "diverse"]
 
 
@@ -310,6 +325,7 @@ STEPS: dict[str, Callable[[Context], Outcome]] = {
     "predict": step_predict,
     "round": step_round,
     "fastloop": step_fastloop,
+    "stream": step_stream,
     "sim": step_sim,
     "sim-fastloop": step_sim_fastloop,
 }
@@ -435,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sim_repeats is not None and args.sim_repeats < 1:
         parser.error("--sim-repeats must be at least 1")
     ctx = Context(out_dir, args.quick, args.with_sim, cuda=bool(machine["cuda_gpu"]),
-                  sim_repeats=args.sim_repeats, commit=meta.git_commit())
+                  sim_repeats=args.sim_repeats, commit=meta.git_commit(),
+                  asked=frozenset(names if args.only else ()))
     print(f"Machine {tag}: {json.dumps(machine)}", flush=True)
     failed = []
     run_started, run_date, step_seconds = time.perf_counter(), meta.utc_now(), {}

@@ -13,7 +13,7 @@ from bench import meta, report, run
 from tests.bench.conftest import MACHINE, sim_result, wrapped, write
 
 ORDER = ["import", "export", "queue", "queue-postgresql", "keyboard", "scoring", "predict", "round",
-         "fastloop", "sim", "sim-fastloop"]
+         "fastloop", "stream", "sim", "sim-fastloop"]
 
 
 @pytest.fixture
@@ -221,6 +221,30 @@ def test_scoring_round_and_fastloop_pass_quick_through(monkeypatch, ctx):
     run.step_fastloop(ctx)
     assert seen == [("bench.bench_scoring", ("--quick",)), ("bench.bench_round", ()),
                     ("bench.bench_fastloop", ("--quick",))]
+
+
+def test_the_million_text_stream_runs_on_a_cpu_when_asked_for_or_quick(monkeypatch, ctx):
+    seen: list[tuple[str, tuple[str, ...]]] = []
+    monkeypatch.setattr(run, "_bench", lambda ctx, name, module, *args: seen.append((module, args))
+                        or run.Outcome("cmd", {}, exit_code=0))
+    full = run.Context(ctx.out_dir, quick=False, with_sim=False, cuda=False)
+    assert "--only stream" in run.step_stream(full).skipped  # not in a plain `make bench`
+    assert "default model itself" in run.step_stream(dataclasses.replace(
+        full, cuda=True, asked=frozenset({"stream"}))).skipped  # the scoring step streams there
+    run.step_stream(dataclasses.replace(full, asked=frozenset({"stream"})))
+    run.step_stream(ctx)  # quick
+    assert seen == [("bench.bench_stream", ()), ("bench.bench_stream", ("--quick",))]
+
+
+def test_only_names_the_steps_asked_for(monkeypatch, tmp_path):
+    seen: list[frozenset[str]] = []
+    monkeypatch.setattr(run, "STEPS", {"stream": lambda ctx: seen.append(ctx.asked)
+                                       or run.Outcome(skipped="fake")})
+    monkeypatch.setattr(meta, "git_commit", lambda: "abc1234")
+    args = ["--out-dir", str(tmp_path / "o"), "--results-dir", str(tmp_path / "r"), "--no-report"]
+    run.main(["--only", "stream", *args])
+    run.main(args)
+    assert seen == [frozenset({"stream"}), frozenset()]
 
 
 def test_sim_needs_with_sim_or_a_gpu(monkeypatch, ctx):
