@@ -177,8 +177,11 @@ def train_and_rank(
         predicted = model.classes_[np.argmax(model.predict_proba(data.eval_texts), axis=1)]
         metrics = evaluate(data.labels, data.eval_y, [str(p) for p in predicted])
     trained_in = getattr(model, "training_precision_", None)
-    if trained_in:  # fp32, or bf16 autocast (CUDA, or a CPU with AMX)
+    if trained_in:  # fp32, or bf16 autocast (CUDA, a CPU with AMX, or one timed faster in it)
         metrics["training_precision"] = trained_in
+    speedup = getattr(model, "training_bf16_speedup_", None)
+    if speedup is not None:
+        metrics["training_bf16_speedup"] = speedup
     metrics["label_counts"] = dict(Counter(data.train_y))
     metrics["n_train"] = len(data.train_y)
     metrics["n_pool"] = len(data.pool_texts)  # texts scored (at most the project's pool_cap)

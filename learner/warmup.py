@@ -27,7 +27,8 @@ class WarmupReport:
     Attributes:
         device: The torch device rounds run on (``"cuda"``, ``"cpu"``).
         device_name: The GPU's name, or the CPU's model and logical cores.
-        precision: What rounds train in, ``"fp32"`` or ``"bf16"`` (autocast).
+        precision: What rounds of the first model train in, ``"fp32"`` or ``"bf16"``
+            (autocast).
         seconds: How long the warm-up took.
         problem: Why a model could not be trained (one line per model), else ``None``.
     """
@@ -55,17 +56,19 @@ def warm_up(model_specs: Sequence[str]) -> WarmupReport:
     from learner.model import TrainConfig, TransformerClassifier
 
     device = resolve_device(None)
-    problems = []
+    problems, precisions = [], []
     for spec in list(dict.fromkeys(model_specs))[:MAX_MODELS]:
         try:
             model = TransformerClassifier(spec, TrainConfig(epochs=1, batch_size=2))
             model.fit(["warm up", "start up"], ["a", "b"]).predict_proba(["warm up"])
+            precisions.append(model.training_precision_)
         except LearnerError as exc:
             problems.append(f"{spec}: {exc}")
     return WarmupReport(
         device=device,
         device_name=device_name(device),
-        precision=resolve_precision("auto", device),
+        # the first model's (a CPU with AVX-512 BF16 times each model's step to decide)
+        precision=precisions[0] if precisions else resolve_precision("auto", device),
         seconds=time.perf_counter() - start,
         problem="\n".join(problems) or None,
     )

@@ -337,6 +337,17 @@ def test_model_page_says_what_the_model_trained_in(app, settings):
     assert trained == ["Trained in bf16 mixed precision (autocast; weights kept in fp32)."]
 
 
+def test_model_page_says_a_cpu_timed_bf16_training_faster(app, settings):
+    at, project = app
+    _a_round_lands(settings, project.id, {"training_precision": "bf16",
+                                          "training_bf16_speedup": 1.44})
+    _open(at, "model")
+    trained = [c.value.replace("\\", "") for c in at.caption if c.value.startswith("Trained in")]
+    assert trained == ["Trained in bf16 mixed precision (autocast; weights kept in fp32): a "
+                       "training step ran 1.44x as fast in bf16 as in fp32 on this CPU (bf16 "
+                       "needs 1.2x)."]
+
+
 def test_model_page_says_when_no_faster_precision_passed(app, settings):
     at, project = app
     _a_round_lands(settings, project.id, {"scoring": {

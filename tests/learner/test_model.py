@@ -464,6 +464,7 @@ def test_auto_trains_in_bf16_on_a_cpu_with_amx_only(
     import learner.model as model_module
 
     monkeypatch.setattr(device, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: amx)  # AMX has bf16 units
     assert device.resolve_precision("auto", "cpu") == ("bf16" if amx else "fp32")
     assert device.resolve_precision("fp32", "cpu") == "fp32"
     assert device.resolve_precision("bf16", "cpu") == "bf16"
@@ -478,6 +479,57 @@ def test_auto_trains_in_bf16_on_a_cpu_with_amx_only(
     X, y = synthetic_texts(8)
     TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
     assert used and set(used) == {"bf16" if amx else "fp32"}
+
+
+@pytest.mark.parametrize(("slower", "chosen"), [("fp32", "bf16"), ("bf16", "fp32")])
+def test_auto_times_a_training_step_where_the_cpu_has_avx512_bf16_but_no_amx(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, slower: str, chosen: str
+) -> None:
+    """Trains in bf16 only where a step ran 1.2x as fast in it; decides once per model, and
+    the timing leaves training as it would have been (no random draws, no weight change)."""
+    import learner.device as device
+
+    monkeypatch.setattr(device, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(model_module, "_TRAINING_CHECKS", {})
+    monkeypatch.setattr(model_module, "TRAIN_CHECK_MIN_S", 0.0)
+    real_autocast = model_module.autocast
+    used: list[str] = []
+
+    def slow(dev: str, precision: str) -> object:  # the slower precision takes 20 ms more
+        used.append(precision)
+        if precision == slower:
+            time.sleep(0.02)
+        return real_autocast(dev, precision)
+
+    monkeypatch.setattr(model_module, "autocast", slow)
+    X, y = synthetic_texts(8)
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
+    assert clf.training_precision_ == chosen
+    assert (clf.training_bf16_speedup_ >= model_module.TRAIN_BF16_SPEEDUP_MIN) == (chosen == "bf16")
+    # a first fp32 step (is the model large enough?), bf16's first, then two of each
+    assert used[:6] == ["fp32", "bf16", "fp32", "bf16", "fp32", "bf16"]
+    assert set(used[6:]) == {chosen}  # then every training step
+    used.clear()
+    again = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
+    assert set(used) == {chosen} and again.training_bf16_speedup_ == clf.training_bf16_speedup_
+    if chosen == "fp32":  # the same model as training in fp32 without the timing
+        plain = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1, precision="fp32"))
+        np.testing.assert_array_equal(plain.fit(X, y).predict_proba(X), clf.predict_proba(X))
+
+
+def test_a_model_too_small_for_bf16_to_matter_stays_in_fp32_untimed(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> None:
+    import learner.device as device
+
+    monkeypatch.setattr(device, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(model_module, "_TRAINING_CHECKS", {})
+    monkeypatch.setattr(model_module, "TRAIN_CHECK_MIN_S", 60.0)
+    X, y = synthetic_texts(8)
+    clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
+    assert (clf.training_precision_, clf.training_bf16_speedup_) == ("fp32", None)
 
 
 def test_amx_probe_agrees_with_the_cpu_flags() -> None:
