@@ -50,8 +50,10 @@ def resolve_precision(precision: str, device: str) -> str:
     tiles (:func:`cpu_has_amx`), fp32 elsewhere. On a 2-core Xeon with AMX, fine-tuning MiniLM
     on 200 BBC texts took 1.31x and 1.32x less time in bf16 (2 seeds, side by side), and the
     models' test accuracy was the same (0.940 and 0.940 against 0.942 and 0.940 on 600 texts).
-    A CPU with AVX-512 BF16 but no AMX can run bf16 slower than fp32, so it stays in fp32
-    there. bf16 on any CPU is allowed when asked for explicitly.
+    A CPU with AVX-512 BF16 but no AMX can run bf16 slower than fp32 (a Xeon) or much faster
+    (an AMD EPYC), so this says fp32 there and ``TransformerClassifier.fit`` times a training
+    step in each to decide (``learner.model.training_precision``). bf16 on any CPU is allowed
+    when asked for explicitly.
 
     Args:
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.

@@ -232,7 +232,8 @@ class TrainConfig:
         device: ``None`` for CUDA when available, else CPU; or a torch device string.
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``. ``"auto"`` trains and scores with
             bf16 autocast on CUDA where supported; on a CPU it trains in bf16 where the CPU
-            has AMX tiles, else in fp32 (see ``learner.device.resolve_precision``), and scores in
+            has AMX tiles or times a training step faster in it (AVX-512 BF16: see
+            `training_precision`), else in fp32, and scores in
             the fastest of bf16 (where the CPU has bf16 units: AMX, AVX-512 BF16) and int8
             (linear layers quantised) that predicts the same class as fp32 for at least
             ``AGREEMENT_MIN`` of a sample of the first large batch it scores and scores that
