@@ -97,8 +97,10 @@ def _one_round(settings: Settings, project_id: int) -> dict[str, object]:
     version = run_round(settings, requested.id, project_id)
     total = time.perf_counter() - t
     done = get_run(settings, requested.id)
+    metrics = done.metrics or {}
     return {"version": version, "timings": dict(done.timings or {}), "total_s": round(total, 2),
-            "scoring": (done.metrics or {}).get("scoring")}
+            "scoring": metrics.get("scoring"), "trained_in": metrics.get("training_precision"),
+            "training_bf16_speedup": metrics.get("training_bf16_speedup")}
 
 
 def main(argv: list[str] | None = None) -> int:

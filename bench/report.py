@@ -644,14 +644,17 @@ def render_round(r: Result) -> list[str]:
         t = run["timings"]
         other = run["total_s"] - sum(t.values())
         scored_in = (run.get("scoring") or {}).get("precision", "–")  # – : not recorded then
+        trained_in = run.get("trained_in") or "–"
+        if run.get("training_bf16_speedup") is not None:  # the step timed to decide
+            trained_in += f" (a step {run['training_bf16_speedup']:.2f}x in bf16)"
         rows.append([name, x["device"], f"{x['labels']}", f"{x['pool']:,}",
-                     *(f"{t.get(k, 0):.1f}" for k in ("snapshot_s", "train_s", "evaluate_s",
-                                                      "score_s")),
+                     *(f"{t.get(k, 0):.1f}" for k in ("snapshot_s", "train_s")), trained_in,
+                     *(f"{t.get(k, 0):.1f}" for k in ("evaluate_s", "score_s")),
                      scored_in, f"{t.get('write_s', 0):.1f}", f"{other:.1f}",
                      f"**{run['total_s']:.1f}**"])
-    lines = table(["round", "device", "labels", "pool", "snapshot s", "train s", "evaluate s",
-                   "score + embed s", "scored in", "write s", "other s (model files)", "total s"],
-                  rows)
+    lines = table(["round", "device", "labels", "pool", "snapshot s", "train s", "trained in",
+                   "evaluate s", "score + embed s", "scored in", "write s",
+                   "other s (model files)", "total s"], rows)
     for check in check_round(r):
         run = runs[0][1]
         lines += para(f"Target on a GPU: the whole round under {ROUND_GPU_TARGET_S:g} s: "

@@ -104,6 +104,7 @@ def round_result(total_s: float = 12.0, device: str = "cuda") -> dict[str, Any]:
                                       "score_s": 2.0, "write_s": 0.5},
             "total_s": total_s, "scoring": {"device": device, "precision": "bf16", "checks": {},
                                             "failures": {}},
+            "trained_in": "bf16", "training_bf16_speedup": None,
             "first": {"version": 1, "timings": {"snapshot_s": 0.5, "train_s": 18.0, "evaluate_s": 0.5,
                                                 "score_s": 2.0, "write_s": 0.5}, "total_s": 22.0}}
 

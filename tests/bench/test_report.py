@@ -171,13 +171,22 @@ def test_sim_target_missed_when_active_learning_does_not_pay(tmp_path):
 def test_round_table_and_gpu_verdict(results_tree):
     page = _page(results_tree)
     text = _section(page, "round")
-    assert ("| second round (warm process) | cuda | 200 | 20,000 | 0.5 | 8.0 | 0.5 | 2.0 | bf16 | 0.5 "
-            "| 0.5 | **12.0** |") in text
-    # a run from before rounds recorded their scoring precision
-    assert "| first round (fresh process) | cuda | 200 | 20,000 | 0.5 | 18.0 | 0.5 | 2.0 | – |" in text
+    assert ("| second round (warm process) | cuda | 200 | 20,000 | 0.5 | 8.0 | bf16 | 0.5 | 2.0 | bf16 "
+            "| 0.5 | 0.5 | **12.0** |") in text
+    # a run from before rounds recorded their training and scoring precisions
+    assert ("| first round (fresh process) | cuda | 200 | 20,000 | 0.5 | 18.0 | – | 0.5 | 2.0 | – |"
+            in text)
     assert "under 15 s: **met** (12.0 s, the second round)." in text
     assert ("**Not yet measured**: bench.bench_scoring does not exist yet (`cpu-4core`, on "
             "2026-11-24 10:00 UTC)." in _section(page, "scoring"))
+
+
+def test_round_says_a_cpu_timed_bf16_training_faster(tmp_path):
+    result = round_result(device="cpu")
+    result["first"].update(trained_in="bf16", training_bf16_speedup=1.41)
+    write(tmp_path / "r" / "m" / "round.json", wrapped("round", result))
+    text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "round")
+    assert "| 18.0 | bf16 (a step 1.41x in bf16) | 0.5 |" in text
 
 
 def test_total_run_time_per_machine(tmp_path):
