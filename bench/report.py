@@ -668,6 +668,8 @@ def render_round(r: Result) -> list[str]:
 FASTLOOP_PARTS = ("read_s", "rank_s", "write_s")
 SIM_STEPS = ("sim", "sim-fastloop")
 """Steps that `make bench` runs on a CPU only with ``--with-sim``."""
+ASKED_STEPS = ("stream",)
+"""Steps that `make bench` runs on a CPU only when named with ``--only``."""
 
 
 def render_fastloop(r: Result) -> list[str]:
@@ -1212,6 +1214,7 @@ def render(results: dict[str, dict[str, Result]], doc_dir: Path) -> str:
                  and results[step][tag].measured and "seconds" in results[step][tag].meta}
         gpu = bool((machines[tag].meta.get("machine") or {}).get("cuda_gpu"))
         opt_in = {} if gpu else {step: timed.pop(step) for step in SIM_STEPS if step in timed}
+        asked = {} if gpu else {step: timed.pop(step) for step in ASKED_STEPS if step in timed}
         if timed:
             total = sum(timed.values())
             lines += para(
@@ -1221,6 +1224,8 @@ def render(results: dict[str, dict[str, Result]], doc_dir: Path) -> str:
                 + ("" if not opt_in else "; the simulation, which it runs on a CPU only with "
                    "`--with-sim`, took " + ", ".join(f"{sec / 60:.1f} minutes ({step})"
                                                      for step, sec in opt_in.items()) + " more")
+                + "".join(f"; the {step} step, which it runs on a CPU only when asked for, "
+                          f"took {sec / 60:.1f} minutes more" for step, sec in asked.items())
                 + ".")
     if not any((r.meta.get("machine") or {}).get("cuda_gpu") for r in machines.values()):
         lines += para("No machine with a CUDA GPU has results here yet: GPU figures are not yet "

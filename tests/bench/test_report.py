@@ -286,6 +286,15 @@ def test_stream_table_and_verdict_follow_the_figures(tmp_path, leak_mb, spike_mb
     assert expected.split(" (", 1)[1][:-1] in glance  # the figure, beside the target
 
 
+def test_the_stream_step_is_timed_apart_from_make_bench(tmp_path):
+    write(tmp_path / "r" / "m" / "stream.json", wrapped("stream", _stream_result(), seconds=636))
+    write(tmp_path / "r" / "m" / "import.json", wrapped("import", import_result(), seconds=66))
+    page = " ".join(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path).split())
+    assert ("`m`: the benchmarks shown took 1.1 minutes in all (import 1.1 minutes; "
+            "`make bench` runs them one after the other); the stream step, which it runs on a "
+            "CPU only when asked for, took 10.6 minutes more.") in page
+
+
 def test_a_short_stream_has_no_verdict(tmp_path):
     write(tmp_path / "r" / "m" / "stream.json", wrapped("stream", _stream_result(texts=20_000)))
     text = _section(render(collect(tmp_path / "none", tmp_path / "r"), tmp_path), "stream")
