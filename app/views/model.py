@@ -22,6 +22,7 @@ from db.runs import (
     seconds_left,
 )
 from db.workers import live_workers
+from learner.model import TRAIN_BF16_SPEEDUP_MIN
 from learner.model_export import folder_name, zip_bytes
 
 project = ui.require_project()
@@ -184,7 +185,7 @@ else:
         trained = m["training_precision"]
         timed = m.get("training_bf16_speedup")
         why = ("" if timed is None else f": a training step ran {timed:.2f}x as fast in bf16 as "
-               "in fp32 on this CPU (bf16 needs 1.2x)")
+               f"in fp32 on this CPU (bf16 needs {TRAIN_BF16_SPEEDUP_MIN:g}x)")
         st.caption(ui.md_escape(f"Trained in {_PRECISION_NAMES.get(trained, trained)}{why}."))
     if "scoring" in m:
         st.caption(_scoring_caption(m["scoring"]))
