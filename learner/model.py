@@ -102,9 +102,10 @@ and no AMX scored 0.75x as fast in bf16 as in fp32, so the flag alone does not s
 TRAIN_CHECK_SHAPE = (16, 128)
 """Texts and tokens of the made-up batch that `training_precision` times a step on."""
 
-TRAIN_CHECK_MIN_S = 0.05
-"""A model whose fp32 step takes less than this is too small for bf16 to matter: it stays in
-fp32 without further timing (the tiny test models)."""
+TRAIN_CHECK_MIN_PARAMS = 5_000_000
+"""A model with fewer parameters is too small for bf16 to matter (it trains in seconds): it
+stays in fp32 untimed, whatever the machine's load (the tiny test models; MiniLM-L6 has 22.7
+million). A size, not a time, so the decision does not depend on how busy the CPU is."""
 
 _TRAINING_CHECKS: dict[tuple[str, str], tuple[str, float | None]] = {}
 """`training_precision`'s decision per model and device, taken once per process."""
@@ -1138,8 +1139,9 @@ def training_precision(model: Any, model_key: str, device: str) -> tuple[str, fl
     The step (forward and backward, no optimiser step) is timed on a made-up batch of
     `TRAIN_CHECK_SHAPE` in eval mode, so that no dropout draws from the random generators:
     training stays deterministic. Taken once per process for each ``model_key`` and device
-    (a worker takes it in its warm-up); a model too small to matter (`TRAIN_CHECK_MIN_S`)
-    stays in fp32. Elsewhere (``resolve_precision``'s answer stands): fp32, no timing.
+    (a worker takes it in its warm-up); a model too small to matter
+    (`TRAIN_CHECK_MIN_PARAMS`) stays in fp32. Elsewhere (``resolve_precision``'s answer
+    stands): fp32, no timing.
 
     Returns:
         The precision, and the step's speed-up in bf16 over fp32 where it was timed.
@@ -1174,12 +1176,13 @@ def _time_bf16_training(model: Any, device: str) -> tuple[str, float | None]:
         model.zero_grad(set_to_none=True)
         return time.perf_counter() - start
 
+    if sum(p.numel() for p in model.parameters()) < TRAIN_CHECK_MIN_PARAMS:
+        return "fp32", None
     was_training = model.training
     model.eval()
     try:
-        if step("fp32") < TRAIN_CHECK_MIN_S:
-            return "fp32", None
-        step("bf16")  # its first call pays for the bf16 kernels' set-up
+        step("fp32")  # the first calls pay for each precision's set-up
+        step("bf16")
         times: dict[str, list[float]] = {"fp32": [], "bf16": []}
         for _ in range(2):
             for precision, seconds in times.items():

@@ -492,7 +492,7 @@ def test_auto_times_a_training_step_where_the_cpu_has_avx512_bf16_but_no_amx(
     monkeypatch.setattr(device, "cpu_has_amx", lambda: False)
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr(model_module, "_TRAINING_CHECKS", {})
-    monkeypatch.setattr(model_module, "TRAIN_CHECK_MIN_S", 0.0)
+    monkeypatch.setattr(model_module, "TRAIN_CHECK_MIN_PARAMS", 0)
     real_autocast = model_module.autocast
     used: list[str] = []
 
@@ -507,7 +507,7 @@ def test_auto_times_a_training_step_where_the_cpu_has_avx512_bf16_but_no_amx(
     clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
     assert clf.training_precision_ == chosen
     assert (clf.training_bf16_speedup_ >= model_module.TRAIN_BF16_SPEEDUP_MIN) == (chosen == "bf16")
-    # a first fp32 step (is the model large enough?), bf16's first, then two of each
+    # a first step in each (their set-up), then two of each
     assert used[:6] == ["fp32", "bf16", "fp32", "bf16", "fp32", "bf16"]
     assert set(used[6:]) == {chosen}  # then every training step
     used.clear()
@@ -526,10 +526,14 @@ def test_a_model_too_small_for_bf16_to_matter_stays_in_fp32_untimed(
     monkeypatch.setattr(device, "cpu_has_amx", lambda: False)
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr(model_module, "_TRAINING_CHECKS", {})
-    monkeypatch.setattr(model_module, "TRAIN_CHECK_MIN_S", 60.0)
+    used: list[str] = []
+    real_autocast = model_module.autocast
+    monkeypatch.setattr(model_module, "autocast",
+                        lambda dev, precision: used.append(precision) or real_autocast(dev, precision))
     X, y = synthetic_texts(8)
     clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
     assert (clf.training_precision_, clf.training_bf16_speedup_) == ("fp32", None)
+    assert set(used) == {"fp32"}  # not a single step timed, however busy the machine
 
 
 def test_amx_probe_agrees_with_the_cpu_flags() -> None:
