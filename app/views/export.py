@@ -5,13 +5,13 @@ would) while this page polls."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from datetime import datetime, time, timezone
 from pathlib import Path
 
 import streamlit as st
 
 from app import ui
+from app.downloads import prepared_download
 from db.exporting import ExportFilters, export
 from db.jobs import ACTIVE
 from db.predictions import (
@@ -76,10 +76,6 @@ def _what(job: PredictionJobInfo) -> str:
     texts = "unlabelled texts" if job.unlabelled_only else "every text"
     again = "" if job.retry_of is None else f" (job {job.retry_of} again: its worker died)"
     return f"Job {job.id}{again}: model v{job.model_version} on {texts}, {job.fmt.upper()}"
-
-
-def _reader(path: Path) -> Callable[[], bytes]:
-    return lambda: path.read_bytes()  # read on the click, not on every poll
 
 
 UNLABELLED, EVERY = "unlabelled texts only", "every text (with its human label, if any)"
@@ -151,7 +147,8 @@ def prediction_jobs(polling: bool) -> None:
                          args=(settings, job.id, ui.annotator()))
         elif job.status == "done" and job.file_path and Path(job.file_path).is_file():
             path = Path(job.file_path)
-            size = path.stat().st_size
+            stat = path.stat()
+            size = stat.st_size
             if size > settings.max_download_mb * 2**20:  # Streamlit holds a download whole
                 st.caption(f"{what} · {job.n_rows:,} rows, {size / 2**20:,.0f} MB: too large "
                            "to download through the browser (`LABELWISE_MAX_DOWNLOAD_MB`); the "
@@ -159,8 +156,9 @@ def prediction_jobs(polling: bool) -> None:
                            "`python -m app predict`):")
                 st.code(str(path), language=None)
                 continue
-            st.download_button(
-                f"Download {what} · {job.n_rows:,} rows", _reader(path),
+            prepared_download(
+                f"{what} · {job.n_rows:,} rows", path.read_bytes,
+                (str(path), stat.st_mtime_ns, size),
                 file_name=f"{safe}-predictions-v{job.model_version}-{job.id}.{job.fmt}",
                 mime=MIME[job.fmt], key=f"download-prediction-{job.id}")
         elif job.status == "done":

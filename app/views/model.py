@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import ui
+from app.downloads import prepared_download
 from db.engine import read_unit
 from db.predictions import running_predictions
 from db.queue import queue_status
@@ -191,10 +192,10 @@ else:
         st.caption(_scoring_caption(m["scoring"]))
     source, inside = Path(latest.artefact_path), folder_name(project.name, latest.version)
     if source.is_dir():
-        st.download_button(
-            f"Download model v{latest.version} (zip)", lambda: zip_bytes(source, inside),
-            file_name=f"{inside}.zip", mime="application/zip", key="download_model",
-            help="A Hugging Face checkpoint with the label names: "
+        prepared_download(
+            f"model v{latest.version} (zip)", lambda: zip_bytes(source, inside),
+            (str(source), inside), file_name=f"{inside}.zip", mime="application/zip",
+            key="download_model", help="A Hugging Face checkpoint with the label names: "
                  "`pipeline('text-classification', model=FOLDER)` loads it, no Labelwise "
                  "needed. Older versions: `python -m app export-model`.")
     curve = [

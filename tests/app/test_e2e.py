@@ -9,7 +9,6 @@ unlabelled texts and downloads them. Screenshots of every page land in ``test-ou
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
@@ -73,7 +72,6 @@ def running_app(settings, tiny_model_dir):
 
 
 def test_label_undo_train_export_in_a_real_browser(running_app, settings):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     url, project_id, texts = running_app
@@ -123,19 +121,8 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
             raise AssertionError(f"{key!r} pressed 3 times, 20 s apart: nothing happened")
 
         def download(button) -> Path:  # noqa: ANN001 - a Playwright locator
-            """Click a download button until the file comes; returns its path.
-
-            Seen once in CI, with the whole suite loading both cores: a click on the Model
-            page's zip button (a deferred download) brought no file within 60 s, while the
-            same test alone passed every time. A user would click again, and so does this,
-            up to 3 times, 30 s apart; the file is checked all the same.
-            """
-            for _ in range(2):
-                with contextlib.suppress(PlaywrightTimeout):
-                    with page.expect_download(timeout=30_000) as info:
-                        button.click()
-                    return Path(info.value.path())
-            with page.expect_download(timeout=30_000) as info:  # the third time, or fail
+            """Click a download button; returns the path of the file it brought."""
+            with page.expect_download() as info:
                 button.click()
             return Path(info.value.path())
 
@@ -204,6 +191,7 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         expect(page.get_by_text("Version 1")).to_be_visible()
         page.screenshot(path=str(SHOTS / "3-model.png"), full_page=True)
         # the model, to use without Labelwise
+        page.get_by_role("button", name="Prepare model v1 (zip)").click()
         model_zip = zipfile.ZipFile(download(
             page.get_by_role("button", name="Download model v1 (zip)"))).namelist()
 
@@ -225,9 +213,11 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         page.screenshot(path=str(SHOTS / "7-export.png"))
         # the model's predictions on the unlabelled texts, written by the worker
         page.get_by_role("button", name="Ask the worker for predictions").click()
-        predictions = page.get_by_role("button", name="Download Job 1: model v1 on unlabelled")
-        expect(predictions).to_be_visible(timeout=60_000)
-        predicted = download(predictions).read_text(encoding="utf-8")
+        prepare = page.get_by_role("button", name="Prepare Job 1: model v1 on unlabelled")
+        expect(prepare).to_be_visible(timeout=60_000)
+        prepare.click()
+        predicted = download(page.get_by_role(
+            "button", name="Download Job 1: model v1 on unlabelled")).read_text(encoding="utf-8")
         page.screenshot(path=str(SHOTS / "8-predictions.png"))
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()

@@ -552,8 +552,11 @@ def test_export_page_asks_the_worker_for_predictions_and_follows_the_jobs(app, s
     fail_prediction(settings, 4, "InvalidArtefact: **gone** <b>")
     at.run()
     assert not at.exception
+    assert not at.get("download_button")  # built on the server when asked: "Prepare"
+    _button(at, "Prepare Job 3: model v1 on every text, JSONL · 5 rows").click().run()
     (download,) = at.get("download_button")
-    assert download.proto.label == "Download Job 3: model v1 on every text, JSONL · 5 rows"
+    assert download.proto.label == ("Download Job 3: model v1 on every text, JSONL · 5 rows · "
+                                    "3 bytes")
     failed = next(c.value for c in at.caption if "Job 4" in c.value)
     assert failed.endswith(r"failed\: InvalidArtefact\: \*\*gone\*\* \<b\>")  # escaped
     path.write_bytes(b"x" * 2**20 + b"\n")  # over a 1 MB limit: named, not offered
@@ -609,6 +612,12 @@ def test_model_page_offers_the_latest_model_as_a_zip(app, settings):
     at, project = app
     _model_version(settings, project.id, 1)
     _model_version(settings, project.id, 2)
+    from app.downloads import _size
+    from learner.model_export import zip_bytes
+
     _open(at, "model")
+    assert not at.get("download_button")  # zipped when asked: "Prepare"
+    _button(at, "Prepare model v2 (zip)").click().run()
     (download,) = at.get("download_button")
-    assert download.proto.label == "Download model v2 (zip)"
+    size = _size(len(zip_bytes(settings.data_dir / "m2", "News-model-v2")))
+    assert download.proto.label == f"Download model v2 (zip) · {size}"
