@@ -3,9 +3,13 @@
 Examples are read in batches of `BATCH_ROWS` by id (keyset pagination: ``id > last ORDER BY
 id LIMIT n``), each batch's annotations with one more query, and each batch is written out
 before the one after next is read, so memory stays flat whatever the size of the project
-(about 70 MiB for JSONL and CSV, 250 MiB for Parquet, with 2,000-character texts). The whole
-export reads one snapshot of the database (one read transaction; REPEATABLE READ on
-PostgreSQL), so labels given meanwhile are either all in or all out.
+(about 70 MiB for JSONL and CSV, 250 MiB for Parquet, with 2,000-character texts). By default
+the whole export reads one snapshot of the database (one read transaction; REPEATABLE READ on
+PostgreSQL), so labels given meanwhile are either all in or all out. A caller that takes long
+between batches (predictions: minutes per batch on a CPU) reads each batch in a short
+transaction of its own instead (``snapshot=False``): a read transaction held for hours keeps
+SQLite's write-ahead log from restarting, so it grows with every write meanwhile, and keeps
+PostgreSQL's vacuum from removing the rows those writes replace.
 
 Two shapes of row:
 
@@ -27,8 +31,9 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -114,8 +119,9 @@ class Extension:
             in CSV and Parquet) or ``time``.
         rows: given the export's batches of rows (an iterator of lists of tuples, in id
             order), yields the batches to write: each row with the added values after its
-            own, in the same order; rows may be left out. It runs inside the export's read
-            transaction, so everything it sees is one snapshot.
+            own, in the same order; rows may be left out. With the export's ``snapshot``
+            (the default) it runs inside the export's read transaction, so everything it
+            sees is one snapshot.
     """
 
     names: tuple[str, ...]
@@ -485,9 +491,23 @@ def _annotation_conditions(plan: _Plan, *, with_since_and_label: bool) -> list[A
     return conditions
 
 
-def _example_batches(conn: Connection, plan: _Plan, batch_rows: int) -> Iterator[Sequence[Any]]:
+Reads = Callable[[], AbstractContextManager[Connection]]
+"""Opens a connection to read one batch through: the export's one read transaction, or a short
+one of the batch's own."""
+
+
+@contextmanager
+def _short_read(settings: Settings) -> Iterator[Connection]:
+    with read_unit(settings) as session:
+        yield session.connection()
+
+
+def _example_batches(
+    reads: Reads, plan: _Plan, batch_rows: int
+) -> Iterator[tuple[Sequence[Any], Sequence[Any]]]:
     """The project's examples ``(id, text, source_row, meta JSON text, gold label id)`` in id
-    order, batched.
+    order, batched, each batch with its annotations (`_annotations_of`), both read through
+    one connection of ``reads``.
 
     Without ``include_unlabelled``, only examples with at least one annotation that could
     make them pass the filters are read (a cheap index probe each).
@@ -507,10 +527,13 @@ def _example_batches(conn: Connection, plan: _Plan, batch_rows: int) -> Iterator
         )
     last = -1
     while True:
-        rows = conn.execute(stmt.where(_E.c.id > last).order_by(_E.c.id).limit(batch_rows)).all()
-        if not rows:
-            return
-        yield rows
+        with reads() as conn:
+            query = stmt.where(_E.c.id > last).order_by(_E.c.id).limit(batch_rows)
+            rows = conn.execute(query).all()
+            if not rows:
+                return
+            annotations = _annotations_of(conn, plan, rows[0][0], rows[-1][0])
+        yield rows, annotations
         if len(rows) < batch_rows:
             return
         last = rows[-1][0]
@@ -542,29 +565,30 @@ def _annotations_of(conn: Connection, plan: _Plan, first_id: int, last_id: int) 
 class _Names(dict[int, str]):
     """Names by id, looked up in ``column``'s table when first missing."""
 
-    def __init__(self, conn: Connection, column: Any, known: dict[int, str] | None = None) -> None:
+    def __init__(self, reads: Reads, column: Any, known: dict[int, str] | None = None) -> None:
         super().__init__(known or {})
-        self.conn = conn
+        self.reads = reads
         self.column = column
 
     def __missing__(self, key: int) -> str:
         id_column = self.column.table.c.id
-        name = self.conn.execute(select(self.column).where(id_column == key)).scalar_one()
+        with self.reads() as conn:
+            name = conn.execute(select(self.column).where(id_column == key)).scalar_one()
         self[key] = name
         return name
 
 
 def _example_rows(
-    conn: Connection, plan: _Plan, batch_rows: int
+    reads: Reads, plan: _Plan, batch_rows: int
 ) -> Iterator[list[tuple[Any, ...]]]:
-    names = _Names(conn, Label.__table__.c.name, plan.label_names)
+    names = _Names(reads, Label.__table__.c.name, plan.label_names)
     since = plan.since is not None
     label_filter = plan.label_filter
     include_unlabelled = plan.include_unlabelled
-    for examples in _example_batches(conn, plan, batch_rows):
+    for examples, annotations in _example_batches(reads, plan, batch_rows):
         labels_of: dict[int, list[int]] = {}
         recent: set[int] = set()
-        for ann in _annotations_of(conn, plan, examples[0][0], examples[-1][0]):
+        for ann in annotations:
             found = labels_of.get(ann[0])
             if found is None:
                 labels_of[ann[0]] = [ann[1]]
@@ -592,15 +616,15 @@ def _example_rows(
 
 
 def _annotation_rows(
-    conn: Connection, plan: _Plan, batch_rows: int
+    reads: Reads, plan: _Plan, batch_rows: int
 ) -> Iterator[list[tuple[Any, ...]]]:
-    names = _Names(conn, Label.__table__.c.name, plan.label_names)
-    annotators = _Names(conn, Annotator.__table__.c.name)
+    names = _Names(reads, Label.__table__.c.name, plan.label_names)
+    annotators = _Names(reads, Annotator.__table__.c.name)
     label_filter = plan.label_filter
     since = plan.since is not None
-    for examples in _example_batches(conn, plan, batch_rows):
+    for examples, annotations in _example_batches(reads, plan, batch_rows):
         by_example: dict[int, list[Any]] = {}
-        for ann in _annotations_of(conn, plan, examples[0][0], examples[-1][0]):
+        for ann in annotations:
             by_example.setdefault(ann[0], []).append(ann)
         out: list[tuple[Any, ...]] = []
         for example_id, text, _source_row, _meta, _gold in examples:
@@ -662,6 +686,7 @@ def export(
     batch_rows: int = BATCH_ROWS,
     actor: str | None = None,
     extend: Extension | None = None,
+    snapshot: bool = True,
 ) -> int:
     """Write a project's labels to ``out``; returns the number of rows written.
 
@@ -694,6 +719,10 @@ def export(
         actor: who asks (the web app passes the signed-in user, who must be an active admin).
         extend: columns to add after the export's own, and the rows to write (see
             `Extension`); a column named like one of the export's is an error.
+        snapshot: read every batch in one read transaction, so labels given meanwhile are
+            all in or all out; False reads each batch in a short transaction of its own, for
+            a caller that takes long between batches (each row is then as it was when its
+            batch was read).
 
     Raises:
         NotFound: no such project.
@@ -718,19 +747,26 @@ def export(
             raise LabelwiseError(f"Added column(s) {', '.join(clash)} clash with the export's own.")
         names, kinds = names + extend.names, kinds + extend.kinds
 
-    with read_unit(settings) as session:
-        if session.get_bind().dialect.name == "postgresql":
-            # One snapshot for every batch (SQLite's read transaction is one already).
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        plan = _plan(session, project, filters, all_annotations)
-        conn = session.connection()
+    with ExitStack() as held:
+        reads: Reads
+        if snapshot:
+            session = held.enter_context(read_unit(settings))
+            if session.get_bind().dialect.name == "postgresql":
+                # One snapshot for every batch (SQLite's read transaction is one already).
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            plan = _plan(session, project, filters, all_annotations)
+            reads = partial(nullcontext, session.connection())
+        else:
+            with read_unit(settings) as session:
+                plan = _plan(session, project, filters, all_annotations)
+            reads = partial(_short_read, settings)
 
         def write_to(stream: BinaryIO) -> int:
             writer = _WRITERS[fmt](stream, names, kinds)
             written = 0
             try:
                 with _old_objects_frozen():
-                    batches = produce(conn, plan, batch_rows)
+                    batches = produce(reads, plan, batch_rows)
                     for rows in batches if extend is None else extend.rows(batches):
                         writer.write(rows)
                         written += len(rows)

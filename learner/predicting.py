@@ -10,10 +10,12 @@ bounded memory, with the next chunk tokenised while this one is scored; the outp
 written beside its target and renamed at the end, as an export is, so a failed or stopped run
 leaves nothing half-written.
 
-The whole run reads one snapshot of the database (as an export does): labels given meanwhile
-are either all in or all out. On a CPU a large pool takes hours; SQLite's write-ahead log
-cannot restart while such a reader is open, so it grows with the writes made meanwhile until
-the run ends.
+On a CPU a large pool takes hours, so unlike an export the run does not read one snapshot of
+the database: each batch of texts is read in a short transaction of its own (``snapshot=False``
+of `db.exporting.export`), and a row's human label is the one it had when its batch was read.
+One read transaction held for the whole run would keep SQLite's write-ahead log from
+restarting (it would grow with every label and queue refresh meanwhile) and PostgreSQL's vacuum
+from removing the rows those writes replace.
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ def predict_to_file(
         settings, project, out, fmt, ExportFilters(include_unlabelled=True),
         batch_rows=batch_rows,
         extend=Extension(PREDICTION_COLUMNS, ("name", "float", "json", "int"), predicted),
+        snapshot=False,
     )
     return PredictionReport(
         rows=written,

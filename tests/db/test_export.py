@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ from db.exporting import (
     ANNOTATION_COLUMNS,
     EXAMPLE_COLUMNS,
     ExportFilters,
+    Extension,
     export,
     neutralise_cell,
 )
@@ -240,6 +242,51 @@ def test_export_on_both_backends(any_settings: Settings) -> None:
         any_settings, "p", "jsonl", filters=ExportFilters(labels=["b"]), all_annotations=True
     )
     assert [r["annotator"] for r in jsonl_rows(data)] == ["y", "z"]
+
+
+def _open_transactions(settings: Settings) -> int:
+    """Read transactions other connections hold open: on SQLite, whether the write-ahead log
+    could not be checkpointed and restarted just now (a reader held it); on PostgreSQL, the
+    other sessions of this database inside a transaction."""
+    from db.engine import get_engine, sqlite_path
+
+    path = sqlite_path(settings.database_url)
+    if path is not None:
+        probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            return probe.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]  # 1: busy
+        finally:
+            probe.close()
+    with get_engine(settings).connect() as conn:
+        return conn.execute(sql_text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")).scalar_one()
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_an_export_reads_one_snapshot_or_each_batch_on_its_own(any_settings: Settings,
+                                                               snapshot: bool) -> None:
+    """With ``snapshot`` every batch comes from one read transaction, held between batches;
+    without, no transaction is open between batches (a caller taking hours between them holds
+    back neither SQLite's log nor PostgreSQL's vacuum) and a later batch sees labels given
+    after the export began."""
+    ids = add_project(any_settings, "p", ["a", "b"], [f"text {i}" for i in range(6)])
+    open_between: list[int] = []
+
+    def label_meanwhile(batches):
+        for i, rows in enumerate(batches):
+            if i == 0:
+                annotate(any_settings, "p", ids[-1], "x", "b")  # the last batch's text
+            open_between.append(_open_transactions(any_settings))
+            yield [row + (i,) for row in rows]
+
+    n, data = run_export(any_settings, "p", "jsonl", batch_rows=2, snapshot=snapshot,
+                         filters=ExportFilters(include_unlabelled=True),
+                         extend=Extension(("batch",), ("int",), label_meanwhile))
+    rows = jsonl_rows(data)
+    assert n == 6 and [r["batch"] for r in rows] == [0, 0, 1, 1, 2, 2]
+    assert rows[-1]["label"] == (None if snapshot else "b")
+    assert open_between == ([1, 1, 1] if snapshot else [0, 0, 0])
 
 
 # --- final label ---------------------------------------------------------------------------

@@ -99,6 +99,17 @@ def test_csv_and_parquet_carry_the_same_predictions(settings, trained, tmp_path)
         assert int(got_csv["model_version"]) == got_pq["model_version"] == 1
 
 
+def test_a_run_holds_no_read_transaction_while_it_scores(settings, trained, tmp_path):
+    """Hours on a CPU: a read transaction held meanwhile would keep SQLite's log growing."""
+    from tests.db.test_export import _open_transactions
+
+    held = []  # one chunk of every text: read whole before the first batch is scored
+    predict_to_file(settings, "toy", tmp_path / "p.jsonl", "jsonl", chunk_size=1000,
+                    batch_rows=3, progress=lambda done, total: done and held.append(
+                        _open_transactions(settings)))
+    assert held and set(held) == {0}
+
+
 def test_a_run_that_fails_midway_leaves_no_file(settings, trained, tmp_path):
     out = tmp_path / "out" / "p.jsonl"
     out.parent.mkdir()
