@@ -21,7 +21,9 @@ import os
 import socket
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -112,43 +114,30 @@ class _Ticker:
 
 
 class _Beat(_Ticker):
-    """Heartbeats a running run; notices when it was cancelled."""
+    """Heartbeats a running round or prediction job with its progress so far, and notices
+    when it was cancelled: the next ``update`` then raises ``stop``.
 
-    def __init__(self, settings: Settings, run_id: int, every_s: float) -> None:
+    Args:
+        report: writes the heartbeat with the progress (``update``'s arguments); False when
+            the round or job was cancelled meanwhile.
+        stop: the exception that ends the work once cancelled.
+        progress: the progress to report until the first ``update``.
+    """
+
+    def __init__(self, every_s: float, report: Callable[..., bool], stop: Exception,
+                 *progress: Any) -> None:
         super().__init__(every_s)
-        self.settings, self.run_id = settings, run_id
-        self.stage, self.progress = "starting", 0.0
+        self.report, self.stop, self.progress = report, stop, progress
         self.cancelled = threading.Event()
 
     def tick(self) -> None:
-        if not heartbeat(self.settings, self.run_id, self.stage, self.progress):
+        if not self.report(*self.progress):
             self.cancelled.set()
 
-    def update(self, stage: str, progress: float) -> None:
+    def update(self, *progress: Any) -> None:
         if self.cancelled.is_set():
-            raise RoundCancelled("The run was cancelled.")
-        self.stage, self.progress = stage, progress
-
-
-class _JobBeat(_Ticker):
-    """Heartbeats a running prediction job with the texts scored so far; notices a cancel."""
-
-    def __init__(self, settings: Settings, job_id: int, every_s: float) -> None:
-        super().__init__(every_s)
-        self.settings, self.job_id = settings, job_id
-        self.done, self.total = 0, 0
-        self.cancelled = threading.Event()
-
-    def tick(self) -> None:
-        if not report_prediction(self.settings, self.job_id, self.done, self.total):
-            self.cancelled.set()
-
-    def update(self, done: int, total: int) -> None:
-        from learner.predicting import PredictionCancelled
-
-        if self.cancelled.is_set():
-            raise PredictionCancelled("The prediction job was cancelled.")
-        self.done, self.total = done, total
+            raise self.stop
+        self.progress = progress
 
 
 class _Presence(_Ticker):
@@ -216,7 +205,8 @@ class _FastLoops(_Ticker):
 def execute(settings: Settings, run: RunInfo, options: WorkerOptions) -> None:
     """Run a claimed round to the end, recording a failure with its reason."""
     try:
-        with _Beat(settings, run.id, options.heartbeat_s) as beat, \
+        with _Beat(options.heartbeat_s, partial(heartbeat, settings, run.id),
+                   RoundCancelled("The run was cancelled."), "starting", 0.0) as beat, \
                 _FastLoops(settings, options.fast_loop_s):
             version = run_round(settings, run.id, run.project_id, progress=beat.update)
         log.info("run %s done: model version %s", run.id, version)
@@ -240,7 +230,8 @@ def execute_prediction(settings: Settings, job: PredictionJobInfo, options: Work
             project = session.get(Project, job.project_id)
             name = project.name if project is not None else ""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _JobBeat(settings, job.id, options.heartbeat_s) as beat, \
+        with _Beat(options.heartbeat_s, partial(report_prediction, settings, job.id),
+                   PredictionCancelled("The prediction job was cancelled."), 0, 0) as beat, \
                 _FastLoops(settings, options.fast_loop_s):
             report = predict_to_file(settings, name, path, job.fmt, version=job.model_version,
                                      unlabelled_only=job.unlabelled_only, progress=beat.update)

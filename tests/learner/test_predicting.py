@@ -237,7 +237,7 @@ def test_a_job_cancelled_while_it_runs_stops_and_leaves_no_file(settings, traine
 
     project_id, _ = trained
     job = request_predictions(settings, project_id, 1)
-    update = worker._JobBeat.update
+    update = worker._Beat.update
     calls = []
 
     def cancelled_after_the_first_batch(beat, done, total):
@@ -247,7 +247,7 @@ def test_a_job_cancelled_while_it_runs_stops_and_leaves_no_file(settings, traine
             time.sleep(0.3)  # the heartbeat notices
         update(beat, done, total)
 
-    monkeypatch.setattr(worker._JobBeat, "update", cancelled_after_the_first_batch)
+    monkeypatch.setattr(worker._Beat, "update", cancelled_after_the_first_batch)
     assert work_once(settings, WorkerOptions(heartbeat_s=0.02), "w")
     assert calls == [0, 16]  # stopped at the first batch's report
     assert _job(settings, project_id, job.id).status == "cancelled"
