@@ -32,30 +32,41 @@ def _built(ident: Hashable, _build: Callable[[], bytes]) -> bytes:
     return _build()
 
 
-def prepared_download(label: str, build: Callable[[], bytes], ident: Hashable, *, key: str,
-                      file_name: str, mime: str, help: str | None = None) -> None:
-    """A "Prepare LABEL" button, and once pressed a "Download LABEL" one serving ``build()``.
+def file_download(label: str, build: Callable[[], bytes], ident: Hashable, *, key: str,
+                  file_name: str, mime: str, help: str | None = None) -> bool:
+    """A "Download LABEL · size" button serving ``build()``, built once per ``ident`` and
+    shared; False, with an error shown, when it could not be built.
 
     Args:
-        label: what the buttons name, e.g. ``model v2 (zip)``.
-        build: makes the file's bytes; run on "Prepare", once per ``ident`` (cached).
-        ident: what the file is, e.g. its path and modification time: a new ``ident``
-            (a new model version, a rewritten file) asks for "Prepare" again.
-        key: the widgets' key, unique on the page; the prepared ``ident`` is kept under it.
+        label: what the button names, e.g. ``model v2 (zip)``.
+        build: makes the file's bytes.
+        ident: what the file is, e.g. its path and modification time.
+        key: the button's key, unique on the page.
         file_name, mime, help: as ``st.download_button`` takes them.
     """
+    try:
+        with st.spinner(f"Preparing {label}…"):
+            data = _built(ident, build)
+    except OSError as exc:  # removed or unreadable since the page showed it
+        st.error(md_escape(f"Could not prepare {label}: {exc}"))
+        return False
+    st.download_button(f"Download {label} · {_size(len(data))}", data, file_name=file_name,
+                       mime=mime, type="primary", key=key, help=help, on_click="ignore")
+    return True
+
+
+def prepared_download(label: str, build: Callable[[], bytes], ident: Hashable, *, key: str,
+                      file_name: str, mime: str, help: str | None = None) -> None:
+    """A "Prepare LABEL" button, and once pressed the `file_download` of ``build()``.
+
+    A new ``ident`` (a new model version, a rewritten file) asks for "Prepare" again; the
+    prepared one is kept in the session under ``key``. Arguments as for `file_download`.
+    """
     if st.session_state.get(key) == ident:
-        try:
-            with st.spinner(f"Preparing {label}…"):
-                data = _built(ident, build)
-        except OSError as exc:  # removed or unreadable since the page showed it
-            del st.session_state[key]
-            st.error(md_escape(f"Could not prepare {label}: {exc}"))
-        else:
-            st.download_button(f"Download {label} · {_size(len(data))}", data,
-                               file_name=file_name, mime=mime, type="primary",
-                               key=f"{key}-file", help=help, on_click="ignore")
+        if file_download(label, build, ident, key=f"{key}-file", file_name=file_name, mime=mime,
+                         help=help):
             return
+        del st.session_state[key]
     st.button(f"Prepare {label}", key=f"{key}-prepare", help=help,
               on_click=st.session_state.__setitem__, args=(key, ident))
 

@@ -31,10 +31,16 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import (
+    AbstractContextManager,
+    ExitStack,
+    contextmanager,
+    nullcontext,
+    suppress,
+)
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime, timezone
+from functools import partial
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -52,6 +58,7 @@ from db.errors import ExportFailed, LabelwiseError
 from db.models import Annotation, Annotator, Example, Label
 from db.projects import get_project, label_ids
 from db.settings import Settings
+from db.texts import file_stem
 from db.users import require_admin
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -793,3 +800,50 @@ def export(
         finally:
             tmp.unlink(missing_ok=True)
         return written
+
+
+KEEP_EXPORTS = 5
+"""Files `export_to_folder` keeps per project; older ones are deleted as a newer one is written."""
+
+
+def export_to_folder(
+    settings: Settings,
+    project: str,
+    fmt: str,
+    filters: ExportFilters | None = None,
+    all_annotations: bool = False,
+    *,
+    actor: str | None = None,
+) -> tuple[Path, int]:
+    """`export` into a new file in the data folder (``exports/project-<id>/``), for the web
+    app to offer as a download without holding the export in memory; the project's files
+    there beyond the `KEEP_EXPORTS` newest are deleted.
+
+    Returns:
+        The file, and the number of rows written.
+
+    Raises:
+        As `export`.
+    """
+    with read_unit(settings) as session:
+        info = get_project(session, project)
+    folder = settings.data_dir / "exports" / f"project-{info.id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    extension = fmt.lower().lstrip(".")
+    path = folder / f"{file_stem(project)}-{stamp}-{uuid.uuid4().hex[:6]}.{extension}"
+    n = export(settings, project, path, fmt, filters, all_annotations, actor=actor)
+    for old in _newest_first(folder)[KEEP_EXPORTS:]:
+        old.unlink(missing_ok=True)
+    return path, n
+
+
+def _newest_first(folder: Path) -> list[Path]:
+    """The finished files in ``folder`` (not another export's temporary one), newest first."""
+    found = []
+    for path in folder.iterdir():
+        if path.name.startswith("."):
+            continue
+        with suppress(FileNotFoundError):  # deleted meanwhile by another export
+            found.append((path.stat().st_mtime_ns, path.name, path))
+    return [path for *_, path in sorted(found, reverse=True)]

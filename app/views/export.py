@@ -4,15 +4,14 @@ would) while this page polls."""
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, time, timezone
 from pathlib import Path
 
 import streamlit as st
 
 from app import ui
-from app.downloads import prepared_download
-from db.exporting import ExportFilters, export
+from app.downloads import file_download, prepared_download
+from db.exporting import KEEP_EXPORTS, ExportFilters, export_to_folder
 from db.jobs import ACTIVE
 from db.predictions import (
     KEEP_FILES,
@@ -52,19 +51,37 @@ if prepared:
         labelled_since=datetime.combine(since, time.min, tzinfo=timezone.utc) if since else None,
         include_unlabelled=unlabelled,
     )
-    buffer = io.BytesIO()
-    n = ui.attempt(export, settings, project.name, buffer, fmt, filters,
-                   shape == "one per annotation", actor=ui.annotator())
-    if n is not None:
-        st.session_state["export_file"] = (buffer.getvalue(), fmt, n)
+    written = ui.attempt(export_to_folder, settings, project.name, fmt, filters,
+                         shape == "one per annotation", actor=ui.annotator())
+    if written is not None:  # a file on the server: the session keeps its name, not its bytes
+        st.session_state["export_file"] = (project.id, str(written[0]), fmt, written[1])
+
+
+def too_large(what: str, path: Path, size: int, command: str) -> bool:
+    """Name a file too large for the browser by its path on the server; True if it is."""
+    if size <= settings.max_download_mb * 2**20:  # Streamlit holds a download whole
+        return False
+    st.caption(f"{what}, {size / 2**20:,.0f} MB: too large to download through the browser "
+               "(`LABELWISE_MAX_DOWNLOAD_MB`); the file is on the server, here (or write one "
+               f"where you want with `python -m app {command}`):")
+    st.code(str(path), language=None)
+    return True
+
 
 ready = st.session_state.get("export_file")
-if ready:
-    data, fmt, n = ready
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
-    st.caption(f"{n:,} rows, {len(data):,} bytes")
-    st.download_button(f"Download {fmt.upper()}", data, file_name=f"{safe}-{stamp}.{fmt}",
-                       mime=MIME[fmt], type="primary", key="download")
+if ready and ready[0] == project.id:
+    _, path, fmt, n = ready
+    path, what = Path(path), f"{fmt.upper()} · {n:,} rows"
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        st.caption(f"{what}: removed since (each project keeps its {KEEP_EXPORTS} latest "
+                   "exports); prepare it again.")
+    else:
+        if not too_large(what, path, stat.st_size, "export"):
+            stamp = datetime.fromtimestamp(stat.st_mtime, timezone.utc).strftime("%Y%m%d-%H%M")
+            file_download(what, path.read_bytes, (str(path), stat.st_mtime_ns, stat.st_size),
+                          key="download", file_name=f"{safe}-{stamp}.{fmt}", mime=MIME[fmt])
 
 
 st.divider()
@@ -148,17 +165,11 @@ def prediction_jobs(polling: bool) -> None:
         elif job.status == "done" and job.file_path and Path(job.file_path).is_file():
             path = Path(job.file_path)
             stat = path.stat()
-            size = stat.st_size
-            if size > settings.max_download_mb * 2**20:  # Streamlit holds a download whole
-                st.caption(f"{what} · {job.n_rows:,} rows, {size / 2**20:,.0f} MB: too large "
-                           "to download through the browser (`LABELWISE_MAX_DOWNLOAD_MB`); the "
-                           "file is on the server, here (or write one where you want with "
-                           "`python -m app predict`):")
-                st.code(str(path), language=None)
+            if too_large(f"{what} · {job.n_rows:,} rows", path, stat.st_size, "predict"):
                 continue
             prepared_download(
                 f"{what} · {job.n_rows:,} rows", path.read_bytes,
-                (str(path), stat.st_mtime_ns, size),
+                (str(path), stat.st_mtime_ns, stat.st_size),
                 file_name=f"{safe}-predictions-v{job.model_version}-{job.id}.{job.fmt}",
                 mime=MIME[job.fmt], key=f"download-prediction-{job.id}")
         elif job.status == "done":

@@ -189,6 +189,7 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         page.get_by_role("link", name="Data").click()  # and back: a full run of the page
         page.get_by_role("link", name="Model").click()
         expect(page.get_by_text("Version 1")).to_be_visible()
+        expect(page.get_by_text("Audit accuracy")).to_be_visible()  # drawn, not a placeholder
         page.screenshot(path=str(SHOTS / "3-model.png"), full_page=True)
         # the model, to use without Labelwise
         page.get_by_role("button", name="Prepare model v1 (zip)").click()

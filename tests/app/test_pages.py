@@ -202,13 +202,26 @@ def test_model_page_says_a_queued_round_waits_for_a_prediction_job(app, settings
             in at.info[0].value)
 
 
-def test_export_page_prepares_a_download(app, settings):
-    at, _ = app
+def test_export_page_prepares_a_download(app, settings, monkeypatch):
+    at, project = app
     _open(at, "export")
     _button(at, "Prepare file").click().run()
     assert not at.exception
-    data, fmt, n = at.session_state["export_file"]
-    assert fmt == "csv" and n == 2 and data.startswith(b"id,text,label")
+    project_id, path, fmt, n = at.session_state["export_file"]  # a file, not its bytes
+    data = Path(path).read_bytes()
+    assert project_id == project.id and fmt == "csv" and n == 2
+    assert data.startswith(b"id,text,label") and Path(path).parent.parent == (
+        settings.data_dir / "exports")
+    (download,) = at.get("download_button")
+    assert download.proto.label == f"Download CSV · 2 rows · {len(data)} bytes"
+    monkeypatch.setenv("LABELWISE_MAX_DOWNLOAD_MB", "0")  # too large: named by its path
+    at.run()
+    assert not at.get("download_button") and [c.value for c in at.code] == [path]
+    assert any("CSV · 2 rows, 0 MB: too large to download through the browser" in c.value
+               for c in at.caption)
+    Path(path).unlink()  # removed on the server since: prepare it again
+    at.run()
+    assert any("CSV · 2 rows: removed since" in c.value for c in at.caption)
 
 
 def test_settings_page_adds_labels_and_rejects_bad_values(app, settings):

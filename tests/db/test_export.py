@@ -23,9 +23,11 @@ from db.errors import ExportFailed, LabelwiseError, NotFound
 from db.exporting import (
     ANNOTATION_COLUMNS,
     EXAMPLE_COLUMNS,
+    KEEP_EXPORTS,
     ExportFilters,
     Extension,
     export,
+    export_to_folder,
     neutralise_cell,
 )
 from db.models import Annotation, Example
@@ -287,6 +289,30 @@ def test_an_export_reads_one_snapshot_or_each_batch_on_its_own(any_settings: Set
     assert n == 6 and [r["batch"] for r in rows] == [0, 0, 1, 1, 2, 2]
     assert rows[-1]["label"] == (None if snapshot else "b")
     assert open_between == ([1, 1, 1] if snapshot else [0, 0, 0])
+
+
+def test_an_export_to_the_data_folder_keeps_each_projects_latest_files(
+        settings: Settings, sentiment: dict[str, int]) -> None:
+    import os
+
+    paths = []
+    for i in range(KEEP_EXPORTS + 2):
+        path, n = export_to_folder(settings, "films", "CSV")
+        os.utime(path, ns=(i * 10**9, i * 10**9))  # written one second apart
+        paths.append(path)
+        assert n == 3 and path.suffix == ".csv" and path.read_bytes().startswith(b"id,text")
+    other, _ = export_to_folder(settings, "books", "jsonl")
+    assert other.parent != paths[0].parent and other.is_file()  # a folder per project
+    folder = paths[0].parent
+    assert folder.parent == settings.data_dir / "exports"
+    path, _ = export_to_folder(settings, "films", "jsonl")  # the newest, then the 4 latest
+    assert sorted(folder.iterdir()) == sorted([path, *paths[-(KEEP_EXPORTS - 1):]])
+    assert other.is_file()  # the other project's file stays
+    with pytest.raises(LabelwiseError, match="Unknown export format"):
+        export_to_folder(settings, "films", "xlsx")
+    with pytest.raises(NotFound):
+        export_to_folder(settings, "nope", "csv")
+    assert len(list(folder.iterdir())) == KEEP_EXPORTS  # nothing written by either
 
 
 # --- final label ---------------------------------------------------------------------------
