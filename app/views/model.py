@@ -190,14 +190,22 @@ else:
         st.caption(ui.md_escape(f"Trained in {_PRECISION_NAMES.get(trained, trained)}{why}."))
     if "scoring" in m:
         st.caption(_scoring_caption(m["scoring"]))
-    source, inside = Path(latest.artefact_path), folder_name(project.name, latest.version)
+    by_number = {v.version: v for v in versions}
+    number = latest.version if len(versions) == 1 else st.selectbox(
+        "Model to take away", list(reversed(by_number)),  # a new version: back to it
+        format_func=lambda n: (f"v{n} ({by_number[n].n_labels:,} labels, audit accuracy "
+                               + (f"{by_number[n].metrics['accuracy']:.1%})"
+                                  if "accuracy" in by_number[n].metrics else "–)")))
+    source, inside = Path(by_number[number].artefact_path), folder_name(project.name, number)
     if source.is_dir():
         prepared_download(
-            f"model v{latest.version} (zip)", lambda: zip_bytes(source, inside),
+            f"model v{number} (zip)", lambda: zip_bytes(source, inside),
             (str(source), inside), file_name=f"{inside}.zip", mime="application/zip",
             key="download_model", help="A Hugging Face checkpoint with the label names: "
                  "`pipeline('text-classification', model=FOLDER)` loads it, no Labelwise "
-                 "needed. Older versions: `python -m app export-model`.")
+                 "needed. From a shell: `python -m app export-model`.")
+    else:
+        st.caption(f"Model v{number}'s files are no longer on the server.")
     curve = [
         {"labels": v.n_labels, "accuracy": v.metrics.get("accuracy"),
          "macro-F1": v.metrics.get("macro_f1")}

@@ -634,3 +634,18 @@ def test_model_page_offers_the_latest_model_as_a_zip(app, settings):
     (download,) = at.get("download_button")
     size = _size(len(zip_bytes(settings.data_dir / "m2", "News-model-v2")))
     assert download.proto.label == f"Download model v2 (zip) · {size}"
+    (pick,) = [box for box in at.selectbox if box.label == "Model to take away"]  # or older
+    assert pick.options == ["v2 (2 labels, audit accuracy –)", "v1 (2 labels, audit accuracy –)"]
+    pick.set_value(1).run()
+    assert not at.get("download_button")
+    _button(at, "Prepare model v1 (zip)").click().run()
+    (download,) = at.get("download_button")
+    assert download.proto.label.startswith("Download model v1 (zip) · ")
+    import shutil
+
+    shutil.rmtree(settings.data_dir / "m1")  # its files gone from the server
+    at.run()
+    assert "Model v1's files are no longer on the server." in [c.value for c in at.caption]
+    _model_version(settings, project.id, 3)  # a new version: offered first again
+    at.run()
+    assert _button(at, "Prepare model v3 (zip)")
