@@ -51,8 +51,9 @@ if prepared:
         labelled_since=datetime.combine(since, time.min, tzinfo=timezone.utc) if since else None,
         include_unlabelled=unlabelled,
     )
-    written = ui.attempt(export_to_folder, settings, project.name, fmt, filters,
-                         shape == "one per annotation", actor=ui.annotator())
+    with st.spinner("Writing the file…"):
+        written = ui.attempt(export_to_folder, settings, project.name, fmt, filters,
+                             shape == "one per annotation", actor=ui.annotator())
     if written is not None:  # a file on the server: the session keeps its name, not its bytes
         st.session_state["export_file"] = (project.id, str(written[0]), fmt, written[1])
 
