@@ -10,8 +10,9 @@ fetch delayed by 0.3 s (``tests/app/test_downloads.py`` delays it by 1 s). The M
 polling (every 2 s) is the likely cause of a click in the browser test that brought no file,
 once, with the whole suite loading the machine.
 
-Here "Prepare" builds the file, and "Download" then serves it as this session's own file,
-which the server keeps for as long as the session shows the button.
+Here the file is built first (`prepared_download`'s "Prepare" button, or the Export page's
+form), and "Download" (`file_download`) then serves it as this session's own file, which the
+server keeps for as long as the session shows the button.
 """
 
 from __future__ import annotations
