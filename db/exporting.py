@@ -580,7 +580,9 @@ class _Names(dict[int, str]):
     def __missing__(self, key: int) -> str:
         id_column = self.column.table.c.id
         with self.reads() as conn:
-            name = conn.execute(select(self.column).where(id_column == key)).scalar_one()
+            name = conn.execute(select(self.column).where(id_column == key)).scalar_one_or_none()
+        if name is None:  # removed after its batch was read (batches in transactions of their own)
+            name = f"(removed: id {key})"
         self[key] = name
         return name
 

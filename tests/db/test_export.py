@@ -291,6 +291,21 @@ def test_an_export_reads_one_snapshot_or_each_batch_on_its_own(any_settings: Set
     assert open_between == ([1, 1, 1] if snapshot else [0, 0, 0])
 
 
+def test_a_name_looked_up_after_its_row_was_removed_does_not_stop_the_export(
+        settings: Settings, sentiment: dict[str, int]) -> None:
+    """Batches read in transactions of their own: a label removed between its batch and the
+    lookup of its name is named by its id rather than ending a run of hours."""
+    from functools import partial
+
+    from db.exporting import _Names, _short_read
+    from db.models import Label
+
+    names = _Names(partial(_short_read, settings), Label.__table__.c.name)
+    with write_unit(settings) as session:
+        pos = session.execute(sql_text("SELECT id FROM labels WHERE name = 'pos'")).scalar()
+    assert names[pos] == "pos" and names[10**6] == "(removed: id 1000000)"
+
+
 def test_an_export_to_the_data_folder_keeps_each_projects_latest_files(
         settings: Settings, sentiment: dict[str, int]) -> None:
     import os
