@@ -275,12 +275,43 @@ def _project_configs(settings: Settings) -> Configs:
         return [(p.id, ProjectConfig.from_dict(p.settings)) for p in session.scalars(select(Project))]
 
 
-def _ready_to_train(session, project_id: int, config: ProjectConfig) -> bool:  # type: ignore[no-untyped-def]
-    """Cold start is over: every label has ``cold_start_k`` labelled texts outside the audit."""
-    project = session.get(Project, project_id)
-    labels = [label.name for label in project.labels]
+@dataclass(frozen=True)
+class AutomaticRound:
+    """Whether the worker starts a round by itself now, and what it waits for otherwise.
+
+    Attributes:
+        has_model: the project has a model version.
+        new_labels: labels given or changed since its latest version (since the start).
+        due: enough new labels: ``retrain_every`` once there is a model, any before.
+        missing: labels with fewer than ``cold_start_k`` labelled texts outside the audit
+            slice, with their counts (checked only when ``due``; a round needs none missing).
+        one_label: the project has fewer than two labels (checked only when ``due``).
+    """
+
+    has_model: bool
+    new_labels: int
+    due: bool
+    missing: dict[str, int]
+    one_label: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.due and not self.missing and not self.one_label
+
+
+def automatic_round(session, project_id: int, config: ProjectConfig) -> AutomaticRound:  # type: ignore[no-untyped-def]
+    """The rule `queue_automatic_rounds` follows for a project (``retrain_every`` > 0)."""
+    new = labels_since_last_version(session, project_id)
+    has_model = session.scalar(
+        select(ModelVersion.id).where(ModelVersion.project_id == project_id).limit(1)
+    ) is not None
+    due = new >= config.retrain_every if has_model else new > 0
+    if not due:  # the cheap counts first: reading every label is only needed when a round is due
+        return AutomaticRound(has_model, new, due, {})
+    labels = [label.name for label in session.get(Project, project_id).labels]
     train_y = [label for label, audit in final_labels(session, project_id).values() if not audit]
-    return len(labels) >= 2 and not missing_labels(labels, train_y, config.cold_start_k)
+    return AutomaticRound(has_model, new, due, missing_labels(labels, train_y, config.cold_start_k),
+                          one_label=len(labels) < 2)
 
 
 def queue_automatic_rounds(settings: Settings, configs: Configs | None = None) -> list[int]:
@@ -290,13 +321,7 @@ def queue_automatic_rounds(settings: Settings, configs: Configs | None = None) -
         if config.retrain_every <= 0 or active_run(settings, project_id) is not None:
             continue
         with read_unit(settings) as session:
-            new = labels_since_last_version(session, project_id)
-            has_model = session.scalar(
-                select(ModelVersion.id).where(ModelVersion.project_id == project_id).limit(1)
-            ) is not None
-            due = new >= config.retrain_every if has_model else new > 0
-            # the cheap counts first: reading every label is only needed when a round is due
-            ready = due and _ready_to_train(session, project_id, config)
+            ready = automatic_round(session, project_id, config).ready
         if ready:
             queued.append(request_training(settings, project_id, trigger="auto").id)
     return queued

@@ -15,8 +15,6 @@ from db.queue import queue_status
 from db.runs import (
     active_run,
     cancel_run,
-    labels_since_last_version,
-    latest_version,
     list_runs,
     list_versions,
     request_training,
@@ -25,6 +23,7 @@ from db.runs import (
 from db.workers import live_workers
 from learner.model import TRAIN_BF16_SPEEDUP_MIN
 from learner.model_export import folder_name, zip_bytes
+from learner.worker import automatic_round
 
 project = ui.require_project()
 settings = ui.settings()
@@ -86,16 +85,26 @@ def _workers_caption(now: datetime) -> None:
 
 
 def _next_automatic_round() -> str:
-    """When the worker will start a round by itself (as `queue_automatic_rounds` decides)."""
+    """When the worker will start a round by itself (by `automatic_round`, as it decides)."""
     config = project.config
     if config.retrain_every <= 0:
         return "Automatic rounds are off (Settings: retrain every N new labels); Train now starts one."
-    if latest_version(settings, project.id) is None:
-        return (f"The worker trains the first model by itself once every label has "
-                f"{config.cold_start_k} labelled texts outside the audit slice.")
     with read_unit(settings) as session:
-        since = labels_since_last_version(session, project.id)
-    left = config.retrain_every - since
+        state = automatic_round(session, project.id, config)
+    if state.due and state.one_label:
+        return "The worker trains by itself once the project has two labels (Settings)."
+    if state.missing:
+        short = ", ".join(f"{label} ({n})" for label, n in state.missing.items())
+        what = "trains by itself" if state.has_model else "trains the first model by itself"
+        return ui.md_escape(
+            f"The worker {what} once every label has {config.cold_start_k} labelled texts "
+            f"outside the audit slice; still short: {short}.")
+    if not state.has_model:
+        return (f"Every label has {config.cold_start_k} labelled texts outside the audit "
+                "slice: the worker trains the first model on its next pass." if state.ready else
+                f"The worker trains the first model by itself once every label has "
+                f"{config.cold_start_k} labelled texts outside the audit slice.")
+    since, left = state.new_labels, config.retrain_every - state.new_labels
     return (f"The worker trains by itself every {config.retrain_every} new labels: "
             + (f"{left} to go ({since} since the last round)." if left > 0
                else f"{since} since the last round, so it starts one on its next pass."))

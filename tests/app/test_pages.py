@@ -293,25 +293,37 @@ def test_model_page_says_when_the_worker_trains_by_itself(app, settings):
 
     at, project = app
 
+    from learner.worker import queue_automatic_rounds
+
     def says() -> str:
         return next(c.value for c in at.caption if c.value.startswith("No round is running."))
 
-    _open(at, "model")
-    assert ("trains the first model by itself once every label has 3 labelled texts"
-            in says())
+    def setting(**values) -> None:
+        with write_unit(settings) as session:
+            update_project(session, "News", settings=values)
+        _open(at, "model")
+
+    setting(cold_start_k=1)
+    assert says().endswith("the worker trains the first model on its next pass.")
+    setting(cold_start_k=3)
+    assert says().replace("\\", "") == (
+        "No round is running. The worker trains the first model by itself once every label "
+        "has 3 labelled texts outside the audit slice; still short: sport (1), business (1).")
     _a_round_lands(settings, project.id)
     annotate(settings, project.id, 1, "alice", "sport")
     at.run()
     assert "every 50 new labels: 49 to go (1 since the last round)." in says()
-    with write_unit(settings) as session:
-        update_project(session, "News", settings={"retrain_every": 1})
-    _open(at, "model")
-    assert "1 since the last round, so it starts one on its next pass." in says()
-    with write_unit(settings) as session:
-        update_project(session, "News", settings={"retrain_every": 0})
-    _open(at, "model")
+    setting(retrain_every=0)
     assert says().startswith("No round is running. Automatic rounds are off")
     assert "every" not in says().split(";")[1]  # not "every 0 new labels"
+    setting(retrain_every=1)  # due, but not every label has its 3 texts: the worker waits
+    assert says().replace("\\", "").endswith(
+        "trains by itself once every label has 3 labelled texts outside the audit slice; "
+        "still short: sport (2), business (1).")
+    assert queue_automatic_rounds(settings) == []  # as the page says
+    setting(cold_start_k=1)
+    assert "1 since the last round, so it starts one on its next pass." in says()
+    assert len(queue_automatic_rounds(settings)) == 1  # and so it does
 
 
 def test_model_page_tells_how_the_pool_was_scored(app, settings):

@@ -188,6 +188,28 @@ def test_worker_cold_start_then_automatic_round(settings, tiny_model_dir):
     assert [r.status for r in list_runs(settings, project_id)] == ["done", "done"]
 
 
+def test_the_automatic_round_rule_says_what_it_waits_for(settings, tiny_model_dir):
+    from db.projects import ProjectConfig, remove_label
+    from learner.worker import automatic_round
+
+    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=5)
+
+    def state(**config):
+        with read_unit(settings) as session:
+            return automatic_round(session, project_id, ProjectConfig(
+                **{"retrain_every": 5, "cold_start_k": 3, **config}))
+
+    first = state()
+    assert (first.has_model, first.new_labels, first.due, first.ready) == (False, 0, False, False)
+    label(settings, project_id, rows, 4)  # rows alternate fruit, vehicle: 2 of each
+    assert state().due and state().missing == {"fruit": 2, "vehicle": 2}
+    assert state(cold_start_k=2).ready
+    with write_unit(settings) as session:  # a project left with one label cannot train
+        remove_label(session, project_id, "vehicle", force=True)
+    one = state(cold_start_k=1)
+    assert one.due and one.one_label and not one.ready
+
+
 def test_failed_round_is_recorded_with_its_reason(settings, tiny_model_dir):
     project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0)
     with write_unit(settings) as session:
