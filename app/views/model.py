@@ -128,7 +128,8 @@ def live() -> None:
         busy = running_predictions(settings)
         st.info(f"Run {run.id} is queued: waiting for the worker (`python -m app worker`)."
                 if not busy else f"Run {run.id} is queued: a worker is writing predictions "
-                f"first (job {busy[0].id}, {busy[0].progress:.0%} done; Export page).")
+                f"first (job {busy[0].id}, {busy[0].progress:.0%} done; Export page). A second "
+                "worker (`python -m app worker`) would train it meanwhile.")
         st.button("Cancel", key=f"cancel-{run.id}", on_click=cancel_run,
                   args=(settings, run.id, ui.annotator()))
         return

@@ -228,6 +228,21 @@ def test_the_worker_writes_a_job_after_any_round_and_its_file_is_what_predict_wr
     assert not work_once(settings, WorkerOptions(), "w")  # nothing left to do
 
 
+def test_a_second_worker_trains_a_round_while_the_first_writes_predictions(settings, trained):
+    """One worker takes a round only after the job it is writing; a second one takes it now
+    (the Model page says so while a round waits)."""
+    from db.predictions import claim_next_prediction, request_predictions
+    from db.runs import list_runs
+    from learner.worker import WorkerOptions, work_once
+
+    project_id, _ = trained
+    request_predictions(settings, project_id, 1)
+    assert claim_next_prediction(settings, "first") is not None  # writing it, for hours maybe
+    request_training(settings, project_id)
+    assert work_once(settings, WorkerOptions(), "second")
+    assert [run.status for run in list_runs(settings, project_id)] == ["done", "done"]
+
+
 def test_a_job_cancelled_while_it_runs_stops_and_leaves_no_file(settings, trained, monkeypatch):
     import time
 
