@@ -91,7 +91,7 @@ def _next_automatic_round() -> str:
         return "Automatic rounds are off (Settings: retrain every N new labels); Train now starts one."
     with read_unit(settings) as session:
         state = automatic_round(session, project.id, config)
-    if state.due and state.one_label:
+    if state.one_label:  # checked only once a round is due
         return "The worker trains by itself once the project has two labels (Settings)."
     if state.missing:
         short = ", ".join(f"{label} ({n})" for label, n in state.missing.items())
