@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -495,14 +496,17 @@ def test_auto_times_a_training_step_where_the_cpu_has_avx512_bf16_but_no_amx(
     monkeypatch.setattr(model_module, "TRAIN_CHECK_MIN_PARAMS", 0)
     real_autocast = model_module.autocast
     used: list[str] = []
+    # The step's clock moves only here: 1 s a step, 2 s in the slower precision. A real sleep
+    # failed once in CI, where a tiny model's bf16 step on a busy CPU outlasted it.
+    clock = [0.0]
 
-    def slow(dev: str, precision: str) -> object:  # the slower precision takes 20 ms more
+    def slow(dev: str, precision: str) -> object:
         used.append(precision)
-        if precision == slower:
-            time.sleep(0.02)
+        clock[0] += 2.0 if precision == slower else 1.0
         return real_autocast(dev, precision)
 
     monkeypatch.setattr(model_module, "autocast", slow)
+    monkeypatch.setattr(model_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     X, y = synthetic_texts(8)
     clf = TransformerClassifier(str(tiny_model_dir), tiny_config(epochs=1)).fit(X, y)
     assert clf.training_precision_ == chosen
