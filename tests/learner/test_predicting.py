@@ -244,8 +244,6 @@ def test_a_second_worker_trains_a_round_while_the_first_writes_predictions(setti
 
 
 def test_a_job_cancelled_while_it_runs_stops_and_leaves_no_file(settings, trained, monkeypatch):
-    import time
-
     from db.predictions import cancel_prediction, prediction_path, request_predictions
     from learner import worker
     from learner.worker import WorkerOptions, work_once
@@ -259,7 +257,7 @@ def test_a_job_cancelled_while_it_runs_stops_and_leaves_no_file(settings, traine
         calls.append(done)
         if done:
             cancel_prediction(settings, job.id)
-            time.sleep(0.3)  # the heartbeat notices
+            assert beat.cancelled.wait(30)  # the heartbeat notices
         update(beat, done, total)
 
     monkeypatch.setattr(worker._Beat, "update", cancelled_after_the_first_batch)
