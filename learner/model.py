@@ -462,7 +462,7 @@ class TransformerClassifier:
         for epoch in range(epochs):
             model.train()
             order = rng.permutation(train_idx)
-            loss_sum = 0.0
+            loss_sum = torch.zeros((), device=device)  # summed where it is: no sync per step
             for start in range(0, len(order), cfg.batch_size):
                 batch_idx = order[start : start + cfg.batch_size]
                 batch = encoded.batch(batch_idx, device)
@@ -476,10 +476,11 @@ class TransformerClassifier:
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                loss_sum += float(loss.detach()) * len(batch_idx)
+                loss_sum += loss.detach() * len(batch_idx)
                 step += 1
                 reporter.update(step)
-            record: dict[str, float] = {"epoch": epoch + 1, "train_loss": loss_sum / len(order)}
+            record: dict[str, float] = {"epoch": epoch + 1,
+                                        "train_loss": float(loss_sum) / len(order)}
             if len(val_idx):
                 logits_val = _logits(model, encoded, val_idx, scoring_batch(cfg, device), device, precision)
                 val_loss, val_acc = _loss_and_accuracy(logits_val, label_ids[val_idx])

@@ -351,6 +351,9 @@ def test_default_config_trains_auto_epochs_on_every_text_without_early_stopping(
     assert [h["epoch"] for h in clf.history_] == list(range(1, 7))
     assert all("val_accuracy" not in h for h in clf.history_)
     assert clf.best_epoch_ == 6
+    # the loss, summed on the device over each epoch's steps, falls as the texts are learnt
+    losses = [h["train_loss"] for h in clf.history_]
+    assert all(isinstance(x, float) and x > 0 for x in losses) and losses[-1] < 0.5 * losses[0]
     assert len(steps) == 1 + 90  # the start, then every optimiser step
 
 
