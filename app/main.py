@@ -31,6 +31,8 @@ if user is None:
 with st.sidebar:
     names = [p.name for p in ui.projects()]
     if names:
+        if st.session_state.get(ui.PENDING_PROJECT) in names:
+            st.session_state[ui.PROJECT] = st.session_state.pop(ui.PENDING_PROJECT)
         if st.session_state.get(ui.PROJECT) not in names:
             st.session_state[ui.PROJECT] = names[0]
         st.selectbox("Project", names, key=ui.PROJECT)

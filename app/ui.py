@@ -23,6 +23,8 @@ T = TypeVar("T")
 
 ANNOTATOR = "annotator"
 PROJECT = "project"
+PENDING_PROJECT = "pending_project"
+"""A project to select in the sidebar on the next run (its widget's key cannot be set once drawn)."""
 
 
 _MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")

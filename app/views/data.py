@@ -65,7 +65,7 @@ with st.expander("Import a file", expanded=project is None):
                 except ImportFailed as exc:
                     st.error("Nothing was imported. " + ui.md_escape(str(exc)))
                 else:
-                    st.session_state[ui.PROJECT] = target.strip()
+                    st.session_state[ui.PENDING_PROJECT] = target.strip()  # on the next run
                     st.success("Imported into " + ui.md_escape(repr(target.strip())) + ".")
                     show_report(report)
 

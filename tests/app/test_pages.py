@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from app import ui
 from db.engine import read_unit, write_unit
 from db.importing import import_file
 from db.models import Annotation
@@ -661,3 +662,19 @@ def test_model_page_offers_the_latest_model_as_a_zip(app, settings):
     _model_version(settings, project.id, 3)  # a new version: offered first again
     at.run()
     assert _button(at, "Prepare model v3 (zip)")
+
+
+def test_a_project_imported_on_the_data_page_is_selected_on_the_next_run(app, settings, tmp_path):
+    """The Data page cannot set the sidebar's project widget once it is drawn (Streamlit
+    raises, and every successful upload crashed the page): it leaves the name pending."""
+    at, _ = app
+    source = tmp_path / "other.txt"
+    source.write_text("one text\nanother text\n")
+    import_file(settings, source, "Other")
+    _open(at, "data")
+    assert at.selectbox(key=ui.PROJECT).value == "News"
+    at.session_state[ui.PENDING_PROJECT] = "Other"  # as a successful upload leaves it
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=ui.PROJECT).value == "Other"
+    assert ui.PENDING_PROJECT not in at.session_state
