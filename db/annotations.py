@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from collections.abc import Hashable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Exists, delete, func, select
+from sqlalchemy import Exists, delete, func, select
 from sqlalchemy.orm import Session
 
 from db.engine import dialect_insert, read_unit, write_unit
@@ -231,25 +231,6 @@ def annotate(
         seconds_spent=row.seconds_spent,
         queue_reason=row.queue_reason,
     )
-
-
-def remove_annotation(settings: Settings, example_id: int, annotator: str) -> bool:
-    """Delete ``annotator``'s label for an example (undo); True if there was one."""
-    with write_unit(settings) as session:
-        annotator_id = session.scalar(
-            select(Annotator.id).where(Annotator.name == annotator.strip())
-        )
-        if annotator_id is None:
-            return False
-        result = cast(
-            CursorResult[Any],
-            session.execute(
-                delete(Annotation).where(
-                    Annotation.example_id == example_id, Annotation.annotator_id == annotator_id
-                )
-            ),
-        )
-        return bool(result.rowcount)
 
 
 def _preview(head: str, fetched: int) -> str:

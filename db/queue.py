@@ -237,6 +237,34 @@ def _lease(session: Session, example_id: int, me: int, until: datetime) -> None:
         set_={"expires_at": stmt.excluded.expires_at}))
 
 
+def undo_answer(
+    settings: Settings,
+    project_id: int,
+    example_id: int,
+    annotator: str,
+    lease_s: float = LEASE_SECONDS,
+) -> QueuedItem | None:
+    """Take back ``annotator``'s answer to a text of the project and give them its lease again.
+
+    One unit, serialised with the claims: the text goes from answered to leased with no moment
+    in which another annotator could be served it (beyond the overlap).
+
+    Returns:
+        The text, to show again; None if it is not one of the project's texts.
+    """
+    with write_unit(settings) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK, project_id)))
+        item = _item(session, project_id, example_id)
+        if item is None:
+            return None
+        me = get_or_create_annotator(session, annotator)
+        session.execute(delete(Annotation).where(
+            Annotation.example_id == example_id, Annotation.annotator_id == me))
+        _lease(session, example_id, me, utcnow() + timedelta(seconds=lease_s))
+        return item
+
+
 def release(settings: Settings, example_id: int, annotator: str) -> None:
     """Give a text back (skip): others may be served it at once."""
     with write_unit(settings) as session:

@@ -24,11 +24,11 @@ import time
 import streamlit as st
 
 from app import ui
-from db.annotations import annotate, recent_annotations, remove_annotation
+from db.annotations import annotate, recent_annotations
 from db.engine import read_unit
 from db.errors import LabelwiseError
 from db.projects import project_stats
-from db.queue import QueuedItem, claim_next, item_for, queue_version, release
+from db.queue import QueuedItem, claim_next, queue_version, release, undo_answer
 from db.runs import active_run, labels_since_last_version, latest_version
 
 REASONS = {
@@ -104,8 +104,7 @@ def _undo() -> None:
         ui.flash("Nothing to undo.", "info")
         return
     example_id = history.pop()
-    remove_annotation(settings, example_id, me)
-    _serve(item_for(settings, project.id, example_id), pinned=True)
+    _serve(undo_answer(settings, project.id, example_id, me), pinned=True)
     ui.flash("Undone: that text is back.", "info")
 
 

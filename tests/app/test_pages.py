@@ -13,7 +13,7 @@ from db.engine import read_unit, write_unit
 from db.importing import import_file
 from db.models import Annotation
 from db.projects import get_project
-from db.queue import QueueEntry, replace_queue
+from db.queue import QueueEntry, claim_next, replace_queue
 from db.models import Role, RunStatus
 from db.runs import list_runs
 from db.users import add_user, set_active
@@ -149,6 +149,8 @@ def test_annotate_serves_queue_labels_undoes_and_shows_text_literally(app, setti
     at.button(key="undo").click().run()
     assert _annotations(settings) == before + 1
     assert at.text[0].value.startswith("![tracker]")  # the undone text is back
+    other = claim_next(settings, project.id, "bob")
+    assert other is None or other.example_id != 2  # and still alice's alone
     at.button(key="skip-2").click().run()
     assert not at.text[0].value.startswith("![tracker]")
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import func, select
 
-from db.annotations import PREVIEW_CHARS, annotate, recent_annotations, remove_annotation
+from db.annotations import PREVIEW_CHARS, annotate, recent_annotations
 from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError, NotFound
 from db.models import Annotation, Annotator, Example, Project, utcnow
@@ -106,18 +106,6 @@ def test_bad_annotator_or_time_raise(settings: Settings) -> None:
     with pytest.raises(LabelwiseError):
         annotate(settings, "p", ex, "ann", "x", seconds_spent=-1)
     assert count_annotations(settings) == 0
-
-
-def test_remove_annotation(settings: Settings) -> None:
-    ex1, ex2 = make_project(settings, "p", ["x", "y"], ["one", "two"])
-    annotate(settings, "p", ex1, "ann", "x")
-    annotate(settings, "p", ex2, "ann", "y")
-    annotate(settings, "p", ex1, "other", "y")
-    assert remove_annotation(settings, ex1, "ann") is True
-    assert remove_annotation(settings, ex1, "ann") is False
-    assert remove_annotation(settings, ex1, "ghost") is False
-    assert count_annotations(settings) == 2
-    assert [a.example_id for a in recent_annotations(settings, "p", "ann")] == [ex2]
 
 
 def test_recent_annotations_most_recent_first_with_preview(settings: Settings) -> None:

@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, insert, update
+from sqlalchemy import event, insert, select, update
 
 from db.annotations import annotate
 from db.engine import get_engine, read_unit, write_unit
@@ -20,6 +20,7 @@ from db.queue import (
     queue_status,
     release,
     replace_queue,
+    undo_answer,
 )
 from db.runs import (
     active_run,
@@ -110,6 +111,28 @@ def test_overlap_serves_a_text_to_as_many_annotators_as_needed(settings):
     assert claim_next(settings, project_id, "bob").example_id == ids[0]  # second of two
     assert claim_next(settings, project_id, "cy").example_id == ids[1]  # random fallback
     assert claim_next(settings, project_id, "dee") is None  # everything held or done
+
+
+def test_undo_takes_the_answer_back_and_the_text_with_it(any_settings):
+    """An undone text goes from answered to leased in one unit: with an overlap of one, nobody
+    else is served it while it is back on the undoer's screen, and their own claim returns it."""
+    project_id, ids = _project(any_settings, n=2)
+    with write_unit(any_settings) as session:
+        replace_queue(session, project_id, [QueueEntry(ids[0], "uncertain"),
+                                            QueueEntry(ids[1], "uncertain")])
+    first = claim_next(any_settings, project_id, "ann")
+    annotate(any_settings, project_id, first.example_id, "ann", "b")
+    annotate(any_settings, project_id, ids[1], "other", "a")
+    item = undo_answer(any_settings, project_id, first.example_id, "ann")
+    assert (item.example_id, item.text) == (first.example_id, first.text)
+    assert claim_next(any_settings, project_id, "bob") is None  # ids[1] has its one label
+    assert claim_next(any_settings, project_id, "ann").example_id == first.example_id
+    with read_unit(any_settings) as session:
+        from db.models import Annotation
+
+        answers = session.execute(select(Annotation.example_id)).scalars().all()
+    assert answers == [ids[1]]  # the other annotator's answer is untouched
+    assert undo_answer(any_settings, project_id, 10**9, "ann") is None
 
 
 def test_expired_lease_frees_the_text(settings):
