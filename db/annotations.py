@@ -106,24 +106,25 @@ def _clean_annotator(name: str) -> str:
 
 
 def _answer_ids(
-    session: Session, project: str | int, example_id: int, label: str, annotator: str
-) -> tuple[int, int]:
-    """The label's and the annotator's ids for an answer, checked and looked up in one
-    statement (the annotator is created on first use); raises as `annotate` says."""
+    session: Session, project: str | int, example_id: int, label: str | int, annotator: str
+) -> tuple[int, str, int]:
+    """The label's id and name and the annotator's id for an answer, checked and looked up in
+    one statement (the annotator is created on first use); raises as `annotate` says."""
+    which = Label.id == label if isinstance(label, int) else Label.name == label.strip()
+    found = select(Label.id, Label.name).where(Label.project_id == Project.id, which)
     row = session.execute(
         select(
             Project.id,
             select(Example.project_id).where(Example.id == example_id).scalar_subquery(),
-            select(Label.id)
-            .where(Label.project_id == Project.id, Label.name == label.strip())
-            .scalar_subquery(),
+            found.with_only_columns(Label.id).scalar_subquery(),
+            found.with_only_columns(Label.name).scalar_subquery(),
             select(Annotator.id).where(Annotator.name == annotator).scalar_subquery(),
             select(Annotator.is_active).where(Annotator.name == annotator).scalar_subquery(),
         ).where(_project_filter(project))
     ).first()
     if row is None:
         raise _no_project(session, project)
-    project_id, example_project, label_id, annotator_id, active = row
+    project_id, example_project, label_id, label_name, annotator_id, active = row
     if example_project != project_id:
         raise NotFound(f"Example {example_id} is not in project {project!r}.")
     if label_id is None:
@@ -131,12 +132,15 @@ def _answer_ids(
             select(Label.name).where(Label.project_id == project_id).order_by(Label.position)
         ).all()
         valid = ", ".join(repr(n) for n in ordered) or "none defined"
+        if isinstance(label, int):
+            raise LabelwiseError(f"That label was removed from the project meanwhile (labels "
+                                 f"now: {valid}): the text is still unanswered.")
         raise LabelwiseError(f"Unknown label {label!r} (valid labels: {valid}).")
     if annotator_id is None:
-        return label_id, _annotator_id(session, annotator)
+        return label_id, label_name, _annotator_id(session, annotator)
     if not active:
         raise LabelwiseError(f"The account {annotator!r} is disabled; its labels are refused.")
-    return label_id, annotator_id
+    return label_id, label_name, annotator_id
 
 
 def _annotator_id(session: Session, name: str) -> int:
@@ -164,7 +168,7 @@ def annotate(
     project: str | int,
     example_id: int,
     annotator: str,
-    label: str,
+    label: str | int,
     seconds_spent: float | None = None,
     queue_reason: str | None = None,
 ) -> AnnotationInfo:
@@ -179,7 +183,8 @@ def annotate(
         project: the project's name or id.
         example_id: the example labelled; it must belong to the project.
         annotator: the annotator's name.
-        label: one of the project's labels (surrounding spaces are ignored).
+        label: one of the project's labels (surrounding spaces are ignored), or its id: an
+            answer given by id (from a button drawn before a rename) keeps its meaning.
         seconds_spent: time spent on the example, if measured.
         queue_reason: why the example was served (see `db.models.QueueReason`).
 
@@ -190,38 +195,52 @@ def annotate(
         NotFound: no such project, or the example is not one of its examples.
         LabelwiseError: the label is not in the project's set, or the annotator name is empty.
     """
+    with write_unit(settings) as session:
+        return record_answer(session, project, example_id, annotator, label,
+                             seconds_spent=seconds_spent, queue_reason=queue_reason)
+
+
+def record_answer(
+    session: Session,
+    project: str | int,
+    example_id: int,
+    annotator: str,
+    label: str | int,
+    seconds_spent: float | None = None,
+    queue_reason: str | None = None,
+) -> AnnotationInfo:
+    """`annotate` inside the caller's write unit (for a write that must go with others)."""
     annotator_name = _clean_annotator(annotator)
-    label_name = label.strip()
     if seconds_spent is not None and (seconds_spent != seconds_spent or seconds_spent < 0):
         raise LabelwiseError(f"seconds_spent must be a non-negative number, not {seconds_spent}.")
-    with write_unit(settings) as session:
-        label_id, annotator_id = _answer_ids(session, project, example_id, label, annotator_name)
-        now = utcnow()
-        table = Annotation.__table__
-        stmt = dialect_insert(session, table).values(
-            example_id=example_id,
-            annotator_id=annotator_id,
-            label_id=label_id,
-            created_at=now,
-            updated_at=now,
-            seconds_spent=seconds_spent,
-            queue_reason=queue_reason,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.example_id, table.c.annotator_id],
-            set_={
-                "label_id": stmt.excluded.label_id,
-                "updated_at": stmt.excluded.updated_at,
-                "seconds_spent": func.coalesce(stmt.excluded.seconds_spent, table.c.seconds_spent),
-                "queue_reason": func.coalesce(stmt.excluded.queue_reason, table.c.queue_reason),
-            },
-        ).returning(
-            table.c.created_at, table.c.updated_at, table.c.seconds_spent, table.c.queue_reason
-        )
-        row = session.execute(stmt).one()
-        # the text is answered: its lease (see db.queue.claim_next) ends with this unit
-        session.execute(delete(Lease).where(
-            Lease.example_id == example_id, Lease.annotator_id == annotator_id))
+    label_id, label_name, annotator_id = _answer_ids(
+        session, project, example_id, label, annotator_name)
+    now = utcnow()
+    table = Annotation.__table__
+    stmt = dialect_insert(session, table).values(
+        example_id=example_id,
+        annotator_id=annotator_id,
+        label_id=label_id,
+        created_at=now,
+        updated_at=now,
+        seconds_spent=seconds_spent,
+        queue_reason=queue_reason,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.example_id, table.c.annotator_id],
+        set_={
+            "label_id": stmt.excluded.label_id,
+            "updated_at": stmt.excluded.updated_at,
+            "seconds_spent": func.coalesce(stmt.excluded.seconds_spent, table.c.seconds_spent),
+            "queue_reason": func.coalesce(stmt.excluded.queue_reason, table.c.queue_reason),
+        },
+    ).returning(
+        table.c.created_at, table.c.updated_at, table.c.seconds_spent, table.c.queue_reason
+    )
+    row = session.execute(stmt).one()
+    # the text is answered: its lease (see db.queue.claim_next) ends with this unit
+    session.execute(delete(Lease).where(
+        Lease.example_id == example_id, Lease.annotator_id == annotator_id))
     return AnnotationInfo(
         example_id=example_id,
         annotator=annotator_name,

@@ -95,6 +95,8 @@ class ProjectInfo:
     labels: tuple[str, ...]
     guidelines: str
     settings: dict[str, Any]
+    label_ids: tuple[int, ...] = ()
+    """The labels' ids, in the order of ``labels``: they stay the same through a rename."""
 
     @property
     def config(self) -> ProjectConfig:
@@ -117,6 +119,7 @@ def _info(project: Project) -> ProjectInfo:
         labels=tuple(label.name for label in project.labels),
         guidelines=project.guidelines,
         settings=dict(project.settings or {}),
+        label_ids=tuple(label.id for label in project.labels),
     )
 
 

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
 
+from db.annotations import record_answer
 from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError, NotFound
 from db.models import Annotation, Annotator, Example, Label, utcnow
@@ -134,15 +136,45 @@ def set_gold(settings: Settings, project_id: int, example_id: int, label: str | 
     """Record (or clear, with None) the adjudicated label of a text; admins only."""
     require_admin(settings, decided_by)
     with write_unit(settings) as session:
-        ids = label_ids(session, project_id)
-        if label is not None and label not in ids:
-            raise LabelwiseError(f"Unknown label {label!r}.")
-        result = session.execute(
-            update(Example)
-            .where(Example.id == example_id, Example.project_id == project_id)
-            .values(gold_label_id=None if label is None else ids[label],
-                    gold_by=None if label is None else decided_by,
-                    gold_at=None if label is None else utcnow())
-        )
-        if not result.rowcount:
-            raise NotFound(f"Text {example_id} is not in this project.")
+        _write_gold(session, project_id, example_id, label, decided_by)
+
+
+def decide_label(settings: Settings, project_id: int, example_id: int, label: str,
+                 decided_by: str) -> bool:
+    """An admin's correction of a text's label (the Data page's "Change a label"), in one unit.
+
+    The label becomes the text's gold label, which training and exports take over the
+    annotators' answers (a vote of the admin's could be outvoted). Only answered texts count as
+    labelled, so a text nobody has answered gets the admin's answer too.
+
+    Returns:
+        True when the admin's answer was recorded as well (the text had none).
+
+    Raises:
+        Forbidden: ``decided_by`` is not an active admin.
+        NotFound: the text is not in the project.
+        LabelwiseError: the label is not one of the project's.
+    """
+    require_admin(settings, decided_by)
+    with write_unit(settings) as session:
+        _write_gold(session, project_id, example_id, label, decided_by)
+        if session.scalar(select(exists().where(Annotation.example_id == example_id))):
+            return False
+        record_answer(session, project_id, example_id, decided_by, label)
+        return True
+
+
+def _write_gold(session: Session, project_id: int, example_id: int, label: str | None,
+                decided_by: str) -> None:
+    ids = label_ids(session, project_id)
+    if label is not None and label not in ids:
+        raise LabelwiseError(f"Unknown label {label!r}.")
+    result = session.execute(
+        update(Example)
+        .where(Example.id == example_id, Example.project_id == project_id)
+        .values(gold_label_id=None if label is None else ids[label],
+                gold_by=None if label is None else decided_by,
+                gold_at=None if label is None else utcnow())
+    )
+    if not result.rowcount:
+        raise NotFound(f"Text {example_id} is not in this project.")

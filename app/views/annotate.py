@@ -73,7 +73,8 @@ def _current() -> QueuedItem | None:
     return st.session_state[CURRENT]
 
 
-def _submit(example_id: int, label: str, reason: str) -> None:
+def _submit(example_id: int, label: int, reason: str) -> None:
+    """Answer the text on screen with the label (by id, so a rename meanwhile keeps its meaning)."""
     current = st.session_state.get(CURRENT)
     if current is None or current.example_id != example_id:
         return  # a stale click (double click, late key press) for a text no longer on screen
@@ -158,6 +159,9 @@ def labelling() -> None:
     disabled meanwhile is signed out by the full run it asks for."""
     if ui.current_user() is None:
         st.rerun()
+    fresh = ui.current_project()  # a rename on the Settings page shows at the next answer
+    if fresh is None or fresh.labels != project.labels:
+        st.rerun()  # a full run: the checks above the fragment see the new label set
     ui.show_flash()
     progress_line()
     item = _current()
@@ -173,11 +177,11 @@ def labelling() -> None:
         with st.container(height=360, border=True, key="item-text"):
             st.text(item.text)
         cols = st.columns(min(len(project.labels), 5))
-        for i, label in enumerate(project.labels):
+        for i, (label, label_id) in enumerate(zip(project.labels, project.label_ids)):
             key = str(i + 1) if i < 9 else None
             cols[i % len(cols)].button(
                 ui.md_escape(label), key=f"label-{item.example_id}-{i}", shortcut=key,
-                width="stretch", on_click=_submit, args=(item.example_id, label, item.reason),
+                width="stretch", on_click=_submit, args=(item.example_id, label_id, item.reason),
                 type="primary" if label == item.predicted_label else "secondary",
             )
         left, right, _ = st.columns([1, 1, 4])

@@ -5,12 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from app import ui
-from db.annotations import annotate
 from db.browse import search_examples
 from db.engine import read_unit
 from db.errors import ImportFailed, LabelwiseError
 from db.importing import ImportReport, import_stream
 from db.projects import project_stats
+from db.review import decide_label
 
 PAGE_SIZE = 25
 settings = ui.settings()
@@ -104,13 +104,16 @@ if found is not None:
     )
     with st.form("change_label"):
         st.write("Change a label")
+        st.caption("Your label becomes the text's gold label: training and exports take it "
+                   "over the annotators' answers (as a decision on the Team page does).")
         c1, c2 = st.columns(2)
         example_id = c1.number_input("Text id", min_value=1, step=1)
         new_label = c2.selectbox("New label", list(project.labels))
         if st.form_submit_button("Save label"):
             try:
-                annotate(settings, project.id, int(example_id), ui.annotator(), new_label)
+                decide_label(settings, project.id, int(example_id), new_label, ui.annotator())
             except LabelwiseError as exc:
                 st.error(ui.md_escape(str(exc)))
             else:
-                st.success(ui.md_escape(f"Text {int(example_id)} is now labelled {new_label!r}."))
+                st.success(ui.md_escape(f"Text {int(example_id)} is now labelled {new_label!r} "
+                                        "(gold label)."))

@@ -4,7 +4,9 @@ Starts `streamlit run app/main.py` and `python -m app worker` on a temporary dat
 a small project on a tiny random BERT, then, with the keyboard: labels 10 texts, undoes one,
 trains a round from the Model page, waits until the queue is the new model's, downloads the
 model as a zip and a CSV export, and asks the worker for the model's predictions on the
-unlabelled texts and downloads them. Screenshots of every page land in ``test-output/e2e/``.
+unlabelled texts and downloads them; then, as an annotator, answers with a label renamed
+meanwhile and is signed out at the next answer once disabled. Screenshots of every page land
+in ``test-output/e2e/``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from sqlalchemy import func, select
 
 from app.cli import streamlit_command
 from bench.bench_keyboard import CHROMIUM, free_port, wait_http
-from db.engine import read_unit
-from db.models import Annotation, QueueItem
-from db.models import Role
+from db.engine import read_unit, write_unit
+from db.models import Annotation, Annotator, Label, QueueItem, Role
+from db.projects import rename_label
 from db.runs import list_runs
 from db.users import add_user, set_active
 from tests.learner.test_rounds_worker import make_project
@@ -231,6 +233,16 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         page.get_by_label("Password", exact=True).fill("ann-password")
         page.get_by_role("button", name="Sign in").click()
         expect(shown).to_be_visible()
+        # a label renamed in another session while its button is on screen (only a fragment
+        # rerun follows an answer here, which AppTest cannot show): the answer keeps its label
+        with write_unit(settings) as session:
+            rename_label(session, project_id, "vehicle", "vehicles")
+        before = stored()
+        press("2", lambda: stored() > before)
+        expect(page.get_by_role("button", name="vehicles Shortcut 2")).to_be_visible()
+        with read_unit(settings) as session:
+            assert session.scalars(select(Label.name).join(Annotation).join(Annotator)
+                                   .where(Annotator.name == "ann")).all() == ["vehicles"]
         set_active(settings, "ann", False)
         before = stored()
         press("1", lambda: page.get_by_role("button", name="Sign in").is_visible())

@@ -171,6 +171,27 @@ def test_double_click_never_labels_the_next_text_unseen(app, settings):
     assert sorted(rows) == [1]  # one row, for text 1 only; text 2 untouched
 
 
+def test_a_label_renamed_while_its_button_is_on_screen_keeps_its_meaning(app, settings):
+    """The buttons carry the label's id: a press after a rename in another session records
+    that label under its new name (not "Unknown label"), and the page then shows the new name."""
+    from db.projects import rename_label
+
+    at, project = app
+    with write_unit(settings) as session:
+        replace_queue(session, project.id, [QueueEntry(1, "uncertain"), QueueEntry(2, "uncertain")])
+    at.run()
+    assert at.button(key="label-1-0").label == "sport"
+    with write_unit(settings) as session:
+        rename_label(session, project.id, "sport", "football")
+    at.button(key="label-1-0").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with read_unit(settings) as session:
+        stored = session.execute(select(Annotation.example_id, Annotation.label_id)
+                                 .where(Annotation.example_id == 1)).all()
+    assert stored == [(1, project.label_ids[0])]
+    assert at.button(key="label-2-0").label == "football"
+
+
 def test_data_page_search_and_upload_errors(app, settings):
     at, _ = app
     _open(at, "data")
@@ -178,6 +199,25 @@ def test_data_page_search_and_upload_errors(app, settings):
     assert not at.exception
     frames = [df.value for df in at.dataframe]
     assert any(len(f) == 1 and "draw" in f.iloc[0]["text"] for f in frames if "text" in f)
+
+
+def test_data_page_change_a_label_decides_it_against_a_majority(app, settings):
+    """The admin's correction is the text's gold label: two annotators' "sport" does not
+    outvote it, in training and in exports."""
+    from db.annotations import annotate
+    from learner.rounds import final_labels
+
+    at, project = app
+    for who in ("ann", "bob"):
+        annotate(settings, project.id, 3, who, "sport")
+    _open(at, "data")
+    next(n for n in at.number_input if n.label == "Text id").set_value(3)
+    next(s for s in at.selectbox if s.label == "New label").set_value("business")
+    _button(at, "Save label").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("now labelled" in s.value for s in at.success)
+    with read_unit(settings) as session:
+        assert final_labels(session, project.id)[3] == ("business", False)
 
 
 def test_model_page_train_now_queues_one_run(app, settings):

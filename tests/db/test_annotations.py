@@ -1,4 +1,4 @@
-"""The label write path: upserts, validation, undo, recent labels, concurrent submits."""
+"""The label write path: upserts, validation, recent labels, concurrent submits."""
 
 from __future__ import annotations
 
@@ -83,6 +83,31 @@ def test_unknown_label_raises_and_writes_nothing(settings: Settings) -> None:
     assert count_annotations(settings) == 0
     with read_unit(settings) as session:  # the annotator was not created either
         assert session.scalar(select(func.count()).select_from(Annotator)) == 0
+
+
+def test_an_answer_by_label_id_keeps_its_meaning_through_a_rename(any_settings: Settings) -> None:
+    """A button drawn before a rename carries the label's id: the answer lands on that label
+    under its new name; a label another project owns, or one removed, is refused."""
+    from db.projects import get_project, remove_label, rename_label
+
+    ex, other = make_project(any_settings, "p", ["tech", "sport"], ["chips", "goal"])
+    make_project(any_settings, "q", ["elsewhere"], ["x"])
+    with write_unit(any_settings) as session:
+        project = get_project(session, "p")
+        foreign = get_project(session, "q").label_ids[0]
+        rename_label(session, project.id, "tech", "technology")
+    assert project.labels == ("tech", "sport")
+    answer = annotate(any_settings, "p", ex, "ann", project.label_ids[0])
+    assert answer.label == "technology"
+    with read_unit(any_settings) as session:
+        assert get_project(session, "p").labels == ("technology", "sport")
+    with pytest.raises(LabelwiseError, match="removed from the project meanwhile"):
+        annotate(any_settings, "p", other, "ann", foreign)
+    with write_unit(any_settings) as session:
+        remove_label(session, project.id, "sport")
+    with pytest.raises(LabelwiseError, match="labels now: 'technology'"):
+        annotate(any_settings, "p", other, "ann", project.label_ids[1])
+    assert count_annotations(any_settings) == 1
 
 
 def test_example_of_another_project_raises_and_writes_nothing(settings: Settings) -> None:

@@ -14,7 +14,14 @@ from db.errors import LabelwiseError
 from db.exporting import export
 from db.models import Example, Role
 from db.projects import create_project
-from db.review import agreement, cohen_kappa, disagreements, krippendorff_alpha, set_gold
+from db.review import (
+    agreement,
+    cohen_kappa,
+    decide_label,
+    disagreements,
+    krippendorff_alpha,
+    set_gold,
+)
 from db.texts import text_hash
 from db.users import Forbidden, add_user
 from learner.rounds import final_labels
@@ -60,3 +67,30 @@ def test_disagreements_and_gold_override(settings):
     with read_unit(settings) as session:
         assert final_labels(session, project.id)[1] == ("b", False)
     assert disagreements(settings, project.id)[0].gold == "b"
+
+
+def test_an_admins_correction_outvotes_the_annotators_and_labels_an_unanswered_text(
+        any_settings):
+    """"Change a label" on the Data page: the label wins in training and exports even against
+    a majority, an unanswered text becomes labelled, all in one unit; annotators cannot."""
+    with write_unit(any_settings) as session:
+        project = create_project(session, "p", labels=["a", "b"])
+        session.execute(insert(Example), [{"project_id": project.id, "text": t,
+                                           "text_hash": text_hash(t)} for t in ("x", "y", "z")])
+    add_user(any_settings, "boss", "boss-password", Role.ADMIN)
+    for who in ("ann", "bob"):
+        annotate(any_settings, project.id, 1, who, "a")
+    assert decide_label(any_settings, project.id, 1, "b", "boss") is False  # outvotes two "a"
+    assert decide_label(any_settings, project.id, 2, "a", "boss") is True  # was unanswered
+    with pytest.raises(Forbidden):
+        decide_label(any_settings, project.id, 3, "a", "ann")
+    with pytest.raises(LabelwiseError, match="Unknown label"):
+        decide_label(any_settings, project.id, 3, "zzz", "boss")
+    with pytest.raises(LabelwiseError, match="not in this project"):
+        decide_label(any_settings, project.id, 99, "a", "boss")
+    with read_unit(any_settings) as session:
+        assert final_labels(session, project.id) == {1: ("b", False), 2: ("a", False)}
+    out = io.BytesIO()
+    export(any_settings, "p", out, "jsonl")
+    assert {json.loads(line)["text"]: json.loads(line)["label"]
+            for line in out.getvalue().splitlines()} == {"x": "b", "y": "a"}
