@@ -129,6 +129,17 @@ def missing_labels(labels: Sequence[str], train_y: Sequence[str], k: int) -> dic
     return {label: counts.get(label, 0) for label in labels if counts.get(label, 0) < k}
 
 
+def labels_short(session: Any, project_id: int, k: int) -> tuple[int, dict[str, int]]:
+    """What a round would find missing now: the project's number of labels, and its labels with
+    fewer than ``k`` labelled texts outside the audit slice, with their counts (reads every
+    label: for a click or a due round, not for a poll)."""
+    from db.models import Project
+
+    labels = [label.name for label in session.get(Project, project_id).labels]
+    train_y = [label for label, audit in final_labels(session, project_id).values() if not audit]
+    return len(labels), missing_labels(labels, train_y, k)
+
+
 def likely_mislabels(model: Any, data: RoundInput, proba: np.ndarray,
                      min_confidence: float = 0.8, limit: int = 100) -> list[dict[str, Any]]:
     """Labelled texts the model confidently puts elsewhere, most confident first (for review)."""

@@ -65,7 +65,7 @@ from db.runs import (
 )
 from db.settings import Settings
 from db.workers import register_worker, report_worker, unregister_worker
-from learner.rounds import RoundCancelled, final_labels, missing_labels, run_round
+from learner.rounds import RoundCancelled, labels_short, run_round
 
 log = logging.getLogger("labelwise.worker")
 
@@ -308,10 +308,8 @@ def automatic_round(session, project_id: int, config: ProjectConfig) -> Automati
     due = new >= config.retrain_every if has_model else new > 0
     if not due:  # the cheap counts first: reading every label is only needed when a round is due
         return AutomaticRound(has_model, new, due, {})
-    labels = [label.name for label in session.get(Project, project_id).labels]
-    train_y = [label for label, audit in final_labels(session, project_id).values() if not audit]
-    return AutomaticRound(has_model, new, due, missing_labels(labels, train_y, config.cold_start_k),
-                          one_label=len(labels) < 2)
+    n_labels, missing = labels_short(session, project_id, config.cold_start_k)
+    return AutomaticRound(has_model, new, due, missing, one_label=n_labels < 2)
 
 
 def queue_automatic_rounds(settings: Settings, configs: Configs | None = None) -> list[int]:

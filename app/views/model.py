@@ -10,6 +10,7 @@ import streamlit as st
 from app import ui
 from app.downloads import prepared_download
 from db.engine import read_unit
+from db.errors import LabelwiseError
 from db.predictions import running_predictions
 from db.queue import queue_status
 from db.runs import (
@@ -23,6 +24,7 @@ from db.runs import (
 from db.workers import live_workers
 from learner.model import TRAIN_BF16_SPEEDUP_MIN
 from learner.model_export import folder_name, zip_bytes
+from learner.rounds import labels_short
 from learner.worker import automatic_round
 
 project = ui.require_project()
@@ -33,10 +35,30 @@ st.title("Model", anchor=False)
 ui.show_flash()
 
 
+TRAIN_PROBLEM = "train_problem"
+"""Why the last click of Train now queued nothing: shown under the button until the next one."""
+
+
 def _train() -> None:
-    run = ui.attempt(request_training, settings, project.id, "manual", actor=ui.annotator())
-    if run is not None:
-        ui.flash(f"Training run {run.id} queued; the worker picks it up within seconds.")
+    """Queue a round, unless it would fail at once for want of labels: then say which."""
+    st.session_state.pop(TRAIN_PROBLEM, None)
+    k = project.config.cold_start_k
+    with read_unit(settings) as session:
+        n_labels, short = labels_short(session, project.id, k)
+    if n_labels < 2:
+        st.session_state[TRAIN_PROBLEM] = ("Not started: training needs at least two labels "
+                                           "(add them on the Settings page).")
+        return
+    if short:
+        counts = ", ".join(f"{label} ({n})" for label, n in short.items())
+        st.session_state[TRAIN_PROBLEM] = (
+            f"Not started: every label needs at least {k} labelled texts outside the audit "
+            f"slice (Settings: cold start). Still short, with the texts each has: {counts}.")
+        return
+    try:
+        request_training(settings, project.id, "manual", actor=ui.annotator())
+    except LabelwiseError as exc:
+        st.session_state[TRAIN_PROBLEM] = str(exc)
 
 
 def _count(n: int, noun: str) -> str:
@@ -121,6 +143,9 @@ def live() -> None:
     reason = None if run is None else f"A round is {run.status} (run {run.id})."
     st.button("Train now", type="primary", disabled=run is not None, on_click=_train,
               help=reason or "Queue a training round for the worker.", key="train_now")
+    problem = st.session_state.get(TRAIN_PROBLEM)
+    if problem and run is None:
+        st.error(ui.md_escape(problem))
     if run is None:
         st.caption(f"No round is running. {_next_automatic_round()}")
         return

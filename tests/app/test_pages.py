@@ -12,7 +12,7 @@ from app import ui
 from db.engine import read_unit, write_unit
 from db.importing import import_file
 from db.models import Annotation
-from db.projects import get_project
+from db.projects import get_project, update_project
 from db.queue import QueueEntry, claim_next, replace_queue
 from db.models import Role, RunStatus
 from db.runs import list_runs
@@ -54,6 +54,12 @@ def _open(at: AppTest, page: str) -> AppTest:
 
 def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
+
+
+def _trainable(settings) -> None:
+    """Let News train with the one labelled text per label it has (cold start needs 3)."""
+    with write_unit(settings) as session:
+        update_project(session, "News", settings={"cold_start_k": 1})
 
 
 def _annotations(settings) -> int:
@@ -222,6 +228,7 @@ def test_data_page_change_a_label_decides_it_against_a_majority(app, settings):
 
 def test_model_page_train_now_queues_one_run(app, settings):
     at, project = app
+    _trainable(settings)
     _open(at, "model")
     at.button(key="train_now").click().run()
     assert not at.exception
@@ -229,6 +236,19 @@ def test_model_page_train_now_queues_one_run(app, settings):
     assert len(runs) == 1 and runs[0].status == "queued"
     assert at.button(key="train_now").disabled
     assert "Run 1 is queued: waiting for the worker" in at.info[0].value
+
+
+def test_model_page_train_now_says_which_labels_are_short_and_queues_nothing(app, settings):
+    """A round would fail at once (each label needs 3 texts outside the audit slice; the seed
+    has one each): the click says so under the button, instead of queueing a doomed run."""
+    at, project = app
+    _open(at, "model")
+    at.button(key="train_now").click().run()
+    assert not at.exception
+    assert list_runs(settings, project.id) == []
+    problem = " ".join(e.value for e in at.error)
+    assert "Not started" in problem and "sport \\(1\\), business \\(1\\)" in problem, problem
+    assert not at.button(key="train_now").disabled
 
 
 def test_model_page_says_a_queued_round_waits_for_a_prediction_job(app, settings):
@@ -239,6 +259,7 @@ def test_model_page_says_a_queued_round_waits_for_a_prediction_job(app, settings
     job = request_predictions(settings, project.id, 1)
     claim_next_prediction(settings, "w")
     report_prediction(settings, job.id, 1, 4)
+    _trainable(settings)
     _open(at, "model")
     at.button(key="train_now").click().run()
     assert ("Run 1 is queued: a worker is writing predictions first (job 1, 25% done"
@@ -455,6 +476,7 @@ def test_model_page_says_whether_a_worker_is_there_on_what_and_what_it_cannot_tr
 
 def test_model_page_cancel_and_history(app, settings):
     at, project = app
+    _trainable(settings)
     _open(at, "model")
     at.button(key="train_now").click().run()
     run = list_runs(settings, project.id)[0]
