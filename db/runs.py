@@ -295,6 +295,28 @@ def labels_since_last_version(session: Session, project_id: int) -> int:
 
 
 @dataclass(frozen=True)
+class StoppedRun:
+    """A round that ended without a model: cancelled, or failed."""
+
+    id: int
+    status: str
+    trigger: str
+    finished_at: datetime
+
+
+def last_stopped_run(session: Session, project_id: int) -> StoppedRun | None:
+    """The project's last finished round, if it ended without a model (None if it made one)."""
+    row = session.execute(
+        select(TrainingRun.id, TrainingRun.status, TrainingRun.trigger, TrainingRun.finished_at)
+        .where(TrainingRun.project_id == project_id, TrainingRun.finished_at.is_not(None))
+        .order_by(TrainingRun.finished_at.desc(), TrainingRun.id.desc()).limit(1)
+    ).first()
+    if row is None or row.status == RunStatus.DONE.value:
+        return None
+    return StoppedRun(*row)
+
+
+@dataclass(frozen=True)
 class VersionInfo:
     version: int
     n_labels: int

@@ -60,7 +60,9 @@ from db.runs import (
     fail_run,
     fail_stale_runs,
     heartbeat,
+    StoppedRun,
     labels_since_last_version,
+    last_stopped_run,
     request_training,
 )
 from db.settings import Settings
@@ -286,6 +288,10 @@ class AutomaticRound:
         missing: labels with fewer than ``cold_start_k`` labelled texts outside the audit
             slice, with their counts (checked only when ``due``; a round needs none missing).
         one_label: the project has fewer than two labels (checked only when ``due``).
+        held_by: the last round, when it ended without a model (cancelled or failed): the
+            next automatic one then also waits for ``retrain_every`` labels given after it,
+            or the worker would queue it again within seconds.
+        since_held: labels given or changed since ``held_by`` ended.
     """
 
     has_model: bool
@@ -293,6 +299,8 @@ class AutomaticRound:
     due: bool
     missing: dict[str, int]
     one_label: bool = False
+    held_by: StoppedRun | None = None
+    since_held: int = 0
 
     @property
     def ready(self) -> bool:
@@ -306,10 +314,15 @@ def automatic_round(session, project_id: int, config: ProjectConfig) -> Automati
         select(ModelVersion.id).where(ModelVersion.project_id == project_id).limit(1)
     ) is not None
     due = new >= config.retrain_every if has_model else new > 0
+    held = last_stopped_run(session, project_id)
+    since_held = 0 if held is None else labels_since(session, project_id, held.finished_at)
+    if held is not None and since_held < config.retrain_every:
+        due = False
     if not due:  # the cheap counts first: reading every label is only needed when a round is due
-        return AutomaticRound(has_model, new, due, {})
+        return AutomaticRound(has_model, new, due, {}, held_by=held, since_held=since_held)
     n_labels, missing = labels_short(session, project_id, config.cold_start_k)
-    return AutomaticRound(has_model, new, due, missing, one_label=n_labels < 2)
+    return AutomaticRound(has_model, new, due, missing, one_label=n_labels < 2, held_by=held,
+                          since_held=since_held)
 
 
 def queue_automatic_rounds(settings: Settings, configs: Configs | None = None) -> list[int]:

@@ -113,6 +113,11 @@ def _next_automatic_round() -> str:
         return "Automatic rounds are off (Settings: retrain every N new labels); Train now starts one."
     with read_unit(settings) as session:
         state = automatic_round(session, project.id, config)
+    held = state.held_by
+    if held is not None and state.since_held < config.retrain_every:
+        return (f"Run {held.id} {held.status}: the worker starts no round by itself until "
+                f"{config.retrain_every} labels come in after it ({state.since_held} so far); "
+                "Train now starts one.")
     if state.one_label:  # checked only once a round is due
         return "The worker trains by itself once the project has two labels (Settings)."
     if state.missing:

@@ -484,6 +484,8 @@ def test_model_page_cancel_and_history(app, settings):
     assert not at.exception
     assert list_runs(settings, project.id)[0].status == "cancelled"
     assert not at.button(key="train_now").disabled
+    assert any(c.value.startswith(f"No round is running. Run {run.id} cancelled: the worker "
+                                  "starts no round by itself until") for c in at.caption)
 
 
 def test_model_page_tells_the_time_a_round_has_left_once_a_round_timed_its_stages(

@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select
 from db.annotations import annotate
 from db.engine import read_unit, write_unit
 from db.models import Annotation, Example, ModelVersion, QueueItem, RunStatus
-from db.projects import create_project, update_project
+from db.projects import ProjectConfig, create_project, update_project
 from db.queue import claim_next, labels_since_queue, queue_remaining
 from db.runs import claim_next_run, fail_stale_runs, get_run, list_runs, request_training
 from db.texts import text_hash
@@ -208,6 +208,33 @@ def test_the_automatic_round_rule_says_what_it_waits_for(settings, tiny_model_di
         remove_label(session, project_id, "vehicle", force=True)
     one = state(cold_start_k=1)
     assert one.due and one.one_label and not one.ready
+
+
+@pytest.mark.parametrize("stop", ["cancel", "fail"])
+def test_an_automatic_round_stopped_waits_for_new_labels_before_the_next(settings,
+                                                                         tiny_model_dir, stop):
+    """A lead cancels the first automatic round (or it fails): the worker does not queue it
+    again at its next pass, but once ``retrain_every`` labels came in after it."""
+    from db.runs import cancel_run, fail_run
+    from learner.worker import automatic_round, queue_automatic_rounds
+
+    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=5)
+    label(settings, project_id, rows, 12)
+    (first,) = queue_automatic_rounds(settings)  # cold start over
+    if stop == "cancel":
+        assert cancel_run(settings, first)
+    else:
+        claim_next_run(settings, "w")
+        assert fail_run(settings, first, "out of memory")
+    assert queue_automatic_rounds(settings) == []  # not again within seconds
+    label(settings, project_id, rows[12:], 4)
+    assert queue_automatic_rounds(settings) == []
+    with read_unit(settings) as session:
+        state = automatic_round(session, project_id, ProjectConfig(retrain_every=5))
+    assert (state.held_by.id, state.since_held, state.due) == (first, 4, False)
+    label(settings, project_id, rows[16:], 1)
+    (second,) = queue_automatic_rounds(settings)
+    assert second != first
 
 
 def test_failed_round_is_recorded_with_its_reason(settings, tiny_model_dir):
