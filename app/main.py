@@ -37,7 +37,9 @@ with st.sidebar:
             st.session_state[ui.PROJECT] = names[0]
         st.selectbox("Project", names, key=ui.PROJECT)
     st.caption(f"Signed in as {ui.md_escape(user.name)} ({user.role})")
-    if st.button("Sign out", key="signout"):
+    if st.button("Sign out", key="signout",
+                 help="Signs you out everywhere: other tabs and devices, and any copy of the "
+                      "session cookie."):
         ui.sign_out()
         st.rerun()
 

@@ -16,12 +16,22 @@ from db.engine import read_unit
 from db.errors import LabelwiseError
 from db.projects import ProjectInfo, find_project, list_projects
 from db.settings import Settings, get_settings
-from db.users import SESSION_HOURS, Forbidden, User, get_user, issue_token, verify_token
+from db.users import (
+    SESSION_HOURS,
+    Forbidden,
+    User,
+    end_sessions,
+    get_user,
+    issue_token,
+    verify_token,
+)
 from db.users import require_admin as db_require_admin
 
 T = TypeVar("T")
 
 ANNOTATOR = "annotator"
+SESSION_VERSION = "session_version"
+"""The account's session version this session signed in under (see `db.users.end_sessions`)."""
 PROJECT = "project"
 PENDING_PROJECT = "pending_project"
 """A project to select in the sidebar on the next run (its widget's key cannot be set once drawn)."""
@@ -59,18 +69,21 @@ COOKIE = "labelwise_session"
 
 
 def current_user() -> User | None:
-    """The signed-in account as the database has it now; a disabled one is signed out.
+    """The signed-in account as the database has it now; a disabled one is signed out, and so
+    is a session its account ended (signed out elsewhere, new password: `end_sessions`).
 
     After a page refresh the session comes back from a signed, expiring cookie.
     """
     name = annotator()
     if not name and not st.session_state.get("_signed_out"):
         token = st.context.cookies.get(COOKIE)
-        name = verify_token(settings(), token) if isinstance(token, str) and token else None
-        if name:
+        found = verify_token(settings(), token) if isinstance(token, str) and token else None
+        if found:
+            name, st.session_state[SESSION_VERSION] = found
             st.session_state[ANNOTATOR] = name
     user = get_user(settings(), name) if name else None
-    if user is None or not user.is_active:
+    if (user is None or not user.is_active
+            or user.session_version != st.session_state.get(SESSION_VERSION)):
         st.session_state.pop(ANNOTATOR, None)
         return None
     return user
@@ -87,13 +100,17 @@ def _set_cookie(value: str, max_age: int) -> None:
     )
 
 
-def sign_in(name: str) -> None:
-    st.session_state[ANNOTATOR] = name
+def sign_in(user: User) -> None:
+    st.session_state[ANNOTATOR] = user.name
+    st.session_state[SESSION_VERSION] = user.session_version
     st.session_state.pop("_signed_out", None)
-    st.session_state["_set_cookie"] = issue_token(settings(), name)
+    st.session_state["_set_cookie"] = issue_token(settings(), user)
 
 
 def sign_out() -> None:
+    """End this account's sessions everywhere (a copied cookie too), then this one's state."""
+    if annotator():
+        end_sessions(settings(), annotator())
     st.session_state.clear()
     st.session_state["_signed_out"] = True  # the old cookie must not sign in again
     st.session_state["_set_cookie"] = ""

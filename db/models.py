@@ -152,6 +152,8 @@ class Annotator(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Advanced by sign-out, a new password or disabling: ends the sessions issued before."""
 
 
 class Annotation(Base):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError, NotFound
@@ -28,6 +29,8 @@ class User:
     name: str
     role: str
     is_active: bool = True
+    session_version: int = 0
+    """Sessions issued under another version are over (see `end_sessions`)."""
 
     @property
     def is_admin(self) -> bool:
@@ -69,14 +72,16 @@ def add_user(settings: Settings, name: str, password: str, role: Role = Role.ANN
             user = Annotator(name=name)
             session.add(user)
         user.role, user.password_hash, user.is_active = role.value, digest, True
-    return User(name, role.value)
+        session.flush()
+        return User(name, role.value, True, user.session_version)
 
 
 def authenticate(settings: Settings, name: str, password: str) -> User:
     """The user if the name and password match an active account; else `AuthFailed`."""
     with read_unit(settings) as session:
         user = session.scalar(select(Annotator).where(Annotator.name == name.strip()))
-        found = None if user is None else (user.password_hash, user.role, user.is_active)
+        found = None if user is None else (
+            user.password_hash, user.role, user.is_active, user.session_version)
     from argon2.exceptions import VerificationError
 
     hasher = _hasher()
@@ -87,32 +92,48 @@ def authenticate(settings: Settings, name: str, password: str) -> User:
         except VerificationError:
             pass
         raise AuthFailed("Wrong name or password.")
-    digest, role, active = found
+    digest, role, active, version = found
     try:
         hasher.verify(digest, password)
     except VerificationError:
         raise AuthFailed("Wrong name or password.") from None
     if not active:
         raise AuthFailed("This account is disabled; ask an admin.")
-    return User(name.strip(), role)
+    return User(name.strip(), role, True, version)
+
+
+def _account(session: Session, name: str) -> Annotator:
+    user = session.scalar(select(Annotator).where(Annotator.name == name.strip()))
+    if user is None or user.role not in LOGIN_ROLES:
+        raise NotFound(f"No user named {name!r}.")
+    return user
 
 
 def set_active(settings: Settings, name: str, active: bool) -> None:
+    """Enable or disable an account; disabling ends its sessions (a re-enabled account signs
+    in again)."""
     with write_unit(settings) as session:
-        user = session.scalar(select(Annotator).where(Annotator.name == name.strip()))
-        if user is None or user.role not in LOGIN_ROLES:
-            raise NotFound(f"No user named {name!r}.")
+        user = _account(session, name)
         user.is_active = active
+        if not active:
+            user.session_version += 1
 
 
 def set_password(settings: Settings, name: str, password: str) -> None:
+    """Give an account a new password; every session signed in with the old one ends."""
     _check_password(password)
     digest = _hasher().hash(password)
     with write_unit(settings) as session:
-        user = session.scalar(select(Annotator).where(Annotator.name == name.strip()))
-        if user is None or user.role not in LOGIN_ROLES:
-            raise NotFound(f"No user named {name!r}.")
+        user = _account(session, name)
         user.password_hash = digest
+        user.session_version += 1
+
+
+def end_sessions(settings: Settings, name: str) -> None:
+    """Sign an account out everywhere: every session and session cookie issued so far ends."""
+    with write_unit(settings) as session:
+        session.execute(update(Annotator).where(Annotator.name == name.strip())
+                        .values(session_version=Annotator.session_version + 1))
 
 
 def list_users(settings: Settings) -> list[User]:
@@ -138,7 +159,7 @@ def get_user(settings: Settings, name: str) -> User | None:
     """The account as it is now (a disabled or demoted user loses access on the next page)."""
     with read_unit(settings) as session:
         row = session.execute(
-            select(Annotator.name, Annotator.role, Annotator.is_active)
+            select(Annotator.name, Annotator.role, Annotator.is_active, Annotator.session_version)
             .where(Annotator.name == name, Annotator.password_hash.is_not(None))
         ).first()
     return None if row is None else User(*row)
@@ -161,20 +182,23 @@ def _secret(settings: Settings) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def issue_token(settings: Settings, name: str, hours: float = SESSION_HOURS) -> str:
-    """A signed session token for ``name`` that expires (kept in a cookie by the UI)."""
+def issue_token(settings: Settings, user: User, hours: float = SESSION_HOURS) -> str:
+    """A signed session token for ``user`` that expires (kept in a cookie by the UI); it is
+    good while the account's session version stays the one it names."""
     import base64
     import hashlib
     import hmac
     import time
 
-    payload = f"{name}\n{int(time.time() + hours * 3600)}".encode()
+    expires = int(time.time() + hours * 3600)
+    payload = f"{user.name}\n{user.session_version}\n{expires}".encode()
     mac = hmac.new(_secret(settings), payload, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(payload + b"\n" + mac).decode().rstrip("=")
 
 
-def verify_token(settings: Settings, token: str) -> str | None:
-    """The user name a valid, unexpired token was issued for, else None."""
+def verify_token(settings: Settings, token: str) -> tuple[str, int] | None:
+    """The user name and session version a valid, unexpired token was issued for, else None
+    (the caller compares the version with the account's: `User.session_version`)."""
     import base64
     import binascii
     import hashlib
@@ -183,10 +207,11 @@ def verify_token(settings: Settings, token: str) -> str | None:
 
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        name, expires, mac = raw.split(b"\n", 2)
-        good = hmac.new(_secret(settings), name + b"\n" + expires, hashlib.sha256).digest()
+        name, version, expires, mac = raw.split(b"\n", 3)
+        payload = b"\n".join((name, version, expires))
+        good = hmac.new(_secret(settings), payload, hashlib.sha256).digest()
         if hmac.compare_digest(mac, good) and int(expires) > time.time():
-            return name.decode()
+            return name.decode(), int(version)
     except (ValueError, binascii.Error):
         pass
     return None

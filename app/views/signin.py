@@ -30,7 +30,7 @@ if first_run and str(st.get_option("server.address") or "") in LOOPBACK:
                 except LabelwiseError as exc:
                     st.error(ui.md_escape(str(exc)))
                 else:
-                    ui.sign_in(user.name)
+                    ui.sign_in(user)
                     st.rerun()
     st.stop()
 
@@ -45,5 +45,5 @@ with st.form("signin"):
         except LabelwiseError as exc:
             st.error(ui.md_escape(str(exc)))
         else:
-            ui.sign_in(user.name)
+            ui.sign_in(user)
             st.rerun()

@@ -51,4 +51,4 @@ if others:
         if c2.form_submit_button("Enable"):
             act(set_active, who, True, done="Enabled.")
         if c3.form_submit_button("Set password") and new_password:
-            act(set_password, who, new_password, done="Password changed.")
+            act(set_password, who, new_password, done="Password changed: their sessions end on their next click.")

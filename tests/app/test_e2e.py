@@ -5,7 +5,8 @@ a small project on a tiny random BERT, then, with the keyboard: labels 10 texts,
 trains a round from the Model page, waits until the queue is the new model's, downloads the
 model as a zip and a CSV export, and asks the worker for the model's predictions on the
 unlabelled texts and downloads them; then, as an annotator, answers with a label renamed
-meanwhile and is signed out at the next answer once disabled. Screenshots of every page land
+meanwhile and is signed out at the next answer once disabled. A copy of the session cookie
+taken before signing out does not sign in afterwards. Screenshots of every page land
 in ``test-output/e2e/``.
 """
 
@@ -222,10 +223,19 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         predicted = download(page.get_by_role(
             "button", name="Download Job 1: model v1 on unlabelled")).read_text(encoding="utf-8")
         page.screenshot(path=str(SHOTS / "8-predictions.png"))
+        cookies = page.context.cookies()  # a copy of the session cookie, as a thief keeps it
+        assert any(c["name"] == "labelwise_session" for c in cookies)
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         page.reload()  # signed out stays signed out
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        thief = browser.new_context()
+        thief.add_cookies(cookies)
+        stolen = thief.new_page()
+        stolen.goto(url)  # the copied cookie died with the sign-out
+        expect(stolen.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+        expect(stolen.get_by_role("button", name="Sign out")).to_have_count(0)
+        thief.close()
 
         # an answer reruns only the labelling fragment, which checks the account all the same
         add_user(settings, "ann", "ann-password")

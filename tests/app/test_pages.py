@@ -42,6 +42,7 @@ def app(settings, monkeypatch, tmp_path):
         project = get_project(session, "News")
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.session_state["annotator"] = "alice"
+    at.session_state["session_version"] = 0  # as signed in
     return at, project
 
 
@@ -126,10 +127,28 @@ def test_sign_in_needs_the_password_and_an_active_account(fresh, settings):
     assert "disabled" in at.error[0].value
 
 
+def test_sign_out_ends_the_accounts_other_sessions(app, settings):
+    """Signing out ends every session of the account (another tab, another device, a copied
+    cookie): the other one is at the sign-in form on its next run."""
+    at, _ = app
+    other = AppTest.from_file(MAIN, default_timeout=60)
+    other.session_state["annotator"] = "alice"
+    other.session_state["session_version"] = 0  # as signed in
+    other.run()
+    assert any(b.label == "Sign out" for b in other.button)
+    at.run()
+    _button(at, "Sign out").click().run()
+    other.run()
+    assert not other.exception
+    assert any(b.label == "Sign in" for b in other.button)
+    assert not any(b.label == "Sign out" for b in other.button)
+
+
 def test_annotator_gets_only_the_annotate_page(app, settings):
     at, _ = app
     add_user(settings, "ann", "ann-password")
     at.session_state["annotator"] = "ann"
+    at.session_state["session_version"] = 0  # as signed in
     at.run()
     assert not at.exception
     with pytest.raises(ValueError, match="Known pages: .*annotate.py'\\]"):
@@ -313,6 +332,7 @@ def test_ui_process_never_imports_torch(settings, tmp_path):
         "from streamlit.testing.v1 import AppTest\n"
         f"at = AppTest.from_file({MAIN!r}, default_timeout=60)\n"
         "at.session_state['annotator'] = 'alice'\n"
+        "at.session_state['session_version'] = 0\n"
         "at.run()\n"
         "for page in ('annotate', 'data', 'model', 'export', 'settings'):\n"
         "    at.switch_page(f'views/{page}.py'); at.run(); assert not at.exception, at.exception\n"

@@ -41,6 +41,7 @@ def test_pages_show_hostile_texts_and_labels_as_typed(settings, tmp_path, monkey
                                             for i in range(2, 6)])
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.session_state["annotator"] = "alice"
+    at.session_state["session_version"] = 0  # as signed in
     at.run()
     assert not at.exception
     shown = at.get("text")[0].value if at.get("text") else None
@@ -63,6 +64,7 @@ def test_error_messages_escape_hostile_names(settings, tmp_path, monkeypatch):
     _project(settings, tmp_path)
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.session_state["annotator"] = "alice"
+    at.session_state["session_version"] = 0  # as signed in
     at.run()
     at.switch_page("views/settings.py").run()
     next(b for b in at.selectbox if b.label == "Rename").select("plain")  # a clash

@@ -18,6 +18,7 @@ from db.users import (
     require_admin,
     set_active,
     set_password,
+    User,
 )
 
 
@@ -69,16 +70,35 @@ def test_annotator_known_by_name_can_get_an_account(settings):
 def test_session_tokens_are_signed_and_expire(settings):
     from db.users import issue_token, verify_token
 
-    token = issue_token(settings, "ann")
-    assert verify_token(settings, token) == "ann"
+    ann = User("ann", "annotator", session_version=3)
+    token = issue_token(settings, ann)
+    assert verify_token(settings, token) == ("ann", 3)
     assert (settings.data_dir / "secret.key").stat().st_mode & 0o777 == 0o600
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert verify_token(settings, forged) is None
     assert verify_token(settings, "not-a-token") is None
-    assert verify_token(settings, issue_token(settings, "ann", hours=-1)) is None
+    assert verify_token(settings, issue_token(settings, ann, hours=-1)) is None
     other = settings.__class__(database_url=settings.database_url,
                                data_dir=settings.data_dir / "elsewhere")
     assert verify_token(other, token) is None  # another install's secret
+
+
+def test_sign_out_a_new_password_or_disabling_ends_the_sessions_issued_before(any_settings):
+    """A session (and its cookie) names the account's session version; each of these advances
+    it, so a copied cookie stops working at once instead of living out its 12 hours."""
+    from db.users import end_sessions, get_user
+
+    add_user(any_settings, "ann", "ann-password")
+    versions = [authenticate(any_settings, "ann", "ann-password").session_version]
+    end_sessions(any_settings, "ann")
+    versions.append(get_user(any_settings, "ann").session_version)
+    set_password(any_settings, "ann", "new-password")
+    versions.append(get_user(any_settings, "ann").session_version)
+    set_active(any_settings, "ann", False)
+    set_active(any_settings, "ann", True)  # enabling again does not bring old sessions back
+    versions.append(get_user(any_settings, "ann").session_version)
+    assert versions == [0, 1, 2, 3]
+    assert authenticate(any_settings, "ann", "new-password").session_version == 3
 
 
 def test_services_recheck_the_role_of_the_web_user(settings, tmp_path):
