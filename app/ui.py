@@ -44,9 +44,11 @@ def md_escape(text: str) -> str:
     """Make untrusted text safe inside Markdown-rendering elements (st.error, st.success...).
 
     Every Markdown-significant character is backslash-escaped, so links, images, emphasis and
-    LaTeX show as the characters typed.
+    LaTeX show as the characters typed; a line break stays one (a hard break: Markdown would
+    fold the lines of a message listing bad rows into one paragraph).
     """
-    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+    escaped = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+    return "  \n".join(escaped.splitlines())
 
 
 def duration(seconds: float) -> str:

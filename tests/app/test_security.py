@@ -75,6 +75,21 @@ def test_error_messages_escape_hostile_names(settings, tmp_path, monkeypatch):
     assert "already has a label" in message and "![x](" not in message and "\\!\\[x\\]" in message
 
 
+def test_a_message_listing_bad_rows_keeps_one_line_per_row_and_stays_inert():
+    """Rendered as CommonMark (as Streamlit's frontend does), an escaped message of several
+    lines keeps its line breaks and no Markdown of the file's content comes alive."""
+    from markdown_it import MarkdownIt
+
+    from app.ui import md_escape
+
+    message = ("data.csv: 2 bad rows:\n  line 3: no text in 'text'\n"
+               "  line 5: label **bold** [x](http://example.invalid)\nFix them and run again.")
+    html = MarkdownIt("commonmark").render(md_escape(message))
+    assert html.count("<br />") == 3, html
+    assert "<strong>" not in html and "<a " not in html
+    assert "line 5: label **bold** [x](http://example.invalid)" in html
+
+
 def test_exports_neutralise_formulas_and_keep_texts_exact(settings, tmp_path):
     _project(settings, tmp_path)
     with write_unit(settings) as session:
