@@ -33,9 +33,13 @@ with st.sidebar:
     if names:
         if st.session_state.get(ui.PENDING_PROJECT) in names:
             st.session_state[ui.PROJECT] = st.session_state.pop(ui.PENDING_PROJECT)
-        if st.session_state.get(ui.PROJECT) not in names:
-            st.session_state[ui.PROJECT] = names[0]
+        if st.session_state.get(ui.PROJECT) not in names:  # a new session: the address's
+            in_url = st.query_params.get("project")
+            st.session_state[ui.PROJECT] = in_url if in_url in names else names[0]
         st.selectbox("Project", names, key=ui.PROJECT)
+        # in the address, so a refresh, a bookmark or a shared link opens the same project
+        if st.query_params.get("project") != st.session_state[ui.PROJECT]:
+            st.query_params["project"] = st.session_state[ui.PROJECT]
     st.caption(f"Signed in as {ui.md_escape(user.name)} ({user.role})")
     if st.button("Sign out", key="signout",
                  help="Signs you out everywhere: other tabs and devices, and any copy of the "

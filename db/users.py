@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError, NotFound
-from db.models import Annotator, Role
+from db.models import Annotator, Lease, Role
 from db.settings import Settings
 
 MIN_PASSWORD = 8
@@ -111,12 +111,13 @@ def _account(session: Session, name: str) -> Annotator:
 
 def set_active(settings: Settings, name: str, active: bool) -> None:
     """Enable or disable an account; disabling ends its sessions (a re-enabled account signs
-    in again)."""
+    in again) and gives back the texts it holds, so others are served them at once."""
     with write_unit(settings) as session:
         user = _account(session, name)
         user.is_active = active
         if not active:
             user.session_version += 1
+            session.execute(delete(Lease).where(Lease.annotator_id == user.id))
 
 
 def set_password(settings: Settings, name: str, password: str) -> None:

@@ -77,7 +77,10 @@ with read_unit(settings) as session:
 st.subheader("Label counts", anchor=False)
 st.caption(f"{stats.labelled:,} of {stats.examples:,} texts labelled; {stats.annotations:,} annotations.")
 if stats.label_counts:
-    st.bar_chart({"annotations": stats.label_counts}, horizontal=True, height=40 + 30 * len(stats.label_counts))
+    ordered = [*project.labels, *(n for n in stats.label_counts if n not in project.labels)]
+    st.bar_chart({"label": ordered, "annotations": [stats.label_counts.get(n, 0) for n in ordered]},
+                 x="label", y="annotations", sort=False, horizontal=True,  # the project's order
+                 height=40 + 30 * len(ordered))
 
 st.subheader("Browse", anchor=False)
 f1, f2, f3, f4 = st.columns([3, 2, 2, 2])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import streamlit as st
 
 from app import ui
@@ -29,18 +32,20 @@ st.title("Settings", anchor=False)
 ui.show_flash()
 
 
-def change(action, *args, done: str = "Saved.") -> bool:  # type: ignore[no-untyped-def]
+def change(action, *args,  # type: ignore[no-untyped-def]
+           done: str | Callable[[Any], str] = "Saved.") -> bool:
+    """Run ``action`` in a write unit; flash ``done`` (or ``done`` of its result) if it worked."""
     try:
         ui.require_admin()  # again at the moment of acting, not only when the page opened
         with write_unit(settings) as session:
-            action(session, *args)
+            result = action(session, *args)
     except LabelInUse as exc:
         st.session_state["confirm_remove"] = (args[1], exc.count)
         return False
     except LabelwiseError as exc:
         st.error(ui.md_escape(str(exc)))
         return False
-    ui.flash(done)
+    ui.flash(done if isinstance(done, str) else done(result))
     return True
 
 
@@ -51,7 +56,9 @@ st.dataframe([{"key": i + 1, "label": name} for i, name in enumerate(project.lab
 with st.form("labels_add"):
     new = st.text_input("Add labels (comma-separated)")
     if st.form_submit_button("Add") and new.strip():
-        if change(add_labels, project.id, [n for n in new.split(",") if n.strip()], done="Labels added."):
+        if change(add_labels, project.id, [n for n in new.split(",") if n.strip()],
+                  done=lambda added: f"Added: {', '.join(added)}." if added
+                  else "Nothing added: the project has these labels already."):
             st.rerun()
 if project.labels:
     with st.form("labels_rename"):

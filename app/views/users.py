@@ -47,7 +47,8 @@ if others:
         new_password = st.text_input("New password (leave empty to keep)", type="password")
         c1, c2, c3 = st.columns(3)
         if c1.form_submit_button("Disable"):
-            act(set_active, who, False, done="Disabled: they are signed out on their next click.")
+            act(set_active, who, False, done="Disabled: they are signed out on their next click, "
+                "and the texts they held go back to the queue.")
         if c2.form_submit_button("Enable"):
             act(set_active, who, True, done="Enabled.")
         if c3.form_submit_button("Set password") and new_password:

@@ -173,6 +173,7 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         page.reload()  # the signed session cookie keeps us in after a refresh
         expect(shown).to_be_visible()
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        assert "project=toy" in page.url  # the address names the project, for the next refresh
 
         page.get_by_role("link", name="Model").click()
         # the worker has warmed up meanwhile (the page polls its row every 2 s)

@@ -217,6 +217,41 @@ def test_a_label_renamed_while_its_button_is_on_screen_keeps_its_meaning(app, se
     assert at.button(key="label-2-0").label == "football"
 
 
+def test_the_project_is_in_the_address_so_a_refresh_keeps_it(app, settings, tmp_path):
+    at, _ = app
+    source = tmp_path / "other.txt"
+    source.write_text("one text\nanother text\n")
+    import_file(settings, source, "Other")
+    at.run()
+    assert at.query_params["project"] == "News"  # the first project, written to the address
+    at.selectbox(key=ui.PROJECT).set_value("Other").run()
+    assert at.query_params["project"] == "Other"
+    refreshed = AppTest.from_file(MAIN, default_timeout=60)  # a new session, same address
+    refreshed.session_state["annotator"] = "alice"
+    refreshed.session_state["session_version"] = 0  # as signed in
+    refreshed.query_params["project"] = "Other"
+    refreshed.run()
+    assert not refreshed.exception
+    assert refreshed.selectbox(key=ui.PROJECT).value == "Other"
+
+
+def test_data_page_counts_labels_in_the_projects_order(app, settings):
+    """The label-count bars follow the project's label order (the keys 1-9), not the alphabet."""
+    import json
+
+    import pyarrow as pa
+
+    at, _ = app
+    _open(at, "data")
+    (chart,) = [e for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
+    spec = json.loads(chart.proto.spec)
+    assert spec["encoding"]["y"]["field"] == "label" and spec["encoding"]["y"]["sort"] is None
+    (data,) = chart.proto.datasets
+    table = pa.ipc.open_stream(data.data.data).read_all()
+    assert table.column("label").to_pylist() == ["sport", "business"]
+    assert table.column("annotations").to_pylist() == [1, 1]
+
+
 def test_data_page_search_and_upload_errors(app, settings):
     at, _ = app
     _open(at, "data")
@@ -315,6 +350,11 @@ def test_settings_page_adds_labels_and_rejects_bad_values(app, settings):
     assert not at.exception
     with read_unit(settings) as session:
         assert get_project(session, "News").labels == ("sport", "business", "tech", "politics")
+    assert [s.value.replace("\\", "") for s in at.success] == ["Added: tech, politics."]
+    at.text_input[0].input(" sport").run()
+    _button(at, "Add").click().run()
+    assert [s.value.replace("\\", "") for s in at.success] == [
+        "Nothing added: the project has these labels already."]
     next(b for b in at.selectbox if b.label == "Rename").select("sport")  # a clash
     at.text_input[1].input("business")
     _button(at, "Rename").click().run()

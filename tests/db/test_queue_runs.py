@@ -135,6 +135,19 @@ def test_undo_takes_the_answer_back_and_the_text_with_it(any_settings):
     assert undo_answer(any_settings, project_id, 10**9, "ann") is None
 
 
+def test_disabling_an_account_gives_its_texts_back_at_once(settings):
+    from db.users import add_user, set_active
+
+    project_id, ids = _project(settings, n=1)
+    with write_unit(settings) as session:
+        replace_queue(session, project_id, [QueueEntry(ids[0], "uncertain")])
+    add_user(settings, "ann", "ann-password")
+    assert claim_next(settings, project_id, "ann").example_id == ids[0]
+    assert claim_next(settings, project_id, "bob") is None  # ann holds the only text
+    set_active(settings, "ann", False)
+    assert claim_next(settings, project_id, "bob").example_id == ids[0]
+
+
 def test_expired_lease_frees_the_text(settings):
     project_id, ids = _project(settings, n=1)
     assert claim_next(settings, project_id, "ann", lease_s=-1).example_id == ids[0]
