@@ -68,6 +68,12 @@ def add_user(settings: Settings, name: str, password: str, role: Role = Role.ANN
             raise LabelwiseError(f"A user named {name!r} already exists.")
         if user is not None and user.role not in LOGIN_ROLES:
             raise LabelwiseError(f"{name!r} is reserved.")
+        twin = session.scalar(select(Annotator.name).where(
+            func.lower(Annotator.name) == name.lower(), Annotator.name != name,
+            Annotator.password_hash.is_not(None)))
+        if twin is not None:  # "Alice" beside "alice": one person, two accounts, split labels
+            raise LabelwiseError(f"A user named {twin!r} already exists (names differ only "
+                                 "in case).")
         if user is None:
             user = Annotator(name=name)
             session.add(user)

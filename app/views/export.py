@@ -73,6 +73,9 @@ ready = st.session_state.get("export_file")
 if ready and ready[0] == project.id:
     _, path, fmt, n = ready
     path, what = Path(path), f"{fmt.upper()} · {n:,} rows"
+    if n == 0:
+        st.warning("No text matches: the file holds no rows. Loosen the filters (labels, "
+                   "annotators, date), include unlabelled texts, or label some texts first.")
     try:
         stat = path.stat()
     except FileNotFoundError:

@@ -342,6 +342,17 @@ def test_export_page_prepares_a_download(app, settings, monkeypatch):
     assert any("CSV · 2 rows: removed since" in c.value for c in at.caption)
 
 
+def test_export_page_warns_when_no_text_matches(app, settings):
+    at, _ = app
+    _open(at, "export")
+    assert not at.warning
+    next(t for t in at.text_input if t.label.startswith("Only these annotators")).input("nobody")
+    _button(at, "Prepare file").click().run()
+    assert not at.exception
+    assert at.session_state["export_file"][3] == 0
+    assert [w.value for w in at.warning][0].startswith("No text matches: the file holds no rows.")
+
+
 def test_settings_page_adds_labels_and_rejects_bad_values(app, settings):
     at, _ = app
     _open(at, "settings")

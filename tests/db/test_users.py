@@ -83,6 +83,13 @@ def test_session_tokens_are_signed_and_expire(settings):
     assert verify_token(other, token) is None  # another install's secret
 
 
+def test_a_name_that_differs_only_in_case_is_refused(any_settings):
+    add_user(any_settings, "alice", "alice-password")
+    with pytest.raises(LabelwiseError, match="'alice' already exists"):
+        add_user(any_settings, "Alice", "other-password")
+    assert [u.name for u in list_users(any_settings)] == ["alice"]
+
+
 def test_sign_out_a_new_password_or_disabling_ends_the_sessions_issued_before(any_settings):
     """A session (and its cookie) names the account's session version; each of these advances
     it, so a copied cookie stops working at once instead of living out its 12 hours."""
