@@ -102,6 +102,15 @@ def _set_cookie(value: str, max_age: int) -> None:
     )
 
 
+def release_focus() -> None:
+    """Take the keyboard focus off the widget that has it (a selectbox after a choice keeps it,
+    and the shortcut keys then type into it instead of answering)."""
+    import streamlit.components.v1 as components
+
+    # Same-origin iframe, as for the cookie: it reaches the app's document.
+    components.html("<script>window.parent.document.activeElement?.blur();</script>", height=0)
+
+
 def sign_in(user: User) -> None:
     st.session_state[ANNOTATOR] = user.name
     st.session_state[SESSION_VERSION] = user.session_version

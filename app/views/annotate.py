@@ -38,6 +38,7 @@ REASONS = {
     "random": "drawn at random",
 }
 CURRENT, SHOWN_AT, SKIPPED, HISTORY = "ann_current", "ann_shown_at", "ann_skipped", "ann_history"
+RELEASE_FOCUS = "ann_release_focus"
 
 project = ui.require_project()
 settings = ui.settings()
@@ -110,6 +111,7 @@ def _undo() -> None:
 
 
 def _relabel(example_id: int, key: str) -> None:
+    st.session_state[RELEASE_FOCUS] = True  # the keys 1-9 answer the next text at once
     try:
         annotate(settings, project.id, example_id, me, st.session_state[key])
     except LabelwiseError as exc:
@@ -189,6 +191,8 @@ def labelling() -> None:
                     args=(item.example_id,))
         right.button("Undo", key="undo", shortcut="U", on_click=_undo)
 
+    if st.session_state.pop(RELEASE_FOCUS, False):
+        ui.release_focus()
     st.subheader("Your last answers", anchor=False)
     recent = recent_annotations(settings, project.id, me, limit=10)
     if not recent:

@@ -5,7 +5,8 @@ a small project on a tiny random BERT, then, with the keyboard: labels 10 texts,
 trains a round from the Model page, waits until the queue is the new model's, downloads the
 model as a zip and a CSV export, and asks the worker for the model's predictions on the
 unlabelled texts and downloads them; then, as an annotator, answers with a label renamed
-meanwhile and is signed out at the next answer once disabled. A copy of the session cookie
+meanwhile, changes it in "Your last answers" and answers the next text with the keys, and
+is signed out at the next answer once disabled. A copy of the session cookie
 taken before signing out does not sign in afterwards. Screenshots of every page land
 in ``test-output/e2e/``.
 """
@@ -251,9 +252,24 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
         before = stored()
         press("2", lambda: stored() > before)
         expect(page.get_by_role("button", name="vehicles Shortcut 2")).to_be_visible()
-        with read_unit(settings) as session:
-            assert session.scalars(select(Label.name).join(Annotation).join(Annotator)
-                                   .where(Annotator.name == "ann")).all() == ["vehicles"]
+        def ann_labels() -> list[str]:
+            with read_unit(settings) as session:
+                return session.scalars(select(Label.name).join(Annotation).join(Annotator)
+                                       .where(Annotator.name == "ann")
+                                       .order_by(Annotation.id)).all()
+
+        assert ann_labels() == ["vehicles"]
+        # a label changed in "Your last answers": the selectbox must not keep the keys
+        page.get_by_role("combobox", name="label").click()
+        page.get_by_role("option", name="fruit").click()
+        deadline = time.monotonic() + 20
+        while ann_labels() != ["fruit"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ann_labels() == ["fruit"]
+        page.wait_for_function("() => document.activeElement?.tagName !== 'INPUT'",
+                               timeout=20_000)  # hotkeys-js ignores keys typed into an input
+        before = stored()
+        press("1", lambda: stored() > before)
         set_active(settings, "ann", False)
         before = stored()
         press("1", lambda: page.get_by_role("button", name="Sign in").is_visible())
