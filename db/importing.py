@@ -473,15 +473,16 @@ class _Source:
         bad = exc.object[exc.start : exc.end].hex(" ")
         return ImportFailed(
             f"{self.name}: cannot decode byte {offset} (line {line}) as {self.encoding}: "
-            f"bytes {bad} ({exc.reason}). If the file is not UTF-8, give its encoding, "
-            "e.g. --encoding latin-1 (or cp1252, utf-16)."
+            f"bytes {bad} ({exc.reason}). If the file is not UTF-8, give its encoding "
+            "(the form's 'Encoding'; CLI: --encoding latin-1), e.g. latin-1, cp1252 or utf-16."
         )
 
     def _nul_error(self, text: str) -> ImportFailed:
         line = self._lines_done + text.count("\n", 0, text.index("\x00")) + 1
         return ImportFailed(
             f"{self.name}: line {line} contains a NUL byte; this does not look like a "
-            f"{self.encoding} text file (if it is UTF-16, give --encoding utf-16)."
+            f"{self.encoding} text file (if it is UTF-16, give the encoding utf-16: the form's "
+            "'Encoding'; CLI: --encoding utf-16)."
         )
 
 
@@ -1050,7 +1051,8 @@ def _raise_if_failed(
         problems.append(_unknown_labels_message(target.unknown))
     all_bad = report.rejected_total == report.rows_read
     if report.rejected_total and not options.skip_bad_rows:
-        advice = "Fix them, or skip bad rows (--skip-bad-rows) to import the others."
+        advice = ("Fix them, or skip bad rows to import the others (the form's 'Skip bad rows'; "
+                  "CLI: --skip-bad-rows).")
         problems.append(_rejections_message(report, advice))
     elif report.rejected_total and all_bad:
         problems.append(_rejections_message(report, "None of the rows could be imported."))
@@ -1076,5 +1078,5 @@ def _unknown_labels_message(unknown: dict[str, int]) -> str:
     listed = ", ".join(f"{name!r} (first on line {line})" for name, line in sorted(unknown.items()))
     return (
         f"Labels not in the project's label set: {listed}. Add them to the label set, or "
-        "import with 'add labels' (--add-labels)."
+        "let the import add them (the form's 'Add labels found in the file'; CLI: --add-labels)."
     )

@@ -270,7 +270,7 @@ def test_unknown_labels_are_listed_and_nothing_written(
 
     message = str(info.value)
     assert "'meh' (first on line 4), 'zzz' (first on line 3)" in message
-    assert "--add-labels" in message
+    assert "'Add labels found in the file'; CLI: --add-labels" in message
     assert count(any_settings, Example) == 0
     assert label_set(any_settings, "p") == ["pos", "neg"]
 
@@ -317,7 +317,7 @@ def test_non_utf8_bytes_name_the_offset_and_latin1_works(
     error = failure(settings, path)
 
     assert "cannot decode byte 8 (line 2) as utf-8" in str(error)
-    assert "--encoding latin-1" in str(error)
+    assert "'Encoding'; CLI: --encoding latin-1" in str(error)  # the form's words and the flag
     report = import_file(settings, path, "p", encoding="latin-1")
     assert report.accepted == 1
     assert examples(settings)[0].text == "café au lait"
@@ -423,7 +423,7 @@ def test_empty_texts_are_rejected(settings: Settings, tmp_path: Path) -> None:
     assert "2 bad rows" in str(error)
     assert "line 3: empty text" in str(error)
     assert "line 4: empty text" in str(error)
-    assert "--skip-bad-rows" in str(error)
+    assert "'Skip bad rows'; CLI: --skip-bad-rows" in str(error)
 
 
 def test_skip_bad_rows_imports_the_good_ones(any_settings: Settings, tmp_path: Path) -> None:
