@@ -300,14 +300,13 @@ class StoppedRun:
 
     id: int
     status: str
-    trigger: str
     finished_at: datetime
 
 
 def last_stopped_run(session: Session, project_id: int) -> StoppedRun | None:
     """The project's last finished round, if it ended without a model (None if it made one)."""
     row = session.execute(
-        select(TrainingRun.id, TrainingRun.status, TrainingRun.trigger, TrainingRun.finished_at)
+        select(TrainingRun.id, TrainingRun.status, TrainingRun.finished_at)
         .where(TrainingRun.project_id == project_id, TrainingRun.finished_at.is_not(None))
         .order_by(TrainingRun.finished_at.desc(), TrainingRun.id.desc()).limit(1)
     ).first()

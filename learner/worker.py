@@ -55,12 +55,12 @@ from db.queue import (
 )
 from db.runs import (
     RunInfo,
+    StoppedRun,
     active_run,
     claim_next_run,
     fail_run,
     fail_stale_runs,
     heartbeat,
-    StoppedRun,
     labels_since_last_version,
     last_stopped_run,
     request_training,
