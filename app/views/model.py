@@ -35,8 +35,9 @@ st.title("Model", anchor=False)
 ui.show_flash()
 
 
+# Why the last click of Train now queued nothing: shown under the button until the next one.
+# (A comment, not a string: Streamlit's magic draws a bare string in a page on the page.)
 TRAIN_PROBLEM = "train_problem"
-"""Why the last click of Train now queued nothing: shown under the button until the next one."""
 
 
 def _train() -> None:
