@@ -45,7 +45,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, Text, cast, exists, select
+from sqlalchemy import Connection, Text, cast, exists, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -494,7 +494,11 @@ def _annotation_conditions(plan: _Plan, *, with_since_and_label: bool) -> list[A
         if plan.since is not None:
             conditions.append(_NoIndex(_A.c.updated_at) >= plan.since)
         if plan.label_filter is not None:
-            conditions.append(_NoIndex(_A.c.label_id).in_(sorted(plan.label_filter)))
+            wanted = sorted(plan.label_filter)
+            by_label = _NoIndex(_A.c.label_id).in_(wanted)
+            # by example, the final label may be a gold label no annotation gave
+            conditions.append(by_label if plan.all_annotations
+                              else or_(by_label, _NoIndex(_E.c.gold_label_id).in_(wanted)))
     return conditions
 
 

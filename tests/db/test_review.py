@@ -94,3 +94,30 @@ def test_an_admins_correction_outvotes_the_annotators_and_labels_an_unanswered_t
     export(any_settings, "p", out, "jsonl")
     assert {json.loads(line)["text"]: json.loads(line)["label"]
             for line in out.getvalue().splitlines()} == {"x": "b", "y": "a"}
+
+
+def test_an_export_filtered_by_label_finds_a_text_by_its_gold_label(any_settings):
+    """By text, the label filter is on the final label: a gold label no annotator gave counts
+    (the filter's pre-selection looked at the annotations' labels only); by annotation, the
+    annotations' own labels."""
+    from db.exporting import ExportFilters
+
+    with write_unit(any_settings) as session:
+        project = create_project(session, "p", labels=["a", "b"])
+        session.execute(insert(Example), [{"project_id": project.id, "text": t,
+                                           "text_hash": text_hash(t)} for t in ("x", "y")])
+    add_user(any_settings, "boss", "boss-password", Role.ADMIN)
+    for who in ("ann", "bob"):
+        annotate(any_settings, project.id, 1, who, "a")
+        annotate(any_settings, project.id, 2, who, "a")
+    set_gold(any_settings, project.id, 1, "b", "boss")
+
+    def texts(labels, per_annotation=False):
+        out = io.BytesIO()
+        export(any_settings, "p", out, "jsonl", ExportFilters(labels=labels), per_annotation)
+        return sorted(json.loads(line)["text"] for line in out.getvalue().splitlines())
+
+    assert texts(["b"]) == ["x"]
+    assert texts(["a"]) == ["y"]
+    assert texts(["b"], per_annotation=True) == []
+    assert texts(["a"], per_annotation=True) == ["x", "x", "y", "y"]
