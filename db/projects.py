@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from db.annotations import in_project
 from db.errors import LabelwiseError, NotFound
-from db.models import Annotation, Annotator, Example, Label, Project, Role
+from db.models import Annotation, Annotator, Example, Label, Project, QueueItem, Role
 
 IMPORT_ANNOTATOR = "import"
 
@@ -179,14 +179,24 @@ def update_project(
     guidelines: str | None = None,
     settings: dict[str, Any] | None = None,
 ) -> ProjectInfo:
-    """Change a project's guidelines and/or merge keys into its settings."""
+    """Change a project's guidelines and/or merge keys into its settings.
+
+    A new overlap applies to the queue as it is, not only from the next round on: each queued
+    text needs the new number of annotators (at least two where the agreement share had given
+    it one more than the old overlap).
+    """
     project = _project(session, name)
     if guidelines is not None:
         project.guidelines = guidelines
     if settings:
+        old = ProjectConfig.from_dict(project.settings).overlap
         merged = {**(project.settings or {}), **settings}
-        ProjectConfig.from_dict(merged)  # raises on a bad value
+        new = ProjectConfig.from_dict(merged).overlap  # raises on a bad value
         project.settings = merged
+        if new != old:
+            session.execute(
+                update(QueueItem).where(QueueItem.project_id == project.id)
+                .values(needed=case((QueueItem.needed > old, max(new, 2)), else_=new)))
     session.flush()
     return _info(project)
 

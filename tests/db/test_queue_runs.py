@@ -10,7 +10,7 @@ from sqlalchemy import event, insert, select, update
 
 from db.annotations import annotate
 from db.engine import get_engine, read_unit, write_unit
-from db.models import Example, RunStatus, TrainingRun, utcnow
+from db.models import Example, QueueItem, RunStatus, TrainingRun, utcnow
 from db.projects import create_project, get_or_create_annotator, label_ids
 from db.queue import (
     QueueEntry,
@@ -146,6 +146,37 @@ def test_disabling_an_account_gives_its_texts_back_at_once(settings):
     assert claim_next(settings, project_id, "bob") is None  # ann holds the only text
     set_active(settings, "ann", False)
     assert claim_next(settings, project_id, "bob").example_id == ids[0]
+
+
+def test_a_new_overlap_applies_to_the_queue_at_once(any_settings):
+    """Raised on the Settings page while a queue is served: the next claims already give each
+    text to the new number of annotators (an agreement item keeps one more than the overlap)."""
+    from db.projects import update_project
+
+    project_id, ids = _project(any_settings, n=3)
+    with write_unit(any_settings) as session:
+        replace_queue(session, project_id, [QueueEntry(ids[0], "uncertain"),
+                                            QueueEntry(ids[1], "uncertain", needed=2),
+                                            QueueEntry(ids[2], "uncertain")])
+        update_project(session, "p", settings={"overlap": 3})
+
+    def needed():
+        with read_unit(any_settings) as session:
+            return session.execute(select(QueueItem.needed).order_by(QueueItem.rank)).scalars().all()
+
+    assert needed() == [3, 3, 3]
+    first = claim_next(any_settings, project_id, "ann")
+    assert claim_next(any_settings, project_id, "bob").example_id == first.example_id
+    assert claim_next(any_settings, project_id, "cat").example_id == first.example_id
+    with write_unit(any_settings) as session:
+        update_project(session, "p", settings={"overlap": 1})
+    assert needed() == [1, 1, 1]
+    with write_unit(any_settings) as session:
+        replace_queue(session, project_id, [QueueEntry(ids[0], "uncertain"),
+                                            QueueEntry(ids[1], "uncertain", needed=2)])
+        update_project(session, "p", settings={"overlap": 2, "audit_share": 0.1})
+        update_project(session, "p", settings={"audit_share": 0.2})  # overlap unchanged
+    assert needed() == [2, 2]
 
 
 def test_expired_lease_frees_the_text(settings):
