@@ -128,6 +128,9 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     else:
         n = export(settings, args.project, Path(args.out), fmt, filters, args.all_annotations)
         print(f"Wrote {n} rows to {args.out}.", file=sys.stderr)
+    if n == 0:
+        print("warning: no text matches: check the filters (--label, --annotator: names are "
+              "exact, --since), or add --include-unlabelled.", file=sys.stderr)
     return 0
 
 
@@ -333,10 +336,14 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from db.projects import get_project
     from db.runs import get_run, request_training, seconds_left
     from db.workers import live_workers
+    from learner.rounds import why_not_trainable
 
     _ready(settings)
     with read_unit(settings) as session:
         project = get_project(session, args.project)
+        why = why_not_trainable(session, project.id, project.config.cold_start_k)
+    if why is not None:  # a round would fail at once: say why instead of queueing it
+        raise LabelwiseError(f"Not started: {why}")
     run = request_training(settings, project.id, trigger="manual", requested_by="cli")
     print(f"Training run {run.id} is {run.status}; the worker (python -m app worker) runs it.")
     if not live_workers(settings):
@@ -456,10 +463,16 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():  # getpass would echo, or fail on a closed input
+        raise LabelwiseError("No terminal to type the password in: pipe it to --password-stdin.")
     import getpass
 
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Again: ") != first:
+    try:
+        first = getpass.getpass("Password: ")
+        again = getpass.getpass("Again: ")
+    except EOFError:
+        raise LabelwiseError("No password given (the input ended).") from None
+    if again != first:
         raise LabelwiseError("The passwords differ.")
     return first
 

@@ -140,6 +140,19 @@ def labels_short(session: Any, project_id: int, k: int) -> tuple[int, dict[str, 
     return len(labels), missing_labels(labels, train_y, k)
 
 
+def why_not_trainable(session: Any, project_id: int, k: int) -> str | None:
+    """Why a round of the project would fail at once for want of labels, or None: what the Model
+    page and ``python -m app train`` say instead of queueing it."""
+    n_labels, short = labels_short(session, project_id, k)
+    if n_labels < 2:
+        return "training needs a project with at least two labels."
+    if short:
+        counts = ", ".join(f"{label} ({n})" for label, n in short.items())
+        return (f"every label needs at least {k} labelled texts outside the audit slice (the "
+                f"project's cold-start setting). Still short, with the texts each has: {counts}.")
+    return None
+
+
 def likely_mislabels(model: Any, data: RoundInput, proba: np.ndarray,
                      min_confidence: float = 0.8, limit: int = 100) -> list[dict[str, Any]]:
     """Labelled texts the model confidently puts elsewhere, most confident first (for review)."""

@@ -24,7 +24,7 @@ from db.runs import (
 from db.workers import live_workers
 from learner.model import TRAIN_BF16_SPEEDUP_MIN
 from learner.model_export import folder_name, zip_bytes
-from learner.rounds import labels_short
+from learner.rounds import why_not_trainable
 from learner.worker import automatic_round
 
 project = ui.require_project()
@@ -43,18 +43,10 @@ TRAIN_PROBLEM = "train_problem"
 def _train() -> None:
     """Queue a round, unless it would fail at once for want of labels: then say which."""
     st.session_state.pop(TRAIN_PROBLEM, None)
-    k = project.config.cold_start_k
     with read_unit(settings) as session:
-        n_labels, short = labels_short(session, project.id, k)
-    if n_labels < 2:
-        st.session_state[TRAIN_PROBLEM] = ("Not started: training needs at least two labels "
-                                           "(add them on the Settings page).")
-        return
-    if short:
-        counts = ", ".join(f"{label} ({n})" for label, n in short.items())
-        st.session_state[TRAIN_PROBLEM] = (
-            f"Not started: every label needs at least {k} labelled texts outside the audit "
-            f"slice (Settings: cold start). Still short, with the texts each has: {counts}.")
+        why = why_not_trainable(session, project.id, project.config.cold_start_k)
+    if why is not None:
+        st.session_state[TRAIN_PROBLEM] = f"Not started: {why}"
         return
     try:
         request_training(settings, project.id, "manual", actor=ui.annotator())

@@ -51,5 +51,9 @@ if others:
                 "and the texts they held go back to the queue.")
         if c2.form_submit_button("Enable"):
             act(set_active, who, True, done="Enabled.")
-        if c3.form_submit_button("Set password") and new_password:
-            act(set_password, who, new_password, done="Password changed: their sessions end on their next click.")
+        if c3.form_submit_button("Set password"):
+            if not new_password:
+                st.error("Type the new password first.")
+            else:
+                act(set_password, who, new_password,
+                    done="Password changed: their sessions end on their next click.")

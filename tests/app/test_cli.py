@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import build_parser, main
+from db.runs import list_runs
 from db.workers import register_worker, report_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +62,10 @@ def test_import_export_projects_stats(env, tmp_path, capsys):
     rows = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert sorted((r["text"], r["label"]) for r in rows) == [
         ("Cup final tonight", "sport"), ("Rates rise again", "business")]
+    assert "warning" not in capsys.readouterr().err
+    assert main(["export", "--project", "News", "--out", str(out_file),
+                 "--annotator", "Nobody"]) == 0  # an empty file, said so
+    assert "warning: no text matches" in capsys.readouterr().err
 
 
 def test_bad_input_exits_1_names_the_line_and_writes_nothing(env, tmp_path, capsys):
@@ -78,10 +83,29 @@ def test_unknown_project_exits_1(env, capsys):
     assert "No project named 'nope'" in capsys.readouterr().err
 
 
+def _trainable_project(tmp_path) -> None:
+    """Project T with 3 labelled texts per label: what a round needs (cold start's 3)."""
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\none,a\ntwo,a\nthree,a\nfour,b\nfive,b\nsix,b\n")
+    assert main(["import", str(data), "--project", "T", "--labels", "a,b",
+                 "--label-field", "label"]) == 0
+
+
+def test_train_refuses_a_round_that_would_fail_for_want_of_labels(env, tmp_path, capsys):
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\none,a\ntwo,a\nthree,a\nfour,b\nfive,\n")
+    assert main(["import", str(data), "--project", "T", "--labels", "a,b",
+                 "--label-field", "label"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--project", "T"]) == 1
+    out, err = capsys.readouterr()
+    assert "Not started: every label needs at least 3 labelled texts" in err
+    assert "Still short, with the texts each has: b (1)." in err
+    assert list_runs(env, 1) == []
+
+
 def test_train_queues_a_run(env, tmp_path, capsys):
-    data = tmp_path / "t.txt"
-    data.write_text("one\ntwo\n", encoding="utf-8")
-    assert main(["import", str(data), "--project", "T", "--labels", "a,b"]) == 0
+    _trainable_project(tmp_path)
     assert main(["train", "--project", "T"]) == 0
     out, err = capsys.readouterr()
     assert "is queued" in out
@@ -124,9 +148,7 @@ def test_train_wait_follows_the_run_and_tells_the_time_left_after_a_timed_round(
     from db.models import RunStatus
     from db.runs import claim_next_run, finish_run
 
-    data = tmp_path / "t.txt"
-    data.write_text("one\ntwo\n", encoding="utf-8")
-    assert main(["import", str(data), "--project", "T", "--labels", "a,b"]) == 0
+    _trainable_project(tmp_path)
     assert main(["train", "--project", "T"]) == 0
     claim_next_run(env, "w")
     with write_unit(env) as session:  # a round that timed its stages
@@ -202,6 +224,14 @@ def test_user_add_list_disable(env, monkeypatch, capsys):
     with read_unit(env) as session:
         stored = session.scalar(select(Annotator.password_hash))
     assert stored.startswith("$argon2id$") and "a-long-password" not in stored
+
+
+def test_a_password_without_a_terminal_is_a_clear_error(env, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: a pipe, /dev/null
+    assert main(["user", "add", "root", "--admin"]) == 1
+    assert "pipe it to --password-stdin" in capsys.readouterr().err
 
 
 def test_backup_while_annotators_write(env, tmp_path, capsys):

@@ -144,6 +144,20 @@ def test_sign_out_ends_the_accounts_other_sessions(app, settings):
     assert not any(b.label == "Sign out" for b in other.button)
 
 
+def test_users_page_sets_a_password_and_says_when_none_was_typed(app, settings):
+    from db.users import authenticate
+
+    at, _ = app
+    add_user(settings, "bob", "bob-password")
+    _open(at, "users")
+    _button(at, "Set password").click().run()
+    assert [e.value for e in at.error] == ["Type the new password first."]
+    next(t for t in at.text_input if t.label.startswith("New password")).input("new-password")
+    _button(at, "Set password").click().run()
+    assert not at.error
+    assert authenticate(settings, "bob", "new-password").name == "bob"
+
+
 def test_annotator_gets_only_the_annotate_page(app, settings):
     at, _ = app
     add_user(settings, "ann", "ann-password")
