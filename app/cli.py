@@ -129,8 +129,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         n = export(settings, args.project, Path(args.out), fmt, filters, args.all_annotations)
         print(f"Wrote {n} rows to {args.out}.", file=sys.stderr)
     if n == 0:
-        print("warning: no text matches: check the filters (--label, --annotator: names are "
-              "exact, --since), or add --include-unlabelled.", file=sys.stderr)
+        print("warning: no text matches: check the filters (--label, --annotator, --since), "
+              "or add --include-unlabelled.", file=sys.stderr)
     return 0
 
 

@@ -45,7 +45,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, Text, cast, exists, or_, select
+from sqlalchemy import Connection, Text, cast, exists, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -98,7 +98,8 @@ class ExportFilters:
         labels: keep only rows whose label is one of these (by example: the final label; by
             annotation: the annotation's label). Names not in the project's set are an error.
         annotators: count only these annotators' annotations (the others are ignored, as if
-            they did not exist: they neither vote nor make an example labelled).
+            they did not exist: they neither vote nor make an example labelled). Names match
+            whatever their case, as account names cannot differ only in case.
         labelled_since: keep only what was labelled at or after this time (naive means UTC).
             By example: examples with at least one counted annotation updated since then,
             their final label still voted over all their counted annotations. By
@@ -471,10 +472,9 @@ def _plan(session: Session, project: str, filters: ExportFilters, all_annotation
         label_filter = frozenset(ids[name] for name in wanted)
     annotator_ids = None
     if filters.annotators is not None:
-        names = [name.strip() for name in filters.annotators]
-        annotator_ids = tuple(
-            session.scalars(select(Annotator.id).where(Annotator.name.in_(names))).all()
-        )
+        names = [name.strip().lower() for name in filters.annotators]
+        annotator_ids = tuple(session.scalars(
+            select(Annotator.id).where(func.lower(Annotator.name).in_(names))).all())
     return _Plan(
         project_id=info.id,
         label_names={label_id: name for name, label_id in ids.items()},

@@ -394,6 +394,10 @@ def test_annotator_filter(settings: Settings, sentiment: dict[str, int]) -> None
         run_export(settings, "films", "jsonl", filters=ExportFilters(annotators=["bob"]))[1]
     )
     assert [(r["text"], r["label"]) for r in rows] == [("Mixed feelings", "neg")]
+    rows = jsonl_rows(  # a name matches whatever its case
+        run_export(settings, "films", "jsonl", filters=ExportFilters(annotators=[" Bob"]))[1]
+    )
+    assert [(r["text"], r["label"]) for r in rows] == [("Mixed feelings", "neg")]
     rows = jsonl_rows(
         run_export(
             settings,
