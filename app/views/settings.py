@@ -40,7 +40,7 @@ def change(action, *args,  # type: ignore[no-untyped-def]
         with write_unit(settings) as session:
             result = action(session, *args)
     except LabelInUse as exc:
-        st.session_state["confirm_remove"] = (args[1], exc.count)
+        st.session_state["confirm_remove"] = (args[0], args[1], exc.count)  # project id first
         return False
     except LabelwiseError as exc:
         st.error(ui.md_escape(str(exc)))
@@ -79,8 +79,11 @@ if project.labels:
                                                        done="Label removed."):
             st.rerun()
     pending = st.session_state.get("confirm_remove")
+    if pending and pending[0] != project.id:  # asked in another project: never carried over
+        st.session_state.pop("confirm_remove")
+        pending = None
     if pending:
-        name, count = pending
+        _, name, count = pending
         st.warning(ui.md_escape(
             f"{count} annotation(s) use {name!r}. Removing it deletes them and those texts go "
             "back to the unlabelled pool. This cannot be undone."))

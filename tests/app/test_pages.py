@@ -367,6 +367,30 @@ def test_export_page_warns_when_no_text_matches(app, settings):
     assert [w.value for w in at.warning][0].startswith("No text matches: the file holds no rows.")
 
 
+def test_a_label_removal_asked_in_one_project_is_not_confirmed_in_another(app, settings,
+                                                                          tmp_path):
+    """The confirmation of a removal that deletes annotations belongs to its project: switching
+    projects drops it (it used to delete the other project's label of that name)."""
+    import json
+
+    at, project = app
+    source = tmp_path / "other.jsonl"
+    source.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in
+                                [("a goal", "sport"), ("a deal", "business")]))
+    import_file(settings, source, "Other", label_field="label", labels=["sport", "business"])
+    _open(at, "settings")
+    next(b for b in at.selectbox if b.label == "Remove").select("sport")
+    _button(at, "Remove").click().run()
+    assert any("1 annotation(s) use 'sport'" in w.value.replace("\\", "") for w in at.warning)
+    at.selectbox(key=ui.PROJECT).set_value("Other").run()
+    assert not at.exception
+    assert not [w for w in at.warning if "annotation(s) use" in w.value.replace("\\", "")]
+    assert not [b for b in at.button if b.label == "Remove it and its annotations"]
+    with read_unit(settings) as session:
+        assert get_project(session, "Other").labels == ("sport", "business")
+        assert get_project(session, "News").labels == ("sport", "business")
+
+
 def test_settings_page_adds_labels_and_rejects_bad_values(app, settings):
     at, _ = app
     _open(at, "settings")
