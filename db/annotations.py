@@ -55,6 +55,10 @@ class AnnotationInfo:
     text_preview: str | None = None
 
 
+class AlreadyAnswered(LabelwiseError):
+    """The annotator answered the text elsewhere after it was shown (see `annotate`)."""
+
+
 def final_label(labels_oldest_first: Sequence[L]) -> L:
     """The final label of an example: the majority; a tie goes to the tied label given last.
 
@@ -171,6 +175,7 @@ def annotate(
     label: str | int,
     seconds_spent: float | None = None,
     queue_reason: str | None = None,
+    answered_after: datetime | None = None,
 ) -> AnnotationInfo:
     """Record ``annotator``'s ``label`` for an example, committed before returning.
 
@@ -187,17 +192,22 @@ def annotate(
             answer given by id (from a button drawn before a rename) keeps its meaning.
         seconds_spent: time spent on the example, if measured.
         queue_reason: why the example was served (see `db.models.QueueReason`).
+        answered_after: refuse (`AlreadyAnswered`) if the annotator's answer to the example
+            was given or changed after this time: the text was shown before, and answered
+            since elsewhere (another tab of the same account).
 
     Returns:
         The row as stored.
 
     Raises:
         NotFound: no such project, or the example is not one of its examples.
+        AlreadyAnswered: see ``answered_after``; nothing is written.
         LabelwiseError: the label is not in the project's set, or the annotator name is empty.
     """
     with write_unit(settings) as session:
         return record_answer(session, project, example_id, annotator, label,
-                             seconds_spent=seconds_spent, queue_reason=queue_reason)
+                             seconds_spent=seconds_spent, queue_reason=queue_reason,
+                             answered_after=answered_after)
 
 
 def record_answer(
@@ -208,6 +218,7 @@ def record_answer(
     label: str | int,
     seconds_spent: float | None = None,
     queue_reason: str | None = None,
+    answered_after: datetime | None = None,
 ) -> AnnotationInfo:
     """`annotate` inside the caller's write unit (for a write that must go with others)."""
     annotator_name = _clean_annotator(annotator)
@@ -215,6 +226,11 @@ def record_answer(
         raise LabelwiseError(f"seconds_spent must be a non-negative number, not {seconds_spent}.")
     label_id, label_name, annotator_id = _answer_ids(
         session, project, example_id, label, annotator_name)
+    if answered_after is not None and session.scalar(select(Annotation.id).where(
+            Annotation.example_id == example_id, Annotation.annotator_id == annotator_id,
+            Annotation.updated_at > answered_after)) is not None:
+        raise AlreadyAnswered(f"You answered text {example_id} elsewhere (another tab) after it "
+                              "was shown here; that answer stands.")
     now = utcnow()
     table = Annotation.__table__
     stmt = dialect_insert(session, table).values(

@@ -24,9 +24,10 @@ import time
 import streamlit as st
 
 from app import ui
-from db.annotations import annotate, recent_annotations
+from db.annotations import AlreadyAnswered, annotate, recent_annotations
 from db.engine import read_unit
 from db.errors import LabelwiseError
+from db.models import utcnow
 from db.projects import project_stats
 from db.queue import QueuedItem, claim_next, queue_version, release, undo_answer
 from db.runs import active_run, labels_since_last_version, latest_version
@@ -39,6 +40,7 @@ REASONS = {
 }
 CURRENT, SHOWN_AT, SKIPPED, HISTORY = "ann_current", "ann_shown_at", "ann_skipped", "ann_history"
 RELEASE_FOCUS = "ann_release_focus"
+SHOWN_WHEN = "ann_shown_when"
 
 project = ui.require_project()
 settings = ui.settings()
@@ -54,6 +56,7 @@ def _serve(item: QueuedItem | None, pinned: bool = False) -> None:
     """Show ``item`` next; a pinned one (brought back by undo) stays when the queue changes."""
     st.session_state[CURRENT] = item
     st.session_state[SHOWN_AT] = time.monotonic()
+    st.session_state[SHOWN_WHEN] = utcnow()  # an answer given elsewhere after this one wins
     st.session_state["ann_pinned"] = pinned
     st.session_state["ann_queue_version"] = _queue_version()
 
@@ -82,7 +85,11 @@ def _submit(example_id: int, label: int, reason: str) -> None:
     seconds = time.monotonic() - st.session_state.get(SHOWN_AT, time.monotonic())
     try:
         annotate(settings, project.id, example_id, me, label, seconds_spent=round(seconds, 2),
-                 queue_reason=reason)
+                 queue_reason=reason, answered_after=st.session_state.get(SHOWN_WHEN))
+    except AlreadyAnswered as exc:
+        ui.flash(f"{exc} Here is the next text.", "info")
+        st.session_state[CURRENT] = None
+        return
     except LabelwiseError as exc:
         ui.flash(str(exc), "error")
         return

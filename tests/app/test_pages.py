@@ -194,6 +194,29 @@ def test_annotate_serves_queue_labels_undoes_and_shows_text_literally(app, setti
     assert not at.text[0].value.startswith("![tracker]")
 
 
+def test_two_tabs_of_one_annotator_never_overwrite_each_others_answer(app, settings):
+    """Both tabs show the text the account holds; the second tab's press for a text answered
+    in the first since it was shown is dropped, with a message, and the first answer stands."""
+    at, project = app
+    with write_unit(settings) as session:
+        replace_queue(session, project.id, [QueueEntry(1, "uncertain"), QueueEntry(2, "uncertain")])
+    other = AppTest.from_file(MAIN, default_timeout=60)
+    other.session_state["annotator"] = "alice"
+    other.session_state["session_version"] = 0  # as signed in
+    at.run()
+    other.run()
+    assert at.text[0].value == other.text[0].value == "<script>alert(1)</script>"
+    at.button(key="label-1-0").click().run()  # sport, in the first tab
+    other.button(key="label-1-1").click().run()  # business, in the second: too late
+    assert not other.exception
+    assert any("You answered text 1 elsewhere" in i.value.replace("\\", "") for i in other.info)
+    with read_unit(settings) as session:
+        labels = session.execute(select(Annotation.label_id).where(
+            Annotation.example_id == 1)).scalars().all()
+    assert labels == [project.label_ids[0]]
+    assert other.text[0].value.startswith("![tracker]")  # the second tab moved on
+
+
 def test_double_click_never_labels_the_next_text_unseen(app, settings):
     at, project = app
     with write_unit(settings) as session:

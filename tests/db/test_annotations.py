@@ -110,6 +110,20 @@ def test_an_answer_by_label_id_keeps_its_meaning_through_a_rename(any_settings: 
     assert count_annotations(any_settings) == 1
 
 
+def test_an_answer_for_a_text_answered_since_it_was_shown_is_refused(any_settings: Settings) -> None:
+    from db.annotations import AlreadyAnswered
+
+    ex, other = make_project(any_settings, "p", ["a", "b"], ["one", "two"])
+    shown = utcnow()
+    annotate(any_settings, "p", ex, "ann", "a")  # in another tab, after it was shown here
+    with pytest.raises(AlreadyAnswered):
+        annotate(any_settings, "p", ex, "ann", "b", answered_after=shown)
+    assert [a.label for a in recent_annotations(any_settings, "p", "ann")] == ["a"]
+    assert annotate(any_settings, "p", ex, "bob", "b", answered_after=shown).label == "b"
+    assert annotate(any_settings, "p", other, "ann", "b", answered_after=shown).label == "b"
+    assert annotate(any_settings, "p", ex, "ann", "b", answered_after=utcnow()).label == "b"
+
+
 def test_example_of_another_project_raises_and_writes_nothing(settings: Settings) -> None:
     (ex_a,) = make_project(settings, "a", ["x"], ["text a"])
     make_project(settings, "b", ["x"], ["text b"])
