@@ -107,6 +107,11 @@ def _skip(example_id: int) -> None:
     st.session_state[CURRENT] = None
 
 
+def _unskip() -> None:
+    st.session_state[SKIPPED] = []
+    st.session_state[CURRENT] = None
+
+
 def _undo() -> None:
     history = st.session_state.get(HISTORY) or []
     if not history:
@@ -175,7 +180,14 @@ def labelling() -> None:
     progress_line()
     item = _current()
     if item is None:
-        st.success("Everything is labelled. Export the data, or import more texts.")
+        skipped = st.session_state.get(SKIPPED) or []
+        if skipped:
+            st.info(f"No text left but the {len(skipped):,} you skipped.")
+            st.button("Show the skipped texts again", key="unskip", on_click=_unskip)
+        else:
+            st.success("Everything is labelled. Export the data, or import more texts.")
+        if st.session_state.get(HISTORY):  # the last answer can still be taken back
+            st.button("Undo", key="undo", shortcut="U", on_click=_undo)
     else:
         why = REASONS.get(item.reason, item.reason)
         info = f"Why this text: {why}."

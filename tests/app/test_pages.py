@@ -217,6 +217,25 @@ def test_two_tabs_of_one_annotator_never_overwrite_each_others_answer(app, setti
     assert other.text[0].value.startswith("![tracker]")  # the second tab moved on
 
 
+def test_the_last_answer_can_be_undone_and_skipped_texts_come_back_at_the_end(app, settings):
+    at, _ = app
+    at.run()
+    shown = []
+    while (buttons := [b for b in at.button if b.key and b.key.startswith("skip-")]):
+        shown.append(at.text[0].value)
+        buttons[0].click().run()  # skip every text left (1, 2 and 5 are unlabelled)
+    assert len(shown) == 3 and not at.success
+    assert [i.value for i in at.info] == ["No text left but the 3 you skipped."]
+    _button(at, "Show the skipped texts again").click().run()
+    assert at.text[0].value in shown
+    while (labels := [b for b in at.button if b.key and b.key.startswith("label-")]):
+        labels[0].click().run()  # answer them all
+    assert at.success and _annotations(settings) == 2 + 3
+    at.button(key="undo").click().run()  # the end of the queue still has Undo
+    assert _annotations(settings) == 2 + 2
+    assert at.text[0].value in shown
+
+
 def test_double_click_never_labels_the_next_text_unseen(app, settings):
     at, project = app
     with write_unit(settings) as session:
