@@ -260,6 +260,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                                   cwd=ROOT))
     print(f"Labelwise on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     interrupted = False
+    # SIGTERM (kill, systemd, docker stop) stops both children as Ctrl-C does, not only this one
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while all(p.poll() is None for p in procs):
             try:

@@ -274,3 +274,39 @@ def test_backup_refuses_postgresql(monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://x@127.0.0.1:9/none")
     assert main(["backup"]) == 1
     assert "pg_dump" in capsys.readouterr().err
+
+
+def test_serve_stopped_with_sigterm_stops_the_app_it_started(settings, tmp_path):
+    """`kill`, systemd and docker stop send SIGTERM: the web app must go with `serve`, not
+    keep the port."""
+    import os
+    import signal
+    import socket
+    import time
+
+    from bench.bench_keyboard import free_port, wait_http
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": settings.database_url,
+           "LABELWISE_DATA_DIR": str(settings.data_dir)}
+    root = Path(__file__).resolve().parents[2]
+    serve = subprocess.Popen([sys.executable, "-m", "app", "serve", "--no-worker", "--port",
+                              str(port)], cwd=root, env=env, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # its group: to clean up whatever is left
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health")
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) != 0:
+                    break  # nothing listens any more: the app stopped too
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the app still serves on port {port} after serve stopped")
+    finally:
+        try:
+            os.killpg(serve.pid, signal.SIGKILL)  # serve and any child still there
+        except ProcessLookupError:
+            pass

@@ -291,6 +291,26 @@ def test_the_project_is_in_the_address_so_a_refresh_keeps_it(app, settings, tmp_
     assert refreshed.selectbox(key=ui.PROJECT).value == "Other"
 
 
+def test_choosing_a_project_gives_the_keyboard_back(app, settings, tmp_path):
+    """After a choice the box keeps the focus and the keys 1-9 would type into it: the next run
+    blurs it (a script in a same-origin iframe), once."""
+    at, _ = app
+    source = tmp_path / "other.txt"
+    source.write_text("one text\nanother text\n")
+    import_file(settings, source, "Other")
+
+    def blurs() -> int:
+        return sum("activeElement?.blur()" in getattr(e.proto, "srcdoc", "")
+                   for e in at.sidebar if getattr(e, "type", "") == "iframe")
+
+    at.run()
+    assert blurs() == 0
+    at.selectbox(key=ui.PROJECT).set_value("Other").run()
+    assert blurs() == 1
+    at.run()
+    assert blurs() == 0
+
+
 def test_data_page_counts_labels_in_the_projects_order(app, settings):
     """The label-count bars follow the project's label order (the keys 1-9), not the alphabet."""
     import json
