@@ -244,7 +244,10 @@ else:
          "macro-F1": v.metrics.get("macro_f1")}
         for v in versions if "accuracy" in v.metrics
     ]
-    if curve:
+    if len(curve) == 1:  # a line needs two points: one would draw an empty chart
+        st.caption(f"Learning curve (audit slice): from the second round on; so far accuracy "
+                   f"{curve[0]['accuracy']:.0%} at {curve[0]['labels']:,} labels.")
+    elif curve:
         st.subheader("Learning curve (audit slice)", anchor=False)
         st.line_chart(curve, x="labels", y=["accuracy", "macro-F1"])
     if "per_class_f1" in m:

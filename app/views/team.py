@@ -47,7 +47,8 @@ def decide(example_id: int, key: str) -> None:
     except LabelwiseError as exc:
         ui.flash(str(exc), "error")
     else:
-        ui.flash(f"Gold label saved for text {example_id}.")
+        ui.flash(f"Gold label cleared for text {example_id}." if choice == "(no gold)"
+                 else f"Gold label saved for text {example_id}.")
 
 
 def review_row(example_id: int, text: str, given: str, gold: str | None) -> None:

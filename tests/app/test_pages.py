@@ -511,6 +511,25 @@ def _a_round_lands(settings, project_id: int, metrics: dict | None = None) -> No
                       version.id)
 
 
+def test_model_page_draws_the_learning_curve_from_the_second_round(app, settings):
+    """One point draws an empty line chart: the page says where the curve stands instead."""
+    from db.models import ModelVersion
+
+    at, project = app
+    _a_round_lands(settings, project.id, {"accuracy": 0.5, "macro_f1": 0.4})
+    _open(at, "model")
+    assert any(c.value.startswith("Learning curve (audit slice): from the second round on; "
+                                  "so far accuracy 50% at") for c in at.caption)
+    assert not [e for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
+    with write_unit(settings) as session:
+        session.add(ModelVersion(project_id=project.id, version=2, base_model="m", n_labels=9,
+                                 artefact_path="/nowhere",
+                                 metrics={"accuracy": 0.7, "macro_f1": 0.6}))
+    at.run()
+    assert any(s.value == "Learning curve (audit slice)" for s in at.subheader)
+    assert [e for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
+
+
 def test_model_page_tells_how_fresh_the_queue_is(app, settings):
     at, project = app
     _open(at, "model")
@@ -713,6 +732,11 @@ def test_team_page_shows_agreement_and_records_gold(app, settings):
         from db.models import Example
 
         assert session.get(Example, 3).gold_by == "alice"
+    assert [x.value for x in at.success] == ["Gold label saved for text 3\\."]
+    at.selectbox(key="gold-3").select("(no gold)").run()
+    assert [x.value for x in at.success] == ["Gold label cleared for text 3\\."]
+    with read_unit(settings) as session:
+        assert session.get(Example, 3).gold_label_id is None
 
 
 def test_text_on_screen_stays_put_across_reruns_until_a_new_round(app, settings):
