@@ -290,7 +290,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
-    from learner.worker import WorkerOptions, run_worker
+    from learner.worker import WorkerOptions, run_worker, warming_up
 
     _ready(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -300,6 +300,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         run_worker(settings, options, once=args.once)
     except KeyboardInterrupt:
         pass
+    if warming_up():  # stopped mid-warm-up: skip the teardown that torch aborts or hangs
+        from db.engine import get_engine
+
+        get_engine(settings).dispose()  # the worker's row is gone already (run_worker)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

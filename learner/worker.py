@@ -161,7 +161,7 @@ class _Presence(_Ticker):
             report_worker(self.settings, self.me, **self.ready)
 
     def start_warm_up(self) -> None:
-        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+        threading.Thread(target=self._warm_up, name=WARM_UP_THREAD, daemon=True).start()
 
     def _warm_up(self) -> None:
         from learner.warmup import warm_up
@@ -419,6 +419,19 @@ def work_once(settings: Settings, options: WorkerOptions, me: str,
         execute_prediction(settings, job, options)
         return True
     return False
+
+
+WARM_UP_THREAD = "labelwise-warm-up"
+
+
+def warming_up() -> bool:
+    """Whether a worker's warm-up thread is still running in this process.
+
+    Stopped then, the interpreter's teardown meets torch mid-operation in that daemon thread:
+    seen to abort ("terminate called without an active exception", SIGTERM 8 or 12 s after
+    the start on a 2-core host) or to hang; the caller exits without the teardown instead.
+    """
+    return any(t.name == WARM_UP_THREAD and t.is_alive() for t in threading.enumerate())
 
 
 def run_worker(settings: Settings, options: WorkerOptions | None = None, once: bool = False,
