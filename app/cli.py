@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -248,6 +249,25 @@ def streamlit_command(host: str, port: int, settings: Settings) -> list[str]:
             "--client.toolbarMode", "minimal", "--server.maxUploadSize", str(settings.max_upload_mb)]
 
 
+def stop_on_signals() -> threading.Event:
+    """Make SIGINT and SIGTERM set the returned event, then raise KeyboardInterrupt.
+
+    The exception stops what runs now (a round mid-way); the event is for a loop to check as
+    well, because the exception can be lost: raised while a ``__del__`` or a weakref callback
+    runs, Python prints it and goes on. A worker was seen polling 22 minutes after its SIGTERM
+    (a CI run), its main thread back in the loop's wait.
+    """
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Start the web app and (unless --no-worker) the training worker; Ctrl-C stops both."""
     _ready(settings)
@@ -260,17 +280,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                                   cwd=ROOT))
     print(f"Labelwise on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     interrupted = False
-    # SIGTERM (kill, systemd, docker stop) stops both children as Ctrl-C does, not only this one
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop = stop_on_signals()  # SIGTERM (kill, systemd, docker stop) stops both, as Ctrl-C does
     try:
-        while all(p.poll() is None for p in procs):
+        while not stop.is_set() and all(p.poll() is None for p in procs):
             try:
                 procs[-1].wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 pass
     except KeyboardInterrupt:
-        interrupted = True
+        pass
     finally:
+        interrupted = stop.is_set()
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
@@ -295,9 +315,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     _ready(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     options = WorkerOptions(poll_s=args.poll, heartbeat_s=args.heartbeat, stale_after_s=args.stale_after)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stops it as Ctrl-C does
+    stop = stop_on_signals()  # SIGTERM stops it as Ctrl-C does
     try:
-        run_worker(settings, options, once=args.once)
+        run_worker(settings, options, once=args.once, stop=stop)
     except KeyboardInterrupt:
         pass
     if warming_up():  # stopped mid-warm-up: skip the teardown that torch aborts or hangs

@@ -310,3 +310,24 @@ def test_serve_stopped_with_sigterm_stops_the_app_it_started(settings, tmp_path)
             os.killpg(serve.pid, signal.SIGKILL)  # serve and any child still there
         except ProcessLookupError:
             pass
+
+
+def test_a_stop_signal_is_seen_even_when_its_exception_is_lost():
+    """Raised while a `__del__` runs, the KeyboardInterrupt of a SIGTERM is printed and lost
+    (a worker was seen polling 22 minutes after its SIGTERM): the loops also check the event."""
+    script = (
+        "import os, signal, time\n"
+        "from app.cli import stop_on_signals\n"
+        "stop = stop_on_signals()\n"
+        "class X:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        for _ in range(1000): pass\n"
+        "X()\n"
+        "time.sleep(0.2)\n"
+        "print('stop set' if stop.is_set() else 'stop lost')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert "KeyboardInterrupt: SIGTERM" in done.stderr  # lost: Python only printed it
+    assert done.stdout.strip() == "stop set"
