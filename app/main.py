@@ -15,7 +15,6 @@ from app import ui  # noqa: E402
 
 st.set_page_config(page_title="Labelwise", layout="wide")
 VIEWS = ROOT / "app" / "views"
-RELEASE_FOCUS = "project_release_focus"
 
 
 def page(name: str, title: str, icon: str, default: bool = False) -> st.Page:
@@ -37,10 +36,8 @@ with st.sidebar:
         if st.session_state.get(ui.PROJECT) not in names:  # a new session: the address's
             in_url = st.query_params.get("project")
             st.session_state[ui.PROJECT] = in_url if in_url in names else names[0]
-        st.selectbox("Project", names, key=ui.PROJECT, on_change=st.session_state.__setitem__,
-                     args=(RELEASE_FOCUS, True))
-        if st.session_state.pop(RELEASE_FOCUS, False):
-            ui.release_focus()  # else the keys 1-9 type into the box instead of answering
+        st.selectbox("Project", names, key=ui.PROJECT, on_change=ui.release_focus_next_run)
+        ui.release_focus_if_asked()  # else the keys 1-9 type into the box instead of answering
         # in the address, so a refresh, a bookmark or a shared link opens the same project
         if st.query_params.get("project") != st.session_state[ui.PROJECT]:
             st.query_params["project"] = st.session_state[ui.PROJECT]

@@ -102,9 +102,20 @@ def _set_cookie(value: str, max_age: int) -> None:
     )
 
 
-def release_focus() -> None:
-    """Take the keyboard focus off the widget that has it (a selectbox after a choice keeps it,
-    and the shortcut keys then type into it instead of answering)."""
+RELEASE_FOCUS = "_release_focus"
+
+
+def release_focus_next_run() -> None:
+    """A widget callback: the next run takes the keyboard focus off the widget that has it (a
+    selectbox keeps it after a choice, and the shortcut keys then type into it instead of
+    answering)."""
+    st.session_state[RELEASE_FOCUS] = True
+
+
+def release_focus_if_asked() -> None:
+    """Do what `release_focus_next_run` asked for, once."""
+    if not st.session_state.pop(RELEASE_FOCUS, False):
+        return
     import streamlit.components.v1 as components
 
     # Same-origin iframe, as for the cookie: it reaches the app's document.

@@ -39,7 +39,6 @@ REASONS = {
     "random": "drawn at random",
 }
 CURRENT, SHOWN_AT, SKIPPED, HISTORY = "ann_current", "ann_shown_at", "ann_skipped", "ann_history"
-RELEASE_FOCUS = "ann_release_focus"
 SHOWN_WHEN = "ann_shown_when"
 
 project = ui.require_project()
@@ -123,7 +122,7 @@ def _undo() -> None:
 
 
 def _relabel(example_id: int, key: str) -> None:
-    st.session_state[RELEASE_FOCUS] = True  # the keys 1-9 answer the next text at once
+    ui.release_focus_next_run()  # the keys 1-9 answer the next text at once
     try:
         annotate(settings, project.id, example_id, me, st.session_state[key])
     except LabelwiseError as exc:
@@ -210,8 +209,7 @@ def labelling() -> None:
                     args=(item.example_id,))
         right.button("Undo", key="undo", shortcut="U", on_click=_undo)
 
-    if st.session_state.pop(RELEASE_FOCUS, False):
-        ui.release_focus()
+    ui.release_focus_if_asked()
     st.subheader("Your last answers", anchor=False)
     recent = recent_annotations(settings, project.id, me, limit=10)
     if not recent:
