@@ -288,9 +288,9 @@ class AutomaticRound:
         missing: labels with fewer than ``cold_start_k`` labelled texts outside the audit
             slice, with their counts (checked only when ``due``; a round needs none missing).
         one_label: the project has fewer than two labels (checked only when ``due``).
-        held_by: the last round, when it ended without a model (cancelled or failed): the
-            next automatic one then also waits for ``retrain_every`` labels given after it,
-            or the worker would queue it again within seconds.
+        held_by: the last round, while it holds the next automatic one back: it ended
+            without a model (cancelled or failed), and fewer than ``retrain_every`` labels
+            came in after it (else the worker would queue it again within seconds).
         since_held: labels given or changed since ``held_by`` ended.
     """
 
@@ -316,7 +316,9 @@ def automatic_round(session, project_id: int, config: ProjectConfig) -> Automati
     due = new >= config.retrain_every if has_model else new > 0
     held = last_stopped_run(session, project_id)
     since_held = 0 if held is None else labels_since(session, project_id, held.finished_at)
-    if held is not None and since_held < config.retrain_every:
+    if since_held >= config.retrain_every:
+        held = None  # enough labels since: it holds nothing back any more
+    if held is not None:
         due = False
     if not due:  # the cheap counts first: reading every label is only needed when a round is due
         return AutomaticRound(has_model, new, due, {}, held_by=held, since_held=since_held)

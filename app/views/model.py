@@ -107,7 +107,7 @@ def _next_automatic_round() -> str:
     with read_unit(settings) as session:
         state = automatic_round(session, project.id, config)
     held = state.held_by
-    if held is not None and state.since_held < config.retrain_every:
+    if held is not None:
         return (f"Run {held.id} {held.status}: the worker starts no round by itself until "
                 f"{config.retrain_every} labels come in after it ({state.since_held} so far); "
                 "Train now starts one.")
