@@ -129,28 +129,40 @@ def missing_labels(labels: Sequence[str], train_y: Sequence[str], k: int) -> dic
     return {label: counts.get(label, 0) for label in labels if counts.get(label, 0) < k}
 
 
-def labels_short(session: Any, project_id: int, k: int) -> tuple[int, dict[str, int]]:
-    """What a round would find missing now: the project's number of labels, and its labels with
-    fewer than ``k`` labelled texts outside the audit slice, with their counts (reads every
-    label: for a click or a due round, not for a poll)."""
+def _labels_and_train_y(session: Any, project_id: int) -> tuple[list[str], list[str]]:
+    """The project's labels, and the final labels of its texts outside the audit slice."""
     from db.models import Project
 
     labels = [label.name for label in session.get(Project, project_id).labels]
     train_y = [label for label, audit in final_labels(session, project_id).values() if not audit]
+    return labels, train_y
+
+
+def labels_short(session: Any, project_id: int, k: int) -> tuple[int, dict[str, int]]:
+    """What a round would find missing now: the project's number of labels, and its labels with
+    fewer than ``k`` labelled texts outside the audit slice, with their counts (reads every
+    label: for a click or a due round, not for a poll)."""
+    labels, train_y = _labels_and_train_y(session, project_id)
     return len(labels), missing_labels(labels, train_y, k)
 
 
-def why_not_trainable(session: Any, project_id: int, k: int) -> str | None:
-    """Why a round of the project would fail at once for want of labels, or None: what the Model
-    page and ``python -m app train`` say instead of queueing it."""
-    n_labels, short = labels_short(session, project_id, k)
-    if n_labels < 2:
+def shortfall(labels: Sequence[str], train_y: Sequence[str], k: int) -> str | None:
+    """Why a round on these labels would fail for want of labels, or None: the one wording of
+    the Model page, ``python -m app train`` and a round's `NotEnoughLabels`."""
+    if len(labels) < 2:
         return "training needs a project with at least two labels."
+    short = missing_labels(labels, train_y, k)
     if short:
         counts = ", ".join(f"{label} ({n})" for label, n in short.items())
         return (f"every label needs at least {k} labelled texts outside the audit slice (the "
                 f"project's cold-start setting). Still short, with the texts each has: {counts}.")
     return None
+
+
+def why_not_trainable(session: Any, project_id: int, k: int) -> str | None:
+    """`shortfall` of the project as it is now: what the Model page and ``python -m app train``
+    say instead of queueing a round that would fail at once."""
+    return shortfall(*_labels_and_train_y(session, project_id), k)
 
 
 def likely_mislabels(model: Any, data: RoundInput, proba: np.ndarray,
@@ -383,13 +395,9 @@ def run_round(
     rng = np.random.default_rng(run_id)
     snap = take_snapshot(settings, project_id, rng)
     config = snap.config
-    short = missing_labels(snap.data.labels, snap.data.train_y, config.cold_start_k)
-    if short:
-        counts = ", ".join(f"{label}: {n}" for label, n in short.items())
-        raise NotEnoughLabels(
-            f"Not enough labels to train: every label needs at least {config.cold_start_k} "
-            f"labelled texts outside the audit slice ({counts})."
-        )
+    why = shortfall(snap.data.labels, snap.data.train_y, config.cold_start_k)
+    if why is not None:
+        raise NotEnoughLabels(f"Not enough labels to train: {why}")
     timings["snapshot_s"] = time.perf_counter() - t0
     if factory is None:
         factory = model_factory(config, snap.last_artefact if config.warm_start else None)
