@@ -162,6 +162,13 @@ def _leased_to_others(example_id: Any, me: Any, now: Any) -> tuple[Any, ...]:
     return Lease.example_id == example_id, Lease.expires_at > now, Lease.annotator_id != me
 
 
+def _serialise_claims(session: Session, project_id: int) -> None:
+    """Make this write unit the project's only claim-like one until it ends: ``BEGIN
+    IMMEDIATE`` did it on SQLite, an advisory lock does it on PostgreSQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK, project_id)))
+
+
 def claim_next(
     settings: Settings,
     project_id: int,
@@ -180,8 +187,7 @@ def claim_next(
     """
     now = utcnow()
     with write_unit(settings) as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK, project_id)))
+        _serialise_claims(session, project_id)
         me = get_or_create_annotator(session, annotator)
         params: dict[str, Any] = {"me": me, "project_id": project_id, "now": now}
         if exclude:
@@ -253,8 +259,7 @@ def undo_answer(
         The text, to show again; None if it is not one of the project's texts.
     """
     with write_unit(settings) as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK, project_id)))
+        _serialise_claims(session, project_id)
         item = _item(session, project_id, example_id)
         if item is None:
             return None
