@@ -463,10 +463,10 @@ class TransformerClassifier:
             model.train()
             order = rng.permutation(train_idx)
             loss_sum = torch.zeros((), device=device)  # summed where it is: no sync per step
-            for start in range(0, len(order), cfg.batch_size):
-                batch_idx = order[start : start + cfg.batch_size]
-                batch = encoded.batch(batch_idx, device)
-                target = torch.as_tensor(label_ids[batch_idx], device=device)
+            targets = torch.as_tensor(label_ids[order], device=device)  # one copy per epoch
+            batches = encoded.batches(order, cfg.batch_size, device)
+            for start, batch in zip(range(0, len(order), cfg.batch_size), batches):
+                target = targets[start : start + cfg.batch_size]
                 with autocast(device, precision):
                     logits = model(**batch).logits
                 loss = torch.nn.functional.cross_entropy(logits.float(), target)
@@ -476,7 +476,7 @@ class TransformerClassifier:
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                loss_sum += loss.detach() * len(batch_idx)
+                loss_sum += loss.detach() * len(target)
                 step += 1
                 reporter.update(step)
             record: dict[str, float] = {"epoch": epoch + 1,
@@ -1104,8 +1104,7 @@ def _run_sorted(
 
     lengths = encoded.lengths[idx]
     order = np.argsort(-lengths, kind="stable")  # longest first: a memory problem shows at once
-    batches = (encoded.batch(idx[order[start : start + batch_size]], device)
-               for start in range(0, len(order), batch_size))
+    batches = encoded.batches(idx[order], batch_size, device)
     in_flight = getattr(model, "in_flight", 1)
     done = model.pipelined(batches) if in_flight > 1 else ((b, model) for b in batches)
     outputs: list[torch.Tensor] = []

@@ -16,8 +16,11 @@ torch and transformers are imported inside functions, as in the rest of ``learne
 from __future__ import annotations
 
 import itertools
+import threading
+import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,6 +67,44 @@ class Tokens:
         out["attention_mask"] = torch.from_numpy(_mask(lengths, width, self.left)).to(device)
         return out
 
+    def batches(self, rows: np.ndarray, batch_size: int, device: str
+                ) -> Iterator[dict[str, torch.Tensor]]:
+        """``rows`` in batches of ``batch_size``, in the order given, as :meth:`batch` cuts them.
+
+        On an accelerator the rows' ids are copied to it once and each batch is cut there: a
+        copy from the host's (pageable) memory makes the host wait until the device has run
+        everything queued before it, so a copy per batch would keep the host from queueing
+        the next batch while the device runs this one.
+        """
+        import torch
+
+        if torch.device(device).type != "cpu":
+            yield from self._resident_batches(rows, batch_size, device)
+            return
+        for start in range(0, len(rows), batch_size):
+            yield self.batch(rows[start:start + batch_size], device)
+
+    def _resident_batches(self, rows: np.ndarray, batch_size: int, device: str
+                          ) -> Iterator[dict[str, torch.Tensor]]:
+        """:meth:`batches` from one copy of the rows on ``device``, cut there."""
+        import torch
+
+        full = self.columns["input_ids"].shape[1]
+        columns = {name: torch.from_numpy(np.ascontiguousarray(column[rows])).to(device)
+                   for name, column in self.columns.items()}
+        lengths = self.lengths[rows]
+        on_device = torch.from_numpy(lengths).to(device)
+        for start in range(0, len(rows), batch_size):
+            stop = start + batch_size
+            width = int(lengths[start:stop].max())
+            cut = slice(full - width, full) if self.left else slice(0, width)
+            out = {name: column[start:stop, cut].contiguous() for name, column in columns.items()}
+            positions = torch.arange(width, device=device)
+            real = on_device[start:stop, None]
+            mask = positions >= width - real if self.left else positions < real
+            out["attention_mask"] = mask.long()
+            yield out
+
 
 ENCODE_BATCH = 1024
 """Texts tokenised per call of the tokenizer. Its output for a call (each text's ``Encoding``,
@@ -102,8 +143,7 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: in
     while rows is None or todo:  # the first pass tokenises every text
         batch = [texts[i] for i in todo]
         prefixes = _prefixes(tokenizer, batch, limit)
-        enc = tokenizer(prefixes, truncation=True, max_length=max_length, padding=False,
-                        return_attention_mask=False)
+        enc = _ids(tokenizer, prefixes, max_length, names)
         if rows is None:
             names = [n for n in names if n in enc] or ["input_ids"]
             rows = {name: list(enc[name]) for name in names}
@@ -115,6 +155,56 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: in
                 if prefixes[row] is not batch[row] and len(enc["input_ids"][row]) < max_length]
         limit *= PREFIX_GROWTH
     return _pack(rows, left, pad_id)
+
+
+def _ids(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
+         names: list[str]) -> Mapping[str, list[list[int]]]:
+    """Each text's ids (and token types where ``names`` asks), truncated to ``max_length``.
+
+    A fast tokenizer's texts go straight to a copy of its Rust core (:func:`_core`), which
+    gives the ids that calling the tokenizer would, without building its Python encodings:
+    on `cpu-amd-2core`, 8,192 BBC prefixes in 0.07 s of Python (the GIL) instead of 0.38 s,
+    and 1.5x faster in all. On a GPU the tokenising thread and the scoring thread share the
+    GIL, so that share is what limits texts/s.
+    """
+    core = _core(tokenizer, max_length) if set(names) <= set(_CORE_COLUMNS) else None
+    if core is None:
+        return tokenizer(texts, truncation=True, max_length=max_length, padding=False,
+                         return_attention_mask=False)
+    encodings = getattr(core, "encode_batch_fast", core.encode_batch)(texts)
+    return {name: [getattr(e, _CORE_COLUMNS[name]) for e in encodings]
+            for name in dict.fromkeys(["input_ids", *names])}
+
+
+_CORE_COLUMNS = {"input_ids": "ids", "token_type_ids": "type_ids"}
+_CORES: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+_CORES_LOCK = threading.Lock()
+
+
+def _core(tokenizer: PreTrainedTokenizerBase, max_length: int) -> Any:
+    """A copy of a fast tokenizer's Rust core that truncates as ``tokenizer(...,
+    truncation=True, max_length=max_length)`` does, or ``None`` for a slow tokenizer.
+
+    A copy, set once and then only read, so that threads can share it (the tokenizer's own core
+    is reconfigured by each call); kept per tokenizer and setting.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    split = bool(getattr(tokenizer, "split_special_tokens", False))
+    side = getattr(tokenizer, "truncation_side", "right")
+    key = (max_length, side, split)
+    with _CORES_LOCK:
+        cores = _CORES.setdefault(tokenizer, {})
+        if key not in cores:
+            from tokenizers import Tokenizer
+
+            core = Tokenizer.from_str(backend.to_str())
+            core.no_padding()
+            core.enable_truncation(max_length, strategy="longest_first", direction=side)
+            core.encode_special_tokens = split
+            cores[key] = core
+        return cores[key]
 
 
 def _concat(parts: list[Tokens], pad_id: int) -> Tokens:
@@ -159,6 +249,8 @@ def _prefixes(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: int) 
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if type(getattr(backend, "pre_tokenizer", None)).__name__ != "BertPreTokenizer":
         return texts  # other tokenizers may join across whitespace: no shortcut
+    if getattr(tokenizer, "truncation_side", "right") == "left":
+        return texts  # it keeps a text's last tokens, which no prefix holds
     out = []
     for text in texts:
         if len(text) > limit:

@@ -68,3 +68,57 @@ def test_a_batch_is_its_rows_padded_to_the_longest_of_them(
 def test_no_texts_pack_to_empty_arrays(tiny_model_dir: Path) -> None:
     packed = tokens.encode(_tokenizer(str(tiny_model_dir)), [], 32)
     assert len(packed) == 0 and packed.columns["input_ids"].shape == (0, 0)
+
+
+@pytest.mark.parametrize("side, split", [("right", False), ("left", False), ("right", True)])
+def test_a_fast_tokenizer_is_read_through_a_copy_of_its_core_with_its_settings(
+        tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, side: str, split: bool) -> None:
+    tokenizer = _tokenizer(str(tiny_model_dir))
+    tokenizer.truncation_side, tokenizer.split_special_tokens = side, split
+    texts = ["apple [SEP] banana " * 6, "[CLS] cherry [MASK]", "", "apple " * 3]
+    expected = tokenizer(texts, truncation=True, max_length=9, padding=True, return_tensors="np")
+    tokenizer.backend_tokenizer.no_truncation()
+
+    def not_called(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the tokenizer's Python path was called")
+
+    monkeypatch.setattr(type(tokenizer), "__call__", not_called)
+    for _ in range(2):  # the second call reuses the copy
+        batch = tokens.encode(tokenizer, texts, 9).batch(np.arange(len(texts)), "cpu")
+        for name, array in batch.items():
+            np.testing.assert_array_equal(array.numpy(), expected[name], err_msg=name)
+    assert tokenizer.backend_tokenizer.truncation is None  # its own core was left as it was
+
+
+def test_a_tokenizer_without_a_rust_core_is_called_as_usual(tiny_model_dir: Path) -> None:
+    tokenizer = _tokenizer(str(tiny_model_dir))
+    calls = []
+
+    class Slow:  # what a slow tokenizer offers encode: no backend_tokenizer
+        model_input_names = tokenizer.model_input_names
+        padding_side, pad_token_id = "right", tokenizer.pad_token_id
+
+        def __call__(self, texts: list[str], **kwargs: object) -> object:
+            calls.append(len(texts))
+            return tokenizer(texts, **kwargs)
+
+    packed = tokens.encode(Slow(), ["apple banana", "cherry"], 16)  # type: ignore[arg-type]
+    assert calls == [2] and packed.lengths.tolist() == [4, 3]
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_batches_cut_on_the_device_are_those_cut_on_the_host(
+        tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, padding_side: str) -> None:
+    monkeypatch.setattr(tokens, "ENCODE_BATCH", 3)  # packed per call, then joined
+    tokenizer = _tokenizer(str(tiny_model_dir), padding_side)
+    texts = [" ".join(["apple"] * n) for n in (3, 9, 1, 6, 4, 7, 2)] + [""]
+    packed = tokens.encode(tokenizer, texts, 32)
+    rows = np.array([4, 0, 6, 1, 1, 7, 3])
+    on_host = list(packed.batches(rows, 3, "cpu"))
+    resident = list(packed._resident_batches(rows, 3, "cpu"))  # what a GPU runs, here
+    assert len(on_host) == len(resident) == 3
+    for host, device in zip(on_host, resident):
+        assert set(host) == set(device) == {"input_ids", "token_type_ids", "attention_mask"}
+        for name in host:
+            assert device[name].dtype == host[name].dtype and device[name].is_contiguous()
+            np.testing.assert_array_equal(device[name].numpy(), host[name].numpy(), err_msg=name)
