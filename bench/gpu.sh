@@ -12,6 +12,7 @@
 #   call stopped by its time limit keeps the steps it finished), to copy into docs/results/
 #   here before `python -m bench.report`. COMMIT names the commit measured (the device's
 #   copy of the tree has no git folder).
+# There:   bench/gpu.sh probe   (bench.probe_gpu: the parts of scoring and training, timed apart)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,20 +47,33 @@ EOF
     du -sh .whl .gpu
 }
 
-run() {
-    local steps=${1:?give the steps, e.g. scoring,round,fastloop}
+setup() {
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
     export TOKENIZERS_PARALLELISM=true LABELWISE_MODEL="$PWD/.gpu/minilm"
-    export BENCH_COMMIT=${2:-${BENCH_COMMIT:-}}
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+}
+
+run() {
+    local steps=${1:?give the steps, e.g. scoring,round,fastloop}
+    setup
+    export BENCH_COMMIT=${2:-${BENCH_COMMIT:-}}
     python3 -m bench.run --only "$steps" --out-dir /tmp/bench-out \
         --results-dir "${OUT:?set OUT to the folder that comes back}/results" --no-report
+}
+
+# bench.probe_gpu: where scoring and training spend their time; writes $OUT/probe.json.
+probe() {
+    setup
+    : "${OUT:?set OUT to the folder that comes back}"
+    python3 -m bench.probe_gpu
 }
 
 case "${1:-}" in
     pack) pack ;;
     run) shift; run "$@" ;;
-    *) echo "usage: bench/gpu.sh pack | bench/gpu.sh run STEP[,STEP...] [COMMIT]" >&2; exit 2 ;;
+    probe) probe ;;
+    *) echo "usage: bench/gpu.sh pack | bench/gpu.sh run STEP[,STEP...] [COMMIT] | bench/gpu.sh probe" >&2
+       exit 2 ;;
 esac

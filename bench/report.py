@@ -520,7 +520,8 @@ def render_scoring(r: Result) -> list[str]:
     auto = x["variants"].get("optimised_auto", {})
     [check] = check_scoring(r)
     if gpu:
-        lines += para(f"Target on an H100: at least {SCORING_GPU_TEXTS_PER_S:,} texts/s: "
+        lines += para(f"Target on a GPU (the issue names an H100): at least "
+                      f"{SCORING_GPU_TEXTS_PER_S:,} texts/s: "
                       + verdict(check.ok)
                       + f" ({_against(auto.get('texts_per_s', 0), SCORING_GPU_TEXTS_PER_S, 'texts/s')}).")
     else:
