@@ -65,26 +65,46 @@ def replace_queue(
     entries: Sequence[QueueEntry],
     model_version_id: int | None = None,
 ) -> None:
-    """Swap the project's whole queue for ``entries`` (ranked first to last), in the caller's unit."""
+    """Swap the project's whole queue for ``entries`` (ranked first to last), in the caller's unit.
+
+    Queued texts that some but not all of their ``needed`` annotators have labelled stay, ahead
+    of ``entries`` and as they were queued: rankings are built from the texts nobody has
+    labelled, so without this a text of an overlap (or of the agreement share) that one
+    annotator has labelled would never get its other labels.
+    """
+    unfinished = _unfinished(session, project_id)
+    kept = {row["example_id"] for row in unfinished}
     session.execute(delete(QueueItem).where(QueueItem.project_id == project_id))
-    if entries:
-        session.execute(
-            insert(QueueItem),
-            [
-                {
-                    "project_id": project_id,
-                    "example_id": e.example_id,
-                    "rank": rank,
-                    "score": e.score,
-                    "reason": e.reason,
-                    "model_version_id": model_version_id,
-                    "predicted_label": e.predicted_label,
-                    "confidence": e.confidence,
-                    "needed": e.needed,
-                }
-                for rank, e in enumerate(entries)
-            ],
-        )
+    rows = unfinished + [
+        {
+            "example_id": e.example_id,
+            "score": e.score,
+            "reason": e.reason,
+            "model_version_id": model_version_id,
+            "predicted_label": e.predicted_label,
+            "confidence": e.confidence,
+            "needed": e.needed,
+        }
+        for e in entries if e.example_id not in kept
+    ]
+    if rows:
+        session.execute(insert(QueueItem), [
+            {**row, "project_id": project_id, "rank": rank} for rank, row in enumerate(rows)])
+
+
+def _unfinished(session: Session, project_id: int) -> list[dict[str, Any]]:
+    """The project's queued texts with at least one label but fewer than ``needed``, in rank
+    order, as `replace_queue` writes rows (without project and rank)."""
+    answers = (select(func.count()).select_from(Annotation)
+               .where(Annotation.example_id == QueueItem.example_id).scalar_subquery())
+    columns = (QueueItem.example_id, QueueItem.score, QueueItem.reason,
+               QueueItem.model_version_id, QueueItem.predicted_label, QueueItem.confidence,
+               QueueItem.needed)
+    found = session.execute(
+        select(*columns)
+        .where(QueueItem.project_id == project_id, answers > 0, answers < QueueItem.needed)
+        .order_by(QueueItem.rank))
+    return [dict(row._mapping) for row in found]
 
 
 def assign_overlap(
@@ -98,16 +118,30 @@ def assign_overlap(
     return [replace(e, needed=max(overlap, 2) if d else overlap) for e, d in zip(entries, double)]
 
 
-def audit_picks(pool_size: int, chosen: Sequence[int], share: float, rng: Any) -> list[int]:
-    """Pool positions for the audit slice: uniform over the pool outside the ranked ``chosen``,
-    as many as ``share`` of them (rounded up)."""
+def split_audit(pool_size: int, chosen: Sequence[int], share: float, rng: Any
+                ) -> tuple[list[int], list[int]]:
+    """The ranked pool positions ``chosen`` and the audit slice, as two lists of positions.
+
+    The audit slice is ``share`` of ``chosen`` (rounded up), uniform over the pool outside
+    ``chosen``; where the pool is too small for that (no larger than the queue, say, when every
+    text is ranked), the rest is drawn uniformly from ``chosen`` and taken out of the ranking.
+
+    Returns:
+        ``chosen`` without the audit picks (in its order), and the audit picks.
+    """
     import numpy as np
 
     wanted = math.ceil(len(chosen) * share) if share > 0 else 0
+    if not wanted:
+        return list(chosen), []
     rest = np.setdiff1d(np.arange(pool_size), np.asarray(chosen, dtype=int))
-    if not wanted or not len(rest):
-        return []
-    return [int(i) for i in rng.choice(rest, size=min(wanted, len(rest)), replace=False)]
+    picks = [int(i) for i in rng.choice(rest, size=min(wanted, len(rest)), replace=False)]
+    short = min(wanted - len(picks), len(chosen) - 1)  # the ranking keeps at least one text
+    if short > 0:
+        picks += [int(i) for i in rng.choice(np.asarray(chosen, dtype=int), size=short,
+                                             replace=False)]
+    audited = set(picks)
+    return [i for i in chosen if i not in audited], picks
 
 
 def interleave_audit(

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from db.engine import read_unit, write_unit
 from db.models import Embedding, ModelVersion, QueueReason
 from db.projects import ProjectConfig
-from db.queue import QueueEntry, assign_overlap, audit_picks, interleave_audit, replace_queue
+from db.queue import QueueEntry, assign_overlap, interleave_audit, replace_queue, split_audit
 from db.settings import Settings
 
 
@@ -104,11 +104,10 @@ def fast_rerank(settings: Settings, project_id: int, config: ProjectConfig,
         return QueueEntry(example_ids[pool[k]], why, float(scores[k]), str(classes[best]),
                           float(proba[k, best]))
 
-    chosen = [int(k) for k in order]
+    chosen, audit = split_audit(len(pool), [int(k) for k in order], config.audit_share, rng)
     entries = assign_overlap(interleave_audit(
         [entry(k, reason) for k in chosen],
-        [entry(k, QueueReason.AUDIT.value)
-         for k in audit_picks(len(pool), chosen, config.audit_share, rng)],
+        [entry(k, QueueReason.AUDIT.value) for k in audit],
         config.audit_share), config.overlap, config.agreement_share, rng)
     rank_s = time.perf_counter() - t0
 

@@ -22,7 +22,7 @@ from db.engine import read_unit, write_unit
 from db.errors import LabelwiseError
 from db.models import Annotation, Example, Label, ModelVersion, QueueReason, RunStatus
 from db.projects import ProjectConfig
-from db.queue import QueueEntry, assign_overlap, audit_picks, interleave_audit, replace_queue
+from db.queue import QueueEntry, assign_overlap, interleave_audit, replace_queue, split_audit
 from db.runs import finish_run, last_round_timings
 from db.settings import Settings
 from learner.errors import LearnerError
@@ -256,11 +256,11 @@ def train_and_rank(
                 confidence=float(proba[i, best]),
             )
 
-        chosen = [int(i) for i in order]
+        chosen, audit = split_audit(len(data.pool_texts), [int(i) for i in order],
+                                    audit_share, rng)
         ranking = interleave_audit(
             [entry(i, reason) for i in chosen],
-            [entry(i, QueueReason.AUDIT.value)
-             for i in audit_picks(len(data.pool_texts), chosen, audit_share, rng)],
+            [entry(i, QueueReason.AUDIT.value) for i in audit],
             audit_share,
         )
     timings["score_s"] = time.perf_counter() - t0

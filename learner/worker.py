@@ -46,11 +46,11 @@ from db.projects import ProjectConfig
 from db.queue import (
     QueueEntry,
     assign_overlap,
-    audit_picks,
     interleave_audit,
     labels_since_queue,
     queue_remaining,
     replace_queue,
+    split_audit,
     unlabelled_ids,
 )
 from db.runs import (
@@ -354,8 +354,9 @@ def build_cold_start_queue(settings: Settings, project_id: int, config: ProjectC
         texts = dict(session.execute(select(Example.id, Example.text).where(Example.id.in_(pool))).all()) if pool else {}
     if not pool:
         return 0
-    picked = diverse_sample([texts[i] for i in pool], min(config.queue_size, len(pool)), rng)
-    audit = audit_picks(len(pool), picked, config.audit_share, rng)
+    picked, audit = split_audit(
+        len(pool), diverse_sample([texts[i] for i in pool], min(config.queue_size, len(pool)), rng),
+        config.audit_share, rng)
     entries = assign_overlap(interleave_audit(
         [QueueEntry(pool[i], QueueReason.COLD_START.value) for i in picked],
         [QueueEntry(pool[i], QueueReason.AUDIT.value) for i in audit],

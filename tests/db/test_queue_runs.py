@@ -20,6 +20,7 @@ from db.queue import (
     queue_status,
     release,
     replace_queue,
+    split_audit,
     undo_answer,
 )
 from db.runs import (
@@ -364,3 +365,55 @@ def test_queue_status_tells_what_ranked_the_queue_when_and_labels_since(any_sett
     ranked = queue_status(settings, project_id)
     assert (ranked.model_version, ranked.remaining, ranked.labels_since) == (3, 4, 2)
     assert ranked.ranked_at >= cold.ranked_at
+
+
+def test_a_new_queue_keeps_the_texts_still_short_of_their_annotators(any_settings):
+    """A ranking holds only texts nobody has labelled: a text of an overlap of two that one
+    annotator has labelled stays queued, first, until its second annotator has labelled it."""
+    settings = any_settings
+    project_id, ids = _project(settings)
+    with write_unit(settings) as session:
+        replace_queue(session, project_id, [QueueEntry(i, "uncertain", needed=2) for i in ids[:4]])
+    for _ in range(3):  # ann labels the first three
+        item = claim_next(settings, project_id, "ann")
+        annotate(settings, project_id, item.example_id, "ann", "a")
+    assert claim_next(settings, project_id, "bob").example_id == ids[0]
+    annotate(settings, project_id, ids[0], "bob", "b")  # ids[0] is done: two labels
+    with write_unit(settings) as session:  # a round's ranking of the unlabelled texts
+        replace_queue(session, project_id, [QueueEntry(i, "uncertain", needed=2) for i in ids[3:6]])
+    with read_unit(settings) as session:
+        queued = session.execute(select(QueueItem.example_id, QueueItem.needed)
+                                 .order_by(QueueItem.rank)).all()
+    assert [tuple(row) for row in queued] == [(ids[1], 2), (ids[2], 2), (ids[3], 2), (ids[4], 2),
+                                             (ids[5], 2)]
+    served = [claim_next(settings, project_id, "bob", exclude=[ids[1]]).example_id]
+    assert served == [ids[2]]  # the second label of a started text comes before new texts
+    with write_unit(settings) as session:
+        replace_queue(session, project_id, [])
+    with read_unit(settings) as session:  # still short: they stay
+        assert session.scalars(select(QueueItem.example_id).order_by(QueueItem.rank)).all() == [
+            ids[1], ids[2]]
+    for i in ids[1:3]:
+        annotate(settings, project_id, i, "bob", "a")
+    with write_unit(settings) as session:
+        replace_queue(session, project_id, [])
+    with read_unit(settings) as session:  # every text has its labels: nothing stays
+        assert session.scalars(select(QueueItem.example_id)).all() == []
+
+
+@pytest.mark.parametrize("pool, ranked, audit_outside", [
+    (1000, 500, 50), (225, 225, 0), (230, 225, 5), (1, 1, 0)])
+def test_the_audit_slice_is_a_tenth_of_the_queue_whatever_the_pool(
+        pool: int, ranked: int, audit_outside: int) -> None:
+    """Audit texts come from outside the ranking; where the pool holds too few of those (a
+    pool no larger than the queue), the rest come out of the ranking itself."""
+    import numpy as np
+
+    chosen = list(np.random.default_rng(1).permutation(pool)[:ranked])
+    kept, audit = split_audit(pool, chosen, 0.1, np.random.default_rng(0))
+    wanted = min(-(-ranked // 10), ranked - 1 + audit_outside)
+    assert len(audit) == len(set(audit)) == wanted
+    assert sum(i not in chosen for i in audit) == audit_outside
+    assert kept == [i for i in chosen if i not in audit]  # the ranking's order, less the audit
+    assert kept  # never empty
+    assert split_audit(pool, chosen, 0.0, np.random.default_rng(0)) == (chosen, [])
