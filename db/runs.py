@@ -289,9 +289,21 @@ def active_run(settings: Settings, project_id: int) -> RunInfo | None:
 
 
 def labels_since_last_version(session: Session, project_id: int) -> int:
-    """Annotations given or changed since the project's latest model version was made."""
-    return labels_since(session, project_id, session.scalar(
-        select(func.max(ModelVersion.created_at)).where(ModelVersion.project_id == project_id)))
+    """Annotations given or changed since the project's latest model version took its labels.
+
+    Counted from the start of the round that made it (its snapshot of the labels is the round's
+    first step), so that labels given while it trained count as new; a version no round made
+    counts from its creation. All annotations where there is no version.
+    """
+    latest = session.execute(
+        select(ModelVersion.id, ModelVersion.created_at)
+        .where(ModelVersion.project_id == project_id)
+        .order_by(ModelVersion.version.desc()).limit(1)).first()
+    if latest is None:
+        return labels_since(session, project_id, None)
+    started = session.scalar(select(func.min(TrainingRun.started_at))
+                             .where(TrainingRun.model_version_id == latest.id))
+    return labels_since(session, project_id, started or latest.created_at)
 
 
 @dataclass(frozen=True)

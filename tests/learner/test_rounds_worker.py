@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -329,7 +330,9 @@ def test_round_keeps_embeddings_and_the_fast_loop_reranks_between_rounds(setting
     from db.projects import ProjectConfig
     from learner.fastloop import fast_rerank
 
-    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0, fast_loop_every=3)
+    # one annotator per text: an answered text leaves the queue at the next re-rank
+    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0, fast_loop_every=3,
+                                    agreement_share=0.0)
     label(settings, project_id, rows, 12)
     request_training(settings, project_id)
     assert work_once(settings, WorkerOptions(poll_s=0.01), "w") is True
@@ -400,7 +403,10 @@ def test_the_fast_loop_keeps_reranking_while_a_round_trains_and_right_after(
 
     from learner import rounds
 
-    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0, fast_loop_every=3)
+    # one annotator per text: an answered text leaves the queue at its next re-rank (one of
+    # two annotators would keep it queued until the second one answers)
+    project_id, rows = make_project(settings, tiny_model_dir, retrain_every=0, fast_loop_every=3,
+                                    agreement_share=0.0)
     label(settings, project_id, rows, 12)
     request_training(settings, project_id)
     options = WorkerOptions(poll_s=0.01, fast_loop_s=0.05)
@@ -463,3 +469,25 @@ def test_stage_shares_follow_the_last_rounds_time_or_the_defaults():
         staged(stage, fraction)
     assert seen == [("snapshot", 0.0), ("train", 0.16), ("train", 0.31), ("evaluate", 0.31),
                     ("score", 0.65), ("write", 0.95), ("write", 1.0)]
+
+
+def test_labels_given_while_a_round_trains_count_as_new_for_the_next(settings, tiny_model_dir):
+    """The round snapshots the labels first: labels given while it trains are not in its
+    model, so they count towards the next automatic round and in "since the last round"."""
+    from db.runs import labels_since_last_version
+
+    project_id, rows = make_project(settings, tiny_model_dir)
+    label(settings, project_id, rows, 12)
+    run = request_training(settings, project_id)
+    claim_next_run(settings, "w")
+    during = iter(rows[12:15])
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage == "train" and fraction > 0:
+            for example_id, _, truth in itertools.islice(during, 1):  # one per call, three in all
+                annotate(settings, project_id, example_id, "bob", truth)
+
+    run_round(settings, run.id, project_id, progress=progress)
+    with read_unit(settings) as session:
+        assert session.scalar(select(ModelVersion.n_labels)) == 12
+        assert labels_since_last_version(session, project_id) == 3
