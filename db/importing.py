@@ -62,7 +62,7 @@ from db.users import require_admin
 from db.readahead import read_ahead
 from db.texts import utf8_and_hash
 
-FORMATS = ("csv", "tsv", "jsonl", "json", "txt")
+FORMATS = ("csv", "tsv", "jsonl", "json", "txt", "parquet")
 _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -71,6 +71,7 @@ _EXTENSIONS = {
     ".ndjson": "jsonl",
     ".json": "json",
     ".txt": "txt",
+    ".parquet": "parquet",
 }
 
 MAX_REPORTED_REJECTIONS = 50
@@ -286,8 +287,11 @@ def import_stream(
             fmt, filename, text_field, label_field, reference_label_field, encoding,
             skip_bad_rows, add_labels, labels, annotator, batch_size, max_rows,
         )
+        # a new project's model is the default backbone (LABELWISE_MODEL) as it is now
+        backbone = {"model_path": (settings or get_settings()).model_path}
         with bulk_write_unit(settings, cache_kib=_SQLITE_CACHE_KIB) as session:
-            _run(session, project, _Source(stream, filename, options.encoding), options, report)
+            _run(session, project, _Source(stream, filename, options.encoding), options, report,
+                 backbone)
     except ImportFailed as exc:
         exc.report = report
         raise
@@ -534,6 +538,8 @@ def _records(source: _Source, options: _Options) -> Iterator[_Record | RejectedR
         return _jsonl_records(source)
     if options.fmt == "json":
         return _json_records(source)
+    if options.fmt == "parquet":
+        return _parquet_records(source, options)
     return _txt_records(source, options.text_field)
 
 
@@ -645,6 +651,51 @@ def _json_records(source: _Source) -> Iterator[_Record | RejectedRow]:
             yield line, index, value
         else:
             yield RejectedRow(line, f"item {index}: expected an object, found {_kind(value)}")
+
+
+PARQUET_BATCH_ROWS = 10_000
+"""Rows of a Parquet file read at a time (one row group may hold more)."""
+
+
+def _parquet_records(source: _Source, options: _Options) -> Iterator[_Record | RejectedRow]:
+    """The rows of a Parquet file (an export's, say) as records, numbered from 1: a row's
+    number stands for its line in messages. Values that JSON cannot hold (times, bytes) become
+    text in the metadata; the file needs a seekable stream, as Parquet keeps its index at the
+    end."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(source.stream)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ImportFailed(f"{source.name}: not a readable Parquet file ({exc}).") from None
+    columns = parquet.schema_arrow.names
+    for role, column in (("text", options.text_field), ("label", options.label_field),
+                         ("reference label", options.reference_field)):
+        if column is not None and column not in columns:
+            found = ", ".join(repr(c) for c in columns)
+            raise ImportFailed(f"{source.name}: no {role} column {column!r}. Columns found: {found}.")
+    number = 0
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        source.bytes_read += batch.nbytes  # not empty: "no rows" says so rightly
+        for values in batch.to_pylist():
+            number += 1
+            yield number, number, {name: _plain(value) for name, value in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    """A Parquet value as JSON holds it: times in ISO 8601, bytes and others as text."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
 
 
 def _txt_records(source: _Source, text_field: str) -> Iterator[_Record | RejectedRow]:
@@ -855,14 +906,16 @@ class _Target:
     """The project being imported into, its labels, and the batch writer."""
 
     def __init__(
-        self, session: Session, project: str, options: _Options, report: ImportReport
+        self, session: Session, project: str, options: _Options, report: ImportReport,
+        new_project_settings: dict[str, Any],
     ) -> None:
         self.session = session
         self.options = options
         self.report = report
         info = find_project(session, project.strip())
         if info is None:
-            info = create_project(session, project, options.labels or ())
+            info = create_project(session, project, options.labels or (),
+                                  settings=new_project_settings)
             report.project_created = True
         self.project_id = info.id
         # Serialise imports into one project on PostgreSQL (SQLite: BEGIN IMMEDIATE did).
@@ -1004,11 +1057,13 @@ def _parsed(source: _Source, options: _Options) -> Iterator[_Row | RejectedRow]:
 
 
 def _run(
-    session: Session, project: str, source: _Source, options: _Options, report: ImportReport
+    session: Session, project: str, source: _Source, options: _Options, report: ImportReport,
+    new_project_settings: dict[str, Any],
 ) -> None:
-    """Read every record, write the good ones in batches, then raise if the import failed."""
+    """Read every record, write the good ones in batches, then raise if the import failed;
+    a project created on the way gets ``new_project_settings``."""
     try:
-        target = _Target(session, project, options, report)
+        target = _Target(session, project, options, report, new_project_settings)
     except LabelwiseError as exc:
         raise ImportFailed(str(exc), report) from None
     # Closed on the way out, so the read-ahead thread stops before the caller closes the file.

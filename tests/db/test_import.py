@@ -717,3 +717,62 @@ def test_a_large_import_commits_without_waiting_for_the_checkpoint(
     assert wal.stat().st_size <= 1_000_000
     with sqlite3.connect(database) as raw:
         assert raw.execute("SELECT count(*) FROM examples").fetchone()[0] == 12_000
+
+
+def test_a_new_project_takes_the_default_backbone_of_its_day(settings: Settings,
+                                                              tmp_path: Path) -> None:
+    """LABELWISE_MODEL is the backbone of projects created from then on; a project keeps the
+    one it was created with."""
+    import dataclasses
+
+    from db.projects import get_project
+
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "one"}\n{"text": "two"}\n', encoding="utf-8")
+    mine = dataclasses.replace(settings, model_path="/models/mine")
+    importing.import_file(mine, path, "custom")
+    importing.import_file(settings, path, "plain")
+    importing.import_file(settings, path, "custom")  # an existing project keeps its own
+    with read_unit(settings) as session:
+        assert get_project(session, "custom").config.model_path == "/models/mine"
+        assert get_project(session, "plain").config.model_path == settings.model_path
+    assert settings.model_path != "/models/mine"
+
+
+def test_a_parquet_export_imports_back(settings: Settings, tmp_path: Path) -> None:
+    """The export's Parquet reads back: texts exactly, labels, other columns as metadata
+    (times as ISO text); a missing column and a file that is not Parquet say so."""
+    from db.annotations import annotate
+    from db.exporting import ExportFilters, export
+    from db.projects import get_project
+
+    texts = ["=SUM(A1:A2)", "line one\nline two", "  spaced  ", "مرحبا 👋", "x" * 100_000]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t, "topic": i}) + "\n"
+                              for i, t in enumerate(texts)), encoding="utf-8")
+    importing.import_file(settings, source, "a", labels=["yes", "no"])
+    with read_unit(settings) as session:
+        ids = list(session.scalars(select(Example.id).order_by(Example.id)))
+        project_id = get_project(session, "a").id
+    annotate(settings, project_id, ids[0], "ann", "yes")
+    for shape, extra in ((False, "n_annotations"), (True, "created_at")):
+        out = tmp_path / f"a-{shape}.parquet"
+        export(settings, "a", out, "parquet", ExportFilters(include_unlabelled=True),
+               all_annotations=shape)
+        name = f"b-{shape}"
+        report = importing.import_file(settings, out, name, label_field="label",
+                                       add_labels=True)
+        assert (report.accepted, report.labelled) == (5, 1)
+        with read_unit(settings) as session:
+            rows = session.execute(select(Example.text, Example.meta)
+                                   .join(Project, Project.id == Example.project_id)
+                                   .where(Project.name == name).order_by(Example.id)).all()
+        assert [r.text for r in rows] == texts
+        assert extra in rows[0].meta
+    missing = r"no text column 'body'\. Columns found: 'example_id', 'text'"
+    with pytest.raises(ImportFailed, match=missing):
+        importing.import_file(settings, out, "c", text_field="body")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(ImportFailed, match="bad.parquet: not a readable Parquet file"):
+        importing.import_file(settings, bad, "c")
