@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="head", help="target revision (default: head)")
     p.add_argument("--downgrade", metavar="REV", help="downgrade to REV instead")
 
-    p = add("import", cmd_import, "import texts from CSV, TSV, JSONL, JSON or TXT",
+    p = add("import", cmd_import, "import texts from CSV, TSV, JSONL, JSON, TXT or Parquet",
             "Import a file into a project (created if missing). Nothing is written if any row "
             "is bad, unless --skip-bad-rows.")
     p.add_argument("file", help="the file to import")

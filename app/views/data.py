@@ -37,8 +37,8 @@ def show_report(report: ImportReport) -> None:
 
 with st.expander("Import a file", expanded=project is None):
     with st.form("upload", clear_on_submit=False):
-        upload = st.file_uploader("CSV, TSV, JSONL, JSON or TXT",
-                                  type=["csv", "tsv", "jsonl", "json", "txt"])
+        upload = st.file_uploader("CSV, TSV, JSONL, JSON, TXT or Parquet",
+                                  type=["csv", "tsv", "jsonl", "json", "txt", "parquet"])
         target = st.text_input("Project", value=project.name if project else "",
                                help="A new name creates a project.")
         c1, c2 = st.columns(2)

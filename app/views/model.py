@@ -16,6 +16,7 @@ from db.queue import queue_status
 from db.runs import (
     active_run,
     cancel_run,
+    latest_version,
     list_runs,
     list_versions,
     request_training,
@@ -38,6 +39,14 @@ ui.show_flash()
 # Why the last click of Train now queued nothing: shown under the button until the next one.
 # (A comment, not a string: Streamlit's magic draws a bare string in a page on the page.)
 TRAIN_PROBLEM = "train_problem"
+# The project and newest model version the page was drawn with: when a round adds a version,
+# the live fragment redraws the whole page (heading, metrics, curve, rounds), not itself alone.
+SHOWN_VERSION = "model_page_version"
+
+
+def _newest() -> tuple[int, int | None]:
+    latest = latest_version(settings, project.id)
+    return project.id, None if latest is None else latest.version
 
 
 def _train() -> None:
@@ -134,6 +143,8 @@ def _next_automatic_round() -> str:
 def live() -> None:
     """Polls the worker's progress and the queue's freshness from the database; never blocks
     the page."""
+    if _newest() != st.session_state.get(SHOWN_VERSION):
+        st.rerun()  # the whole page: a round has made a new version since it was drawn
     now = datetime.now(timezone.utc)
     _queue_caption()
     _workers_caption(now)
@@ -191,6 +202,7 @@ def _scoring_caption(scoring: dict) -> str:
     return ui.md_escape(text + ".")
 
 
+st.session_state[SHOWN_VERSION] = _newest()
 live()
 
 versions = list_versions(settings, project.id)
