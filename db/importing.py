@@ -674,7 +674,8 @@ def _parquet_records(source: _Source, options: _Options) -> Iterator[_Record | R
                          ("reference label", options.reference_field)):
         if column is not None and column not in columns:
             found = ", ".join(repr(c) for c in columns)
-            raise ImportFailed(f"{source.name}: no {role} column {column!r}. Columns found: {found}.")
+            raise ImportFailed(f"{source.name}: no {role} column {column!r}. "
+                               f"Columns found: {found}.")
     number = 0
     for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
         source.bytes_read += batch.nbytes  # not empty: "no rows" says so rightly
