@@ -763,3 +763,48 @@ def test_failure_midway_leaves_no_file(
     with pytest.raises(RuntimeError, match="went away"):
         export(settings, "p", folder / f"x.{fmt}", fmt, batch_rows=5)
     assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_file_export_hands_its_bytes_to_the_disk_as_it_goes(
+        settings: Settings, sentiment: dict[str, int], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """Every DROP_EVERY_BYTES the written data is synced and dropped from the page cache (here
+    after every batch of one row); the file is the same as without; a file system without
+    those calls is left alone, and a write error they report fails the export."""
+    import errno
+    import os
+
+    import db.exporting as exporting
+
+    def export_with(every: int, name: str) -> bytes:
+        monkeypatch.setattr(exporting, "DROP_EVERY_BYTES", every)
+        export(settings, "films", tmp_path / name, fmt, ExportFilters(include_unlabelled=True),
+               batch_rows=1)
+        return (tmp_path / name).read_bytes()
+
+    calls: list[str] = []
+    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append("sync"))
+    monkeypatch.setattr(os, "posix_fadvise",
+                        lambda fd, offset, length, advice: calls.append(f"drop {advice}"))
+    plain = export_with(0, "plain")
+    assert calls == []
+    assert export_with(1, "dropped") == plain
+    assert calls == ["sync", f"drop {os.POSIX_FADV_DONTNEED}"] * 4  # 4 rows, 4 batches
+
+    def refuse(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append("refused")
+        raise OSError(errno.EINVAL, "not here")
+
+    calls.clear()
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    assert export_with(1, "refused") == plain
+    assert calls == ["sync", "refused"]  # tried once, then left alone
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    with pytest.raises(ExportFailed, match="Input/output error"):
+        export_with(1, "broken")
+    assert not (tmp_path / "broken").exists()
