@@ -19,6 +19,9 @@ project = ui.current_project()
 
 st.title("Data", anchor=False)
 ui.show_flash()
+# The project and report of an import just made: shown once, on the run that selects the project
+# (the sidebar's choice can change only before it is drawn).
+IMPORTED = "data_imported"
 
 
 def show_report(report: ImportReport) -> None:
@@ -34,6 +37,11 @@ def show_report(report: ImportReport) -> None:
     if report.labels_added:
         st.text("Labels added: " + ", ".join(report.labels_added))
 
+
+if IMPORTED in st.session_state:
+    imported, imported_report = st.session_state.pop(IMPORTED)
+    st.success("Imported into " + ui.md_escape(repr(imported)) + ".")
+    show_report(imported_report)
 
 with st.expander("Import a file", expanded=project is None):
     with st.form("upload", clear_on_submit=False):
@@ -64,10 +72,10 @@ with st.expander("Import a file", expanded=project is None):
                     )
                 except ImportFailed as exc:
                     st.error("Nothing was imported. " + ui.md_escape(str(exc)))
-                else:
-                    st.session_state[ui.PENDING_PROJECT] = target.strip()  # on the next run
-                    st.success("Imported into " + ui.md_escape(repr(target.strip())) + ".")
-                    show_report(report)
+                else:  # a run that shows the imported project, its counts and the report
+                    st.session_state[ui.PENDING_PROJECT] = target.strip()
+                    st.session_state[IMPORTED] = (target.strip(), report)
+                    st.rerun()
 
 if project is None:
     st.stop()

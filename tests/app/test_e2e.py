@@ -7,8 +7,8 @@ model as a zip and a CSV export, and asks the worker for the model's predictions
 unlabelled texts and downloads them; then, as an annotator, answers with a label renamed
 meanwhile, changes it in "Your last answers" and answers the next text with the keys, and
 is signed out at the next answer once disabled. A copy of the session cookie
-taken before signing out does not sign in afterwards. Screenshots of every page land
-in ``test-output/e2e/``.
+taken before signing out does not sign in afterwards. A second test imports files through the
+Data page's form. Screenshots of every page land in ``test-output/e2e/``.
 """
 
 from __future__ import annotations
@@ -286,3 +286,51 @@ def test_label_undo_train_export_in_a_real_browser(running_app, settings):
     assert {r["text"] for r in predictions}.isdisjoint(r["text"] for r in exported)
     assert all(r["label"] == "" and r["predicted"] in labels and r["model_version"] == "1"
                for r in predictions)
+
+
+def test_import_from_the_web_form_in_a_real_browser(running_app, settings, tmp_path):
+    """An admin imports a file into a new project from the Data page: the page then shows that
+    project, its counts and the report; a file with a bad line imports nothing and names it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _, _ = running_app
+    good, bad = tmp_path / "fresh.jsonl", tmp_path / "broken.jsonl"
+    good.write_text('{"text": "one apple"}\n{"text": "<b>two</b> [cars](http://x)"}\n'
+                    '{"text": "three", "label": "fruit"}\n', encoding="utf-8")
+    bad.write_text('{"text": "fine"}\n{"text": \n', encoding="utf-8")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.get_by_label("Name", exact=True).fill("e2e")
+        page.get_by_label("Password", exact=True).fill("e2e-password")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("link", name="Data").click()
+        expect(page.get_by_text("texts labelled;")).to_contain_text("of 60 texts labelled")
+
+        def upload(path: Path, project: str) -> None:
+            form = page.get_by_test_id("stExpander").filter(has_text="Import a file")
+            if not form.get_by_role("textbox", name="Project").is_visible():
+                form.get_by_text("Import a file").click()  # collapsed while a project is open
+            form.locator('input[type="file"]').set_input_files(str(path))
+            form.get_by_role("textbox", name="Project").fill(project)
+            form.get_by_role("textbox", name="Label column (optional)").fill("label")
+            form.get_by_role("button", name="Import").click()
+
+        upload(bad, "never")
+        expect(page.get_by_text("Nothing was imported.")).to_contain_text("line 2")
+        upload(good, "fresh")
+        expect(page.get_by_text("Imported into 'fresh'.")).to_be_visible()
+        expect(page.get_by_text("Accepted")).to_contain_text("Accepted 3 of 3 rows")
+        # the page is the new project's now, not the one it was on before the import
+        expect(page.get_by_text("texts labelled;")).to_contain_text(
+            "1 of 3 texts labelled; 1 annotations.")
+        assert "project=fresh" in page.url
+        assert page.locator("b", has_text="two").count() == 0  # a text is never HTML
+        page.screenshot(path=str(SHOTS / "5-imported.png"), full_page=True)
+        browser.close()
+    with read_unit(settings) as session:
+        assert session.scalar(select(func.count()).select_from(Annotation)) == 1
