@@ -34,6 +34,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -94,6 +95,22 @@ _IDLE = """() => document.querySelector('[data-testid="stApp"]')?.dataset.testSc
 """Streamlit's run is over and a button has the key 1."""
 
 
+def signed_in_page(pw: Any, url: str, name: str, password: str) -> tuple[Any, Any]:
+    """A headless Chromium (``pw``: Playwright's sync API) on the app at ``url``, signed in as
+    ``name``; returns the browser (to close) and its page."""
+    browser = pw.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    return browser, page
+
+
 def _answers(url: str, n_answers: int, pause_s: float) -> tuple[list[float], int]:
     """Sign in and answer ``n_answers`` texts with the key 1: each answer's wait in ms, and
     how many presses were lost (no new text within ``LOST_AFTER_S``; pressed again)."""
@@ -102,16 +119,7 @@ def _answers(url: str, n_answers: int, pause_s: float) -> tuple[list[float], int
 
     waits, lost = [], 0
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        page.get_by_label("Name", exact=True).fill("bench")
-        page.get_by_label("Password", exact=True).fill("bench-password")
-        page.get_by_role("button", name="Sign in").click()
+        browser, page = signed_in_page(pw, url, "bench", "bench-password")
         shown = page.locator(".st-key-item-text").get_by_test_id("stText")
         expect(shown).to_be_visible()
         for _ in range(n_answers):

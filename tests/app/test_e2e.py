@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import exists, func, select
 
 from app.cli import streamlit_command
-from bench.bench_keyboard import CHROMIUM, free_port, wait_http
+from bench.bench_keyboard import CHROMIUM, free_port, signed_in_page, wait_http
 from db.engine import read_unit, write_unit
 from db.models import Annotation, Annotator, Label, QueueItem, Role
 from db.projects import rename_label
@@ -300,14 +300,7 @@ def test_import_from_the_web_form_in_a_real_browser(running_app, settings, tmp_p
     bad.write_text('{"text": "fine"}\n{"text": \n', encoding="utf-8")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        page.get_by_label("Name", exact=True).fill("e2e")
-        page.get_by_label("Password", exact=True).fill("e2e-password")
-        page.get_by_role("button", name="Sign in").click()
+        browser, page = signed_in_page(pw, url, "e2e", "e2e-password")
         page.get_by_role("link", name="Data").click()
         expect(page.get_by_text("texts labelled;")).to_contain_text("of 60 texts labelled")
 
