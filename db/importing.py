@@ -555,7 +555,7 @@ def _csv_records(
     _allow_large_fields()
     reader = csv.reader(_lines(source.chunks(), universal=True), delimiter=delimiter, strict=True)
     header, header_line = _csv_header(reader, source)
-    _check_columns(header, header_line, source.name, options)
+    _check_columns(header, f" in the header (line {header_line})", source.name, options)
     width = len(header)
     start = reader.line_num + 1
     while True:
@@ -595,7 +595,9 @@ def _csv_header(reader: Any, source: _Source) -> tuple[list[str], int]:
     return header, line
 
 
-def _check_columns(header: list[str], line: int, name: str, options: _Options) -> None:
+def _check_columns(header: list[str], where: str, name: str, options: _Options) -> None:
+    """Raise unless ``header`` holds the columns ``options`` name; ``where`` says where the
+    header was read (" in the header (line 1)")."""
     wanted = [
         ("text", options.text_field),
         ("label", options.label_field),
@@ -605,7 +607,7 @@ def _check_columns(header: list[str], line: int, name: str, options: _Options) -
         if column is not None and column not in header:
             found = ", ".join(repr(c) for c in header)
             raise ImportFailed(
-                f"{name}: no {role} column {column!r} in the header (line {line}). "
+                f"{name}: no {role} column {column!r}{where}. "
                 f"Columns found: {found}."
             )
 
@@ -669,13 +671,7 @@ def _parquet_records(source: _Source, options: _Options) -> Iterator[_Record | R
         parquet = pq.ParquetFile(source.stream)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise ImportFailed(f"{source.name}: not a readable Parquet file ({exc}).") from None
-    columns = parquet.schema_arrow.names
-    for role, column in (("text", options.text_field), ("label", options.label_field),
-                         ("reference label", options.reference_field)):
-        if column is not None and column not in columns:
-            found = ", ".join(repr(c) for c in columns)
-            raise ImportFailed(f"{source.name}: no {role} column {column!r}. "
-                               f"Columns found: {found}.")
+    _check_columns(parquet.schema_arrow.names, "", source.name, options)
     number = 0
     for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
         source.bytes_read += batch.nbytes  # not empty: "no rows" says so rightly

@@ -202,10 +202,10 @@ def _scoring_caption(scoring: dict) -> str:
     return ui.md_escape(text + ".")
 
 
-st.session_state[SHOWN_VERSION] = _newest()
+versions = list_versions(settings, project.id)
+st.session_state[SHOWN_VERSION] = (project.id, versions[-1].version if versions else None)
 live()
 
-versions = list_versions(settings, project.id)
 runs = list_runs(settings, project.id, limit=30)
 if not versions:
     st.info("No model yet. The first round starts once every label has "
